@@ -1,0 +1,29 @@
+"""kronos-registry: load and serve Kronos candlestick models, verified, online or offline.
+
+    from kronos_registry import load_predictor
+    predictor = load_predictor("kronos-small")
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# Imported on first use: `import kronos_registry` stays cheap (no torch) for the CLI's help.
+_LAZY = {
+    "KronosTokenizer": "kronos_registry.model",
+    "Kronos": "kronos_registry.model",
+    "KronosPredictor": "kronos_registry.predictor",
+    "load_predictor": "kronos_registry.api",
+    "Registry": "kronos_registry.api",
+    "PredictorCache": "kronos_registry.api",
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'kronos_registry' has no attribute {name!r}")

@@ -1,0 +1,222 @@
+"""The error hierarchy of the registry engine.
+
+Every error a user can cause or meet carries the data a caller needs (file, field, entry,
+endpoint, ...) and a hint that says what to do. The CLI maps each class to its own exit
+code (``exit_code``) and prints ``str(error)``: one short paragraph, no traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import attrs
+
+
+@attrs.frozen
+class Location:
+    """A place in a registry file: 1-based line and column (0 when unknown)."""
+
+    path: str
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        if self.line:
+            return f"{self.path}:{self.line}:{self.column}"
+        return self.path
+
+
+@attrs.frozen
+class Problem:
+    """One thing wrong with a file, a field or an artifact.
+
+    ``file`` is the file the problem is in (a registry file, ``config.json``, a weights file),
+    ``field`` the key or tensor name, ``message`` what is wrong and ``hint`` how to fix it.
+    ``severity`` is ``"error"`` (blocks publishing or loading) or ``"warning"`` (reported only).
+    """
+
+    message: str
+    file: str | None = None
+    field: str | None = None
+    hint: str | None = None
+    severity: str = attrs.field(default="error", validator=attrs.validators.in_(("error", "warning")))
+    location: Location | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+    def __str__(self) -> str:
+        where = str(self.location) if self.location else (self.file or "")
+        parts = [where] if where else []
+        if self.field:
+            parts.append(f"'{self.field}'")
+        head = ": ".join(parts)
+        text = f"{head}: {self.message}" if head else self.message
+        if self.severity == "warning":
+            text = f"warning: {text}"
+        if self.hint:
+            text += f" Fix: {self.hint}"
+        return text
+
+
+class RegistryError(Exception):
+    """Base class: a failure the user can understand and act on."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\nhint: {self.hint}"
+        return self.message
+
+
+def _problem_lines(problems: Iterable[Problem]) -> str:
+    return "\n".join(f"  - {p}" for p in problems)
+
+
+class RegistryFileError(RegistryError):
+    """The registry file (models.yaml) is unreadable or invalid. Carries every problem found."""
+
+    exit_code = 3
+
+    def __init__(self, path: str, problems: Sequence[Problem]):
+        self.path = str(path)
+        self.problems = list(problems)
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(
+            f"registry file {self.path} has {count} {noun}:\n{_problem_lines(self.problems)}",
+            hint=f"edit {self.path} and run `kronos-registry validate` to check it again",
+        )
+
+
+class UnknownEntryError(RegistryError):
+    """No entry of that name in the registry."""
+
+    exit_code = 4
+
+    def __init__(self, name: str, suggestions: Sequence[str] = (), registry_path: str | None = None):
+        self.name = name
+        self.suggestions = list(suggestions)
+        self.registry_path = registry_path
+        where = f" in {registry_path}" if registry_path else ""
+        hint = "run `kronos-registry list` to see the entries"
+        if self.suggestions:
+            hint = "did you mean " + " or ".join(f"'{s}'" for s in self.suggestions) + "? " + hint
+        super().__init__(f"no entry named '{name}'{where}", hint=hint)
+
+
+class UnavailableEntryError(RegistryError):
+    """The entry exists but is marked ``available: false``."""
+
+    exit_code = 4
+
+    def __init__(self, name: str, reason: str | None, alternatives: Sequence[str] = ()):
+        self.name = name
+        self.reason = reason
+        self.alternatives = list(alternatives)
+        hint = None
+        if self.alternatives:
+            hint = "use one of the available entries: " + ", ".join(self.alternatives)
+        super().__init__(
+            f"'{name}' is not available: {reason or 'the registry marks it available: false'}", hint=hint
+        )
+
+
+class SourceError(RegistryError):
+    """A source could not be reached or does not hold what the entry names."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, *, source: str | None = None, endpoints: Sequence[str] = (),
+                 hint: str | None = None):
+        self.source = source
+        self.endpoints = list(endpoints)
+        super().__init__(message, hint=hint)
+
+
+class NetworkError(SourceError):
+    """Every endpoint tried failed to answer (refused, timed out, cut off)."""
+
+
+class RepoNotFoundError(SourceError):
+    """The endpoint answered, but has no such repository."""
+
+
+class RevisionNotFoundError(SourceError):
+    """The repository exists, but not at that revision."""
+
+
+class FileNotInSourceError(SourceError):
+    """The repository or folder lacks a file the entry needs."""
+
+
+class VerificationError(RegistryError):
+    """An artifact failed verification. Carries every problem found, warnings included."""
+
+    exit_code = 6
+
+    def __init__(self, artifact: str, problems: Sequence[Problem], *, hint: str | None = None):
+        self.artifact = artifact
+        self.problems = list(problems)
+        errors = [p for p in self.problems if p.is_error]
+        count = len(errors)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(
+            f"{artifact} failed verification ({count} {noun}):\n{_problem_lines(self.problems)}",
+            hint=hint or "nothing was written to the store; fix the files or the entry and sync again",
+        )
+
+
+class NotSyncedError(RegistryError):
+    """The artifact is not in the store and may not be fetched now (offline)."""
+
+    exit_code = 7
+
+    def __init__(self, name: str, store_root: str, *, reason: str | None = None):
+        self.name = name
+        self.store_root = store_root
+        why = f" ({reason})" if reason else ""
+        super().__init__(
+            f"'{name}' is not in the store at {store_root}{why}",
+            hint=(
+                f"run `kronos-registry sync {name}` on a machine with network access, or carry it here "
+                f"with `kronos-registry export {name} -o bundle.tar` there and "
+                "`kronos-registry import bundle.tar` here"
+            ),
+        )
+
+
+class LockTimeoutError(RegistryError):
+    """Another process held the artifact's lock for longer than the timeout."""
+
+    exit_code = 8
+
+    def __init__(self, artifact: str, lock_path: str, timeout: float):
+        self.artifact = artifact
+        self.lock_path = lock_path
+        self.timeout = timeout
+        super().__init__(
+            f"gave up after {timeout:g} s waiting for another process to finish with {artifact} "
+            f"(lock {lock_path})",
+            hint="wait for the other sync to end and retry; if no other process runs, "
+            "`kronos-registry gc` removes stale locks",
+        )
+
+
+class InputDataError(RegistryError):
+    """User data (a candle CSV, a bundle, an argument) is malformed."""
+
+    exit_code = 9
+
+    def __init__(self, message: str, *, path: str | None = None, field: str | None = None,
+                 hint: str | None = None):
+        self.path = path
+        self.field = field
+        super().__init__(message, hint=hint)
