@@ -129,6 +129,21 @@ class UnavailableEntryError(RegistryError):
         )
 
 
+class EntryKindError(RegistryError):
+    """The entry exists but is of the wrong kind for the request (a tokenizer asked to predict)."""
+
+    exit_code = 4
+
+    def __init__(self, name: str, kind: str, wanted: str, alternatives: Sequence[str] = ()):
+        self.name = name
+        self.kind = kind
+        self.wanted = wanted
+        hint = f"name a {wanted} entry"
+        if alternatives:
+            hint += ", e.g. " + ", ".join(f"'{a}'" for a in alternatives)
+        super().__init__(f"'{name}' is a {kind}, not a {wanted}", hint=hint)
+
+
 class SourceError(RegistryError):
     """A source could not be reached or does not hold what the entry names."""
 

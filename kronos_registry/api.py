@@ -1,0 +1,146 @@
+"""The Python API: load a Kronos predictor by name, verified, online or offline.
+
+    from kronos_registry import load_predictor
+    predictor = load_predictor("kronos-small")          # syncs on first use when online
+    forecast = predictor.predict(df, x_ts, y_ts, pred_len=24)
+
+``Registry`` is for programs that manage the store themselves; ``PredictorCache`` serves
+applications that switch models at run time (one load per entry and device, thread-safe).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import Counter, OrderedDict
+from pathlib import Path
+from typing import Mapping
+
+from registry.errors import EntryKindError
+from registry.loader import Loader, SyncResult
+from registry.sources import Endpoints, is_offline
+from registry.spec import Entry, RegistrySpec, load_registry
+from registry.store import Store, default_store_root
+
+from .checks import CONFIG_FILE, PICKLE_FILE, SAFETENSORS_FILE, kronos_checks, load_pickle_weights
+
+PACKAGED_REGISTRY = Path(__file__).with_name("models.yaml")
+
+
+class Registry:
+    """A registry file, a store and the loader between them, with Kronos checks plugged in.
+
+    ``registry`` is a models.yaml path (else ``$KRONOS_REGISTRY_FILE``, ``./models.yaml``, the
+    packaged file); ``store`` a folder (else ``$KRONOS_REGISTRY_HOME``, the XDG cache);
+    ``offline`` forbids every network call (else ``KRONOS_REGISTRY_OFFLINE``/``HF_HUB_OFFLINE``).
+    """
+
+    def __init__(self, registry: str | os.PathLike | None = None, store: str | os.PathLike | None = None, *,
+                 offline: bool | None = None, env: Mapping[str, str] | None = None, progress: bool = False,
+                 lock_timeout: float | None = None, on_wait=None):
+        env = os.environ if env is None else env
+        self.spec: RegistrySpec = load_registry(registry, default_path=PACKAGED_REGISTRY, env=env)
+        self.store = Store(default_store_root(store, env))
+        self.offline = is_offline(offline, env)
+        self.endpoints = Endpoints.from_settings(self.spec.endpoint, self.spec.mirrors, env)
+        timeout = lock_timeout if lock_timeout is not None else float(env.get("KRONOS_REGISTRY_LOCK_TIMEOUT", 600))
+        self.loader = Loader(self.spec, self.store, checks=kronos_checks, offline=self.offline,
+                             endpoints=self.endpoints, lock_timeout=timeout, progress=progress,
+                             on_wait=on_wait, env=env)
+
+    def entries(self) -> list[Entry]:
+        return self.spec.entries()
+
+    def get(self, name: str) -> Entry:
+        return self.spec.get(name)
+
+    def sync(self, name: str, *, force: bool = False) -> SyncResult:
+        return self.loader.sync(name, force=force)
+
+    def verify(self, name: str, *, deep: bool = False):
+        return self.loader.verify(name, deep=deep)
+
+    def status(self, name: str) -> str | None:
+        """The artifact id ``name`` is stored under, or None when not synced (no network)."""
+        return self.loader.status(name)
+
+    def load_predictor(self, name: str, *, device: str | None = None, max_context: int | None = None):
+        """A ready ``KronosPredictor`` for the model entry ``name``, from the store."""
+        from .predictor import KronosPredictor
+
+        entry = self.spec.get_available(name)
+        if entry.kind != "model":
+            models = [e.name for e in self.spec.models.values() if e.tokenizer == name and e.available]
+            raise EntryKindError(name, entry.kind, "model", models)
+        located = self.loader.locate(name)
+        tokenizer = load_module("tokenizer", located.tokenizer.path)
+        model = load_module("model", located.path)
+        return KronosPredictor(model, tokenizer, device=device,
+                               max_context=max_context or entry.context_length or 512)
+
+
+def load_module(role: str, folder: Path):
+    """Build the role's module from a verified store folder and load its weights (strict)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from .model import Kronos, KronosTokenizer
+
+    config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    cls = KronosTokenizer if role == "tokenizer" else Kronos
+    with torch.device("meta"):
+        module = cls(**config)
+    weights = folder / SAFETENSORS_FILE
+    state = load_file(str(weights)) if weights.is_file() else load_pickle_weights(folder / PICKLE_FILE)
+    # assign=True adopts the loaded tensors instead of copying into fresh ones: no second copy.
+    module.load_state_dict(state, strict=True, assign=True)
+    return module.eval()
+
+
+def load_predictor(name: str, *, device: str | None = None, registry: str | os.PathLike | None = None,
+                   store: str | os.PathLike | None = None, offline: bool | None = None,
+                   max_context: int | None = None):
+    """Load the Kronos predictor registered as ``name`` (see ``Registry`` for the arguments)."""
+    return Registry(registry, store, offline=offline).load_predictor(name, device=device, max_context=max_context)
+
+
+class PredictorCache:
+    """A bounded, thread-safe cache of predictors keyed by entry, device and context.
+
+    Concurrent requests for the same key load it once; the others wait for that load.
+    ``loads`` counts the loads per key (what a test or a metrics endpoint wants to see).
+    """
+
+    def __init__(self, registry: Registry | None = None, *, max_size: int = 3):
+        if max_size < 1:
+            raise ValueError("max_size must be at least 1")
+        self.registry = registry or Registry()
+        self.max_size = max_size
+        self.loads: Counter = Counter()
+        self._predictors: OrderedDict = OrderedDict()
+        self._key_locks: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, *, device: str | None = None, max_context: int | None = None):
+        key = (name, device, max_context)
+        with self._lock:
+            if key in self._predictors:
+                self._predictors.move_to_end(key)
+                return self._predictors[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._predictors:
+                    return self._predictors[key]
+            predictor = self.registry.load_predictor(name, device=device, max_context=max_context)
+            with self._lock:
+                self.loads[key] += 1
+                self._predictors[key] = predictor
+                while len(self._predictors) > self.max_size:
+                    self._predictors.popitem(last=False)
+        return predictor
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._predictors)

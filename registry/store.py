@@ -1,0 +1,691 @@
+"""The local store: verified, immutable artifacts published with one atomic rename.
+
+Layout under the store root::
+
+    objects/<artifact-id>/     published artifacts, each with MANIFEST.json; never modified
+    staging/<artifact-id>/     downloads in progress (same filesystem, so publish is a rename,
+                               and a fixed name per artifact, so an interrupted download resumes)
+    locks/<artifact-id>.lock   one filelock per artifact: N processes fetch it once
+    refs/<entry-name>.json     which artifact an entry name points at, and at what revision
+    trash/                     objects being deleted (renamed here first, then removed)
+
+A reader only ever looks under ``objects/``; a folder appears there complete, with its
+manifest, or not at all, whatever moment a writer is killed at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping
+
+import attrs
+import filelock
+
+from .checks import sha256_file
+from .errors import InputDataError, LockTimeoutError, Problem, VerificationError
+
+MANIFEST_NAME = "MANIFEST.json"
+MANIFEST_SCHEMA = 1
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+# Secrets that must never land in a manifest or ref, whatever a caller passes in.
+_TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# A temp ref file younger than this may belong to a writer still running.
+_STALE_TEMP_S = 3600.0
+
+
+def default_store_root(explicit: str | os.PathLike | None = None, env: Mapping[str, str] = os.environ) -> Path:
+    """``--store`` > ``$KRONOS_REGISTRY_HOME`` > ``$XDG_CACHE_HOME/kronos-registry`` > ``~/.cache/...``."""
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    if env.get("KRONOS_REGISTRY_HOME"):
+        return Path(env["KRONOS_REGISTRY_HOME"]).expanduser().absolute()
+    if env.get("XDG_CACHE_HOME"):
+        return Path(env["XDG_CACHE_HOME"]).expanduser().absolute() / "kronos-registry"
+    home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+    return home / ".cache" / "kronos-registry"
+
+
+def tool_version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return f"kronos-registry {version('kronos-registry')}"
+        except PackageNotFoundError:
+            pass
+    except ImportError:  # pragma: no cover - stdlib on every supported Python
+        pass
+    return "kronos-registry 0+unknown"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --- artifact ids -----------------------------------------------------------------------------
+
+def validate_id(artifact_id: str) -> str:
+    """An artifact id is one safe folder name: no separators, no '..', no leading dot."""
+    if not isinstance(artifact_id, str) or not _ID_RE.match(artifact_id) or ".." in artifact_id:
+        raise InputDataError(
+            f"'{artifact_id}' is not a valid artifact id", field="artifact_id",
+            hint="artifact ids look like hf--ORG--REPO--<commit> or local--NAME--<digest>; "
+            "list them with `kronos-registry list`",
+        )
+    return artifact_id
+
+
+def safe_component(text: str) -> str:
+    """``text`` made safe as a folder or file name; a short hash keeps rewritten names distinct."""
+    cleaned = _UNSAFE_CHARS.sub("_", text).strip("._") or "_"
+    cleaned = cleaned.replace("..", "_")
+    if cleaned != text:
+        cleaned += "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return cleaned
+
+
+def hf_artifact_id(repo_id: str, commit: str, repo_type: str = "model") -> str:
+    """Deterministic per repo and commit, so one repo shared by several entries is stored once."""
+    prefix = "hf" if repo_type == "model" else f"hf-{safe_component(repo_type)}"
+    parts = [safe_component(part) for part in repo_id.split("/")]
+    return validate_id("--".join([prefix, *parts, safe_component(commit)]))
+
+
+def content_digest(hashes: Mapping[str, str]) -> str:
+    """A digest over file names and their sha256: equal content, equal digest."""
+    digest = hashlib.sha256()
+    for name in sorted(hashes):
+        digest.update(f"{name}\0{hashes[name].lower()}\n".encode())
+    return digest.hexdigest()
+
+
+def local_artifact_id(entry_name: str, hashes: Mapping[str, str]) -> str:
+    """Content-addressed: a local folder whose files change gets a new id."""
+    return validate_id(f"local--{safe_component(entry_name)}--{content_digest(hashes)[:16]}")
+
+
+# --- manifest and refs ------------------------------------------------------------------------
+
+@attrs.frozen
+class FileRecord:
+    name: str
+    size: int
+    sha256: str
+
+
+@attrs.frozen
+class Manifest:
+    """What a published artifact holds and where it came from (``objects/<id>/MANIFEST.json``)."""
+
+    artifact_id: str
+    kind: str
+    entry: str
+    source: str
+    resolved_revision: str | None
+    files: tuple[FileRecord, ...]
+    checks: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    endpoint: str | None = None
+    tool: str = attrs.field(factory=tool_version)
+    created_at: str = attrs.field(factory=utc_now)
+    schema: int = MANIFEST_SCHEMA
+
+    def file(self, name: str) -> FileRecord | None:
+        return next((record for record in self.files if record.name == name), None)
+
+    @property
+    def total_size(self) -> int:
+        return sum(record.size for record in self.files)
+
+    def to_json(self) -> str:
+        data = attrs.asdict(self, recurse=True)
+        data["files"] = [attrs.asdict(record) for record in self.files]
+        return _redact(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_json(cls, text: str) -> "Manifest":
+        """Parse a manifest; ``ValueError`` says what is wrong when it is not one."""
+        try:
+            data = json.loads(text)
+            files = tuple(FileRecord(str(f["name"]), int(f["size"]), str(f["sha256"])) for f in data["files"])
+            return cls(
+                artifact_id=str(data["artifact_id"]), kind=str(data["kind"]), entry=str(data["entry"]),
+                source=str(data["source"]), resolved_revision=data.get("resolved_revision"), files=files,
+                checks=tuple(data.get("checks", ())), warnings=tuple(data.get("warnings", ())),
+                endpoint=data.get("endpoint"), tool=str(data.get("tool", "")),
+                created_at=str(data.get("created_at", "")), schema=int(data.get("schema", MANIFEST_SCHEMA)),
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a valid manifest ({type(exc).__name__}: {exc})") from None
+
+
+@attrs.frozen
+class Ref:
+    """An entry name's pointer into the store.
+
+    ``fingerprint`` (local sources only) holds each source file's (name, size, mtime_ns) at
+    sync time, so a cheap look-up can tell that the folder changed since without hashing it.
+    """
+
+    entry: str
+    artifact_id: str
+    source: str
+    resolved_revision: str | None = None
+    fingerprint: tuple[tuple[str, int, int], ...] | None = None
+    updated_at: str = attrs.field(factory=utc_now)
+
+    def to_json(self) -> str:
+        data = attrs.asdict(self)
+        if self.fingerprint is not None:
+            data["fingerprint"] = [list(item) for item in self.fingerprint]
+        return _redact(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_json(cls, text: str) -> "Ref":
+        data = json.loads(text)
+        fingerprint = data.get("fingerprint")
+        return cls(
+            entry=str(data["entry"]), artifact_id=validate_id(data["artifact_id"]), source=str(data["source"]),
+            resolved_revision=data.get("resolved_revision"),
+            fingerprint=None if fingerprint is None else tuple((str(n), int(s), int(m)) for n, s, m in fingerprint),
+            updated_at=str(data.get("updated_at", "")),
+        )
+
+    def same_target(self, other: "Ref") -> bool:
+        return attrs.evolve(self, updated_at="") == attrs.evolve(other, updated_at="")
+
+
+def _redact(text: str) -> str:
+    """Belt and braces: a token from the environment never reaches a file we write."""
+    for var in _TOKEN_VARS:
+        token = os.environ.get(var)
+        if token and len(token) >= 8:
+            text = text.replace(token, "<redacted>")
+    return text
+
+
+@attrs.frozen
+class LockWait:
+    """Passed to ``on_wait`` once when a lock is busy: what we wait for, and for how long."""
+
+    artifact_id: str
+    lock_path: Path
+    timeout: float | None
+    entry: str | None = None
+
+
+@attrs.frozen
+class GcResult:
+    objects: tuple[str, ...] = ()
+    staging: tuple[str, ...] = ()
+    trash: tuple[str, ...] = ()
+    locks: tuple[str, ...] = ()
+    refs: tuple[str, ...] = ()
+    temp_files: tuple[str, ...] = ()
+
+    @property
+    def removed_anything(self) -> bool:
+        return any(attrs.astuple(self))
+
+
+# --- filesystem helpers -----------------------------------------------------------------------
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # some platforms cannot open directories; the rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so a reader sees the old or the new content, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+def list_files(folder: Path) -> list[str]:
+    """Every entry below ``folder`` that is not a directory, as sorted relative posix names."""
+    names = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        base = Path(dirpath).relative_to(folder)
+        # A link to a directory shows in dirnames; count it as a (foreign) file, never follow it.
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        for name in [*filenames, *links]:
+            names.append((base / name).as_posix())
+    return sorted(names)
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _lock_unlink_is_safe() -> bool:
+    """Whether filelock copes with a lock file unlinked by its previous holder.
+
+    filelock 4.3+ re-checks, after ``flock`` succeeds, that the inode it locked still has a
+    name (and retries otherwise); older versions could then let two holders in. Only where
+    it is safe do we tidy lock files away.
+    """
+    try:
+        major, minor = (int(part) for part in filelock.__version__.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (4, 3)
+
+
+# --- the store --------------------------------------------------------------------------------
+
+class Store:
+    """A folder of verified artifacts (see the module docstring for the layout)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser().absolute()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.root / "objects"
+
+    @property
+    def staging_root(self) -> Path:
+        return self.root / "staging"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.root / "locks"
+
+    @property
+    def refs_dir(self) -> Path:
+        return self.root / "refs"
+
+    @property
+    def trash_dir(self) -> Path:
+        return self.root / "trash"
+
+    # objects ------------------------------------------------------------------------------
+
+    def object_dir(self, artifact_id: str) -> Path:
+        return self.objects_dir / validate_id(artifact_id)
+
+    def has(self, artifact_id: str) -> bool:
+        """Published (a manifest is the last thing written before the rename)."""
+        return (self.object_dir(artifact_id) / MANIFEST_NAME).is_file()
+
+    def list_artifacts(self) -> list[str]:
+        if not self.objects_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.objects_dir.iterdir() if p.is_dir() and _ID_RE.match(p.name))
+
+    def read_manifest(self, artifact_id: str) -> Manifest:
+        """The artifact's manifest; ``VerificationError`` when it is missing or unreadable."""
+        path = self.object_dir(artifact_id) / MANIFEST_NAME
+        try:
+            return Manifest.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise VerificationError(artifact_id, [self._manifest_problem(artifact_id, exc)]) from None
+
+    def _manifest_problem(self, artifact_id: str, exc: Exception) -> Problem:
+        missing = isinstance(exc, FileNotFoundError)
+        return Problem(
+            f"{MANIFEST_NAME} is {'missing' if missing else 'unreadable'} in {self.object_dir(artifact_id)}"
+            + ("" if missing else f": {exc}"),
+            file=MANIFEST_NAME,
+            hint=f"remove the artifact (`kronos-registry rm`, or delete {self.object_dir(artifact_id)}) "
+            "and sync it again",
+        )
+
+    def check(self, artifact_id: str, deep: bool = False) -> list[Problem]:
+        """Problems with a published artifact: cheap (manifest, names, sizes) or deep (re-hash)."""
+        folder = self.object_dir(artifact_id)
+        if not folder.is_dir():
+            return [Problem(f"{artifact_id} is not in the store at {self.root}", file=str(folder),
+                            hint="sync the entry that names it")]
+        try:
+            manifest = Manifest.from_json((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            return [self._manifest_problem(artifact_id, exc)]
+        hint = (f"the stored copy of {artifact_id} is damaged; sync its entry again to repair it "
+                "(or `kronos-registry rm` it)")
+        problems = []
+        if manifest.artifact_id != artifact_id:
+            problems.append(Problem(f"manifest names {manifest.artifact_id}, not {artifact_id}",
+                                    file=MANIFEST_NAME, field="artifact_id", hint=hint))
+        present = set(list_files(folder)) - {MANIFEST_NAME}
+        for record in manifest.files:
+            problems.extend(self._check_file(folder, record, record.name in present, deep, hint))
+        for extra in sorted(present - {record.name for record in manifest.files}):
+            problems.append(Problem(f"{extra} is in the artifact folder but not in its manifest",
+                                    file=extra, hint=hint))
+        return problems
+
+    @staticmethod
+    def _check_file(folder: Path, record: FileRecord, present: bool, deep: bool, hint: str) -> Iterator[Problem]:
+        path = folder / record.name
+        if not present:
+            yield Problem(f"{record.name} is listed in the manifest but missing", file=record.name, hint=hint)
+            return
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            yield Problem(f"{record.name} is not a regular file", file=record.name, hint=hint)
+            return
+        if info.st_size != record.size:
+            yield Problem(f"{record.name} is {info.st_size} bytes, the manifest says {record.size} "
+                          "(truncated or changed)", file=record.name, field="size", hint=hint)
+            return
+        if deep and (actual := sha256_file(path)) != record.sha256:
+            yield Problem(f"{record.name} has sha256 {actual}, the manifest says {record.sha256} "
+                          "(corrupted in place)", file=record.name, field="sha256", hint=hint)
+
+    # locks --------------------------------------------------------------------------------
+
+    def lock_path(self, artifact_id: str) -> Path:
+        return self.locks_dir / f"{validate_id(artifact_id)}.lock"
+
+    @contextlib.contextmanager
+    def lock(self, artifact_id: str, timeout: float | None = 600.0,
+             on_wait: Callable[[LockWait], None] | None = None, *, tidy: bool = True) -> Iterator[Path]:
+        """Hold the artifact's lock; ``LockTimeoutError`` after ``timeout`` s (None: forever).
+
+        ``on_wait`` is called once, before blocking, when another process holds the lock.
+        ``tidy`` removes the lock file on release (where filelock makes that safe), so a sync
+        that changed nothing leaves the store as it found it.
+        """
+        path = self.lock_path(artifact_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(path))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            if on_wait is not None:
+                on_wait(LockWait(artifact_id, path, timeout))
+            try:
+                lock.acquire(timeout=-1 if timeout is None else max(timeout, 0))
+            except filelock.Timeout:
+                raise LockTimeoutError(artifact_id, str(path), -1 if timeout is None else timeout) from None
+        try:
+            yield path
+        finally:
+            # Tidy the lock file away while still holding it (see _lock_unlink_is_safe).
+            if tidy and _lock_unlink_is_safe():
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            lock.release()
+
+    def is_locked(self, artifact_id: str) -> bool:
+        """True when another holder has the lock right now (a snapshot, for reports)."""
+        with self._if_free(artifact_id, dry_run=True) as free:
+            return not free
+
+    # staging and publish ------------------------------------------------------------------
+
+    def staging_dir(self, artifact_id: str) -> Path:
+        return self.staging_root / validate_id(artifact_id)
+
+    def staging(self, artifact_id: str) -> Path:
+        """The artifact's staging folder, created if absent; reused as is to resume a fetch.
+
+        Only touch it while holding the artifact's lock.
+        """
+        path = self.staging_dir(artifact_id)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def discard_staging(self, artifact_id: str) -> None:
+        _remove_tree(self.staging_dir(artifact_id))
+
+    def prune_staging(self, artifact_id: str, keep: Iterable[str]) -> list[str]:
+        """Remove what an earlier, interrupted attempt left beside the files wanted now."""
+        folder = self.staging_dir(artifact_id)
+        wanted = set(keep)
+        removed = []
+        for name in list_files(folder):
+            if name not in wanted:
+                path = folder / name
+                if path.is_dir() and not path.is_symlink():
+                    _remove_tree(path)
+                else:
+                    path.unlink()
+                removed.append(name)
+        for dirpath, _, _ in sorted(os.walk(folder), key=lambda item: -len(item[0])):
+            if Path(dirpath) != folder:
+                with contextlib.suppress(OSError):
+                    os.rmdir(dirpath)  # only succeeds when empty
+        return removed
+
+    def publish(self, artifact_id: str, staging: Path, manifest: Manifest) -> bool:
+        """Write the manifest into ``staging`` and rename it to ``objects/<id>`` in one step.
+
+        Returns False (and discards ``staging``) when the object already exists: the published
+        copy is immutable and wins. Call it while holding the artifact's lock.
+        """
+        target = self.object_dir(artifact_id)
+        if manifest.artifact_id != artifact_id:
+            raise ValueError(f"manifest is for {manifest.artifact_id}, not {artifact_id}")
+        if self.has(artifact_id):
+            _remove_tree(staging)
+            return False
+        (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+        self._make_durable(staging)
+        self.objects_dir.mkdir(parents=True, exist_ok=True)
+        if target.exists():  # a folder without a manifest is debris, never a published object
+            self._to_trash(target)
+        try:
+            os.rename(staging, target)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and self.has(artifact_id):
+                _remove_tree(staging)
+                return False
+            raise
+        _fsync_dir(self.objects_dir)
+        _fsync_dir(staging.parent)
+        return True
+
+    @staticmethod
+    def _make_durable(folder: Path) -> None:
+        """fsync every file and folder, so the rename never publishes data still in flight."""
+        for dirpath, _, filenames in os.walk(folder, topdown=False):
+            for name in filenames:
+                path = Path(dirpath) / name
+                info = path.lstat()
+                if stat.S_ISREG(info.st_mode):
+                    if info.st_mode & stat.S_IWOTH:  # never leave a world-writable file behind
+                        os.chmod(path, info.st_mode & ~stat.S_IWOTH & 0o7777)
+                    _fsync_file(path)
+            _fsync_dir(Path(dirpath))
+
+    # removal and garbage collection ------------------------------------------------------
+
+    def _to_trash(self, path: Path) -> Path:
+        self.trash_dir.mkdir(parents=True, exist_ok=True)
+        aside = self.trash_dir / f"{path.name}.{secrets.token_hex(4)}"
+        os.rename(path, aside)
+        return aside
+
+    def remove(self, artifact_id: str) -> bool:
+        """Delete a published artifact: renamed away first, so no reader sees half a folder."""
+        target = self.object_dir(artifact_id)
+        if not target.exists():
+            return False
+        aside = self._to_trash(target)
+        _fsync_dir(self.objects_dir)
+        _remove_tree(aside)
+        return True
+
+    def gc(self, keep: Iterable[str] = (), *, dry_run: bool = False) -> GcResult:
+        """Remove what nothing needs; returns what was (or, with ``dry_run``, would be) removed.
+
+        Removes objects no ref points at (and not in ``keep``), staging folders and lock files
+        whose lock is free, the trash, refs to missing objects and stale temp files. Anything
+        locked by a running sync is left alone.
+        """
+        keep = set(keep)
+        return GcResult(
+            objects=tuple(a for a in self.list_artifacts() if self._gc_object(a, keep, dry_run)),
+            staging=tuple(p.name for p in self._children(self.staging_root) if self._gc_staging(p, dry_run)),
+            refs=tuple(name for name, ref in self.refs().items() if self._gc_ref(name, ref, dry_run)),
+            trash=tuple(self._gc_trash(dry_run)),
+            locks=tuple(self._gc_locks(dry_run)),
+            temp_files=tuple(self._gc_temp_files(dry_run)),
+        )
+
+    @staticmethod
+    def _children(folder: Path) -> list[Path]:
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+
+    @contextlib.contextmanager
+    def _if_free(self, artifact_id: str, dry_run: bool = False) -> Iterator[bool]:
+        """Hold the lock if nobody else does (yields True), else yield False at once.
+
+        A dry run creates nothing: a lock without a file has no holder.
+        """
+        if dry_run and not self.lock_path(artifact_id).exists():
+            yield True
+            return
+        held = contextlib.ExitStack()
+        try:
+            held.enter_context(self.lock(artifact_id, timeout=0, tidy=not dry_run))
+        except LockTimeoutError:
+            yield False
+            return
+        with held:
+            yield True
+
+    def _gc_object(self, artifact_id: str, keep: set[str], dry_run: bool) -> bool:
+        # Decide under the lock: a sync holds it from publish until its ref is written.
+        with self._if_free(artifact_id, dry_run) as free:
+            referenced = {ref.artifact_id for ref in self.refs().values()} | keep
+            if not free or artifact_id in referenced:
+                return False
+            if not dry_run:
+                self.remove(artifact_id)
+            return True
+
+    def _gc_staging(self, path: Path, dry_run: bool) -> bool:
+        if not _ID_RE.match(path.name):
+            return False
+        with self._if_free(path.name, dry_run) as free:
+            if free and not dry_run:
+                _remove_tree(path)
+            return free
+
+    def _gc_ref(self, entry_name: str, ref: Ref, dry_run: bool) -> bool:
+        with self._if_free(ref.artifact_id, dry_run) as free:
+            if not free or self.has(ref.artifact_id):
+                return False
+            if not dry_run:
+                self.remove_ref(entry_name)
+            return True
+
+    def _gc_trash(self, dry_run: bool) -> list[str]:
+        # Only ever renamed here to be deleted: nothing in the trash is in use.
+        removed = []
+        for path in self._children(self.trash_dir):
+            if not dry_run:
+                _remove_tree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            removed.append(path.name)
+        return removed
+
+    def _gc_locks(self, dry_run: bool) -> list[str]:
+        if not _lock_unlink_is_safe():
+            return []
+        removed = []
+        for path in self._children(self.locks_dir):
+            artifact_id = path.name.removesuffix(".lock")
+            if path.suffix != ".lock" or not _ID_RE.match(artifact_id):
+                continue
+            with self._if_free(artifact_id, dry_run) as free:
+                pass  # releasing a free lock with tidy on removes its file
+            if free:
+                removed.append(path.name)
+        return removed
+
+    def _gc_temp_files(self, dry_run: bool) -> list[str]:
+        removed = []
+        cutoff = time.time() - _STALE_TEMP_S
+        for path in self._children(self.refs_dir):
+            if path.name.startswith(".") and path.name.endswith(".tmp") and path.stat().st_mtime < cutoff:
+                if not dry_run:
+                    path.unlink(missing_ok=True)
+                removed.append(path.name)
+        return removed
+
+    # refs ---------------------------------------------------------------------------------
+
+    def ref_path(self, entry_name: str) -> Path:
+        return self.refs_dir / f"{safe_component(entry_name)}.json"
+
+    def set_ref(self, ref: Ref) -> None:
+        """Point an entry name at an artifact (atomic replace; unchanged refs are not rewritten)."""
+        validate_id(ref.artifact_id)
+        current = self.get_ref(ref.entry)
+        if current is not None and current.same_target(ref):
+            return
+        write_atomic(self.ref_path(ref.entry), ref.to_json())
+
+    def get_ref(self, entry_name: str) -> Ref | None:
+        """The entry's ref, or None when absent or unreadable (an unreadable ref is as good as none)."""
+        try:
+            ref = Ref.from_json(self.ref_path(entry_name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, InputDataError):
+            return None
+        return ref if ref.entry == entry_name else None
+
+    def remove_ref(self, entry_name: str) -> bool:
+        try:
+            self.ref_path(entry_name).unlink()
+        except FileNotFoundError:
+            return False
+        _fsync_dir(self.refs_dir)
+        return True
+
+    def refs(self) -> dict[str, Ref]:
+        """Every readable ref, by entry name."""
+        found = {}
+        for path in self._children(self.refs_dir):
+            if path.suffix != ".json" or path.name.startswith("."):
+                continue
+            try:
+                ref = Ref.from_json(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, InputDataError):
+                continue
+            found[ref.entry] = ref
+        return found
