@@ -20,6 +20,8 @@ s1/s2 heads evaluated at the last position only.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -158,7 +160,7 @@ def generate_tokens(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: to
     E1 = model.embedding.emb_s1.weight
     E2 = model.embedding.emb_s2.weight
     fuse_w, fuse_b = model.embedding.fusion_proj.weight, model.embedding.fusion_proj.bias
-    scale = d ** 0.5
+    scale = math.sqrt(d)
     norm_w = model.norm.weight
     h1_w, h1_b = model.head.proj_s1.weight, model.head.proj_s1.bias
     h2_w, h2_b = model.head.proj_s2.weight, model.head.proj_s2.bias
@@ -220,7 +222,7 @@ def generate_tokens(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: to
                 kl.select(2, p).copy_(qk[:, 1])
                 vl.select(2, p).copy_(qkv[:, 2])
                 y = F.scaled_dot_product_attention(qk[:, 0].unsqueeze(2), kl[:, :, :cur], vl[:, :, :cur])
-                x = x + F.linear(y.view(N, d), Lw["out_w"], Lw["out_b"])
+                x = x + F.linear(y.reshape(N, d), Lw["out_w"], Lw["out_b"])
                 a = F.linear(_rms(x, Lw["norm2"]), Lw["w13"])
                 ff = a.shape[-1] // 2
                 x = x + F.linear(F.silu(a[:, :ff]) * a[:, ff:], Lw["w2"])
@@ -233,7 +235,7 @@ def generate_tokens(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: to
         # s1 from the last position, then s2 given the sampled s1 (dependency-aware layer).
         nxt1 = sample_tokens(F.linear(c_last, h1_w, h1_b), T, top_k, top_p, generator)       # (N, 1)
         q = F.linear(E1[nxt1[:, 0]], cq_w, cq_b).view(N, Hc, 1, hdc)
-        y = F.scaled_dot_product_attention(q, ck[:, :, :n_ctx], cv[:, :, :n_ctx]).view(N, d)
+        y = F.scaled_dot_product_attention(q, ck[:, :, :n_ctx], cv[:, :, :n_ctx]).reshape(N, d)
         x2 = _rms(c_last + F.linear(y, co_w, co_b), cn_w)
         nxt2 = sample_tokens(F.linear(x2, h2_w, h2_b), T, top_k, top_p, generator)
         out1[:, cur] = nxt1[:, 0]

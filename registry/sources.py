@@ -1,6 +1,6 @@
 """Where artifacts come from: ``hf://`` repositories through huggingface_hub, and local folders.
 
-Two steps, both side-effect free for the store:
+Two steps:
 
 - ``resolve`` asks a source what it holds: for a hub repo, the commit a revision points to and
   its file list (asking each endpoint in turn, or, offline, only the Hugging Face cache); for a
@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping, Sequence, TypeVar
@@ -32,6 +34,8 @@ import attrs
 from .errors import (
     FileNotInSourceError,
     NetworkError,
+    NotSyncedError,
+    RegistryError,
     RepoNotFoundError,
     RevisionNotFoundError,
     SourceError,
@@ -162,19 +166,22 @@ def hf_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-class NotInCacheError(SourceError):
-    """Offline, and the Hugging Face cache does not hold the repo, revision or file asked for."""
+class NotInCacheError(SourceError, NotSyncedError):
+    """Offline, and the Hugging Face cache does not hold the repo, revision or file asked for.
+
+    Both a SourceError and a NotSyncedError: offline, "not cached" is "not synced yet", so
+    callers catching either see it, and the CLI gives it the not-synced exit code.
+    """
+
+    exit_code = NotSyncedError.exit_code
 
     def __init__(self, source: HfSource, cache_dir: Path, *, missing: str | None = None):
-        self.repo_id = source.repo_id
-        self.revision = source.revision
-        self.cache_dir = str(cache_dir)
-        self.missing = missing
         what = f"file '{missing}' of {source}" if missing else str(source)
-        super().__init__(
+        # The two parents' __init__ take different arguments: set their data directly.
+        RegistryError.__init__(
+            self,
             f"{what} is not in the Hugging Face cache at {cache_dir} "
             "(offline mode: no network call was made)",
-            source=str(source),
             hint=(
                 "run `kronos-registry sync` where the hub (or a mirror, via HF_ENDPOINT) is "
                 "reachable, without --offline/KRONOS_REGISTRY_OFFLINE/HF_HUB_OFFLINE; or sync on a "
@@ -182,6 +189,12 @@ class NotInCacheError(SourceError):
                 "`kronos-registry import` here; or point HF_HUB_CACHE at a cache that holds it"
             ),
         )
+        self.source = self.name = str(source)
+        self.endpoints = []
+        self.store_root = self.cache_dir = str(cache_dir)
+        self.repo_id = source.repo_id
+        self.revision = source.revision
+        self.missing = missing
 
 
 # --------------------------------------------------------------------------- errors
@@ -440,6 +453,8 @@ def _resolve_online(source: HfSource, endpoints: Endpoints) -> ResolvedSource:
     def ask(endpoint: str):
         try:
             return _model_info(source, endpoint, endpoints)
+        except json.JSONDecodeError as error:  # a captive portal, or a web server that is no hub
+            raise _EndpointDown(f"answered, but not like a Hugging Face hub API ({error})") from None
         except HfHubHTTPError as error:
             status = _status(error)
             if status in (401, 404) or (status is not None and status >= 500):
@@ -484,7 +499,7 @@ def _resolve_cached(source: HfSource, cache_dir: Path) -> ResolvedSource:
     commit = _cached_commit(source, storage)
     snapshot = storage / "snapshots" / commit if commit else None
     if snapshot is None or not snapshot.is_dir():
-        raise _with_data(NotInCacheError(source, cache_dir), endpoints=[])
+        raise NotInCacheError(source, cache_dir)
     # The snapshot lists only the files downloaded before: a partial view of the repo.
     files = tuple(RemoteFile(name=p.relative_to(snapshot).as_posix(), size=p.stat().st_size)
                   for p in _walk_files(snapshot))
@@ -512,7 +527,7 @@ def _place(origin: Path, target: Path) -> Path:
     """Put ``origin``'s bytes at ``target``: hard link when possible, else copy; atomic either way."""
     origin = Path(os.path.realpath(origin))
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
     partial.unlink(missing_ok=True)
     try:
         os.link(origin, partial)
@@ -578,7 +593,7 @@ def _download(resolved: ResolvedSource, name: str, endpoints: Endpoints, cache_d
               progress: bool) -> Path:
     """Download one file into the HF cache from the first endpoint that answers."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 
     source: HfSource = resolved.source
     where = f"{source.repo_id}@{resolved.revision}"
@@ -594,7 +609,10 @@ def _download(resolved: ResolvedSource, name: str, endpoints: Endpoints, cache_d
                 source.repo_id, name, repo_type=source.repo_type, revision=resolved.revision,
                 cache_dir=cache_dir, endpoint=endpoint, token=endpoints.token,
                 etag_timeout=endpoints.timeout, **_download_kwargs(progress)))
-        except EntryNotFoundError:
+        except LocalEntryNotFoundError as error:
+            # huggingface_hub's own request failed after our probe passed: the endpoint went away.
+            raise _EndpointDown(f"download failed: {error}") from None
+        except EntryNotFoundError:  # the hub answered 404 for this file
             raise _missing_file_error(resolved, name, f"{where} at {endpoint}") from None
         except HfHubHTTPError as error:
             raise _with_data(SourceError(

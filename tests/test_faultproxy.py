@@ -112,6 +112,8 @@ def fetch(proxy, path="/blob", *, headers=None, timeout=5.0, conn=None, method="
         status = resp.status
         while chunk := resp.read(65536):
             got += chunk
+        if resp.length:  # read(amt) reports a short body as a quiet end of data
+            raise http.client.IncompleteRead(b"", resp.length)
         return status, bytes(got), None
     except (http.client.HTTPException, OSError) as exc:
         partial = getattr(exc, "partial", b"")  # IncompleteRead keeps the last short read

@@ -235,7 +235,10 @@ def _body_framing(headers: dict) -> tuple:
 
 
 class _Abort(Exception):
-    """The connection must end now (a fault fired, a peer vanished or the proxy closes)."""
+    """The connection must end now (a fault fired, a peer vanished or the proxy closes).
+
+    ``args[0]``, when given, is how many bytes of the last send never left.
+    """
 
 
 class _Connection:
@@ -508,18 +511,38 @@ class FaultProxy:
         raise _Abort
 
     def _send_all(self, sock: socket.socket, data: bytes) -> None:
-        """Send everything; plain ``sendall`` could time out with an unknown part sent."""
+        """Send everything, or raise _Abort carrying how many bytes were not sent.
+
+        Plain ``sendall`` could time out with an unknown part sent; ``send`` either sends
+        some bytes and says how many, or raises having sent none.
+        """
         view = memoryview(data)
         while view:
             if self._stop.is_set():
-                raise _Abort
+                raise _Abort(len(view))
             try:
                 sent = sock.send(view)
             except socket.timeout:
                 continue
             except OSError as exc:
-                raise _Abort from exc
+                raise _Abort(len(view)) from exc
             view = view[sent:]
+
+    def _deliver(self, conn: _Connection, exchange: Exchange, data: bytes, *, body: bool,
+                 completes: bool = False) -> None:
+        """Send response bytes to the client and account for them.
+
+        Counts go up before the send, so a client that has read a whole response never
+        looks at a stale count; bytes that could not be sent are taken back afterwards.
+        """
+        self._count(exchange, len(data), body=body)
+        exchange.complete = completes
+        try:
+            self._send_all(conn.client, data)
+        except _Abort as abort:
+            self._count(exchange, -abort.args[0], body=body)
+            exchange.complete = False
+            raise
 
     # ----------------------------------------------------------------- client -> upstream
 
@@ -551,14 +574,14 @@ class FaultProxy:
             data = self._recv(conn.upstream)
             if not data:
                 return
-            for kind, exchange, piece in framer.feed(data):
+            events = framer.feed(data)
+            for i, (kind, exchange, piece) in enumerate(events):
+                # The framer puts "end" right after the piece that finishes a response.
+                completes = i + 1 < len(events) and events[i + 1][0] == "end"
                 if kind == "head":
-                    self._send_all(conn.client, piece)
-                    self._count(exchange, len(piece), body=False)
+                    self._deliver(conn, exchange, piece, body=False, completes=completes)
                 elif kind == "body":
-                    self._forward_body(conn, exchange, piece)
-                else:
-                    exchange.complete = True
+                    self._forward_body(conn, exchange, piece, completes)
 
     def _on_response_head(self, conn: _Connection, head: bytes):
         words, headers = _parse_head(head)
@@ -582,7 +605,8 @@ class FaultProxy:
             return exchange, ("eof",)  # the connection becomes a raw tunnel
         return exchange, _body_framing(headers) or ("eof",)
 
-    def _forward_body(self, conn: _Connection, exchange: Exchange, data: bytes) -> None:
+    def _forward_body(self, conn: _Connection, exchange: Exchange, data: bytes,
+                      completes: bool) -> None:
         """Deliver body bytes, applying the faults whose offset falls inside them."""
         while data:
             start = exchange.body_bytes
@@ -594,13 +618,11 @@ class FaultProxy:
                 data = bytearray(data)
                 data[at] ^= fault.mask
                 continue
-            self._send_all(conn.client, data[:at])
-            self._count(exchange, at, body=True)
+            self._deliver(conn, exchange, data[:at], body=True)
             if fault.kind == "stall":
                 self._stop.wait(fault.seconds)
             raise _Abort  # cut, or the end of a stall: drop both sides
-        self._send_all(conn.client, data)
-        self._count(exchange, len(data), body=True)
+        self._deliver(conn, exchange, data, body=True, completes=completes)
 
     def _next_fault(self, exchange: Exchange, start: int, end: int):
         """The earliest fault of this response acting in body range [start, end).

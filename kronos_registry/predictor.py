@@ -1,0 +1,165 @@
+"""KronosPredictor: candles in a DataFrame in, forecast candles in a DataFrame out.
+
+Same constructor, methods and defaults as the official predictor, so existing code
+switches by changing one import. Additions (keyword-only, off by default):
+
+- `return_samples=True` also returns every sampled path, not only their mean;
+- `seed=` or `generator=` for reproducible sampling without touching torch's global RNG;
+- `device=None` picks cuda, then mps, then cpu.
+
+Normalisation is the official one: per series and per column, (x - mean) / (std + 1e-5),
+clipped to +-clip, undone on the way out. Generation is KV-cached (see generate.py); a
+series is tokenized and prefilled once however many samples are drawn from it.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .generate import autoregressive_forecast
+
+PRICE_COLS = ["open", "high", "low", "close"]
+VOL_COL = "volume"
+AMT_COL = "amount"
+TIME_COLS = ["minute", "hour", "weekday", "day", "month"]
+
+
+def default_device() -> str:
+    """cuda if present, else Apple's mps, else cpu."""
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def calc_time_stamps(timestamps) -> pd.DataFrame:
+    """Series or DatetimeIndex of timestamps -> (minute, hour, weekday, day, month) frame."""
+    if isinstance(timestamps, pd.Series):
+        t = pd.to_datetime(timestamps).dt
+    else:
+        t = pd.DatetimeIndex(timestamps)
+    return pd.DataFrame({"minute": np.asarray(t.minute), "hour": np.asarray(t.hour),
+                         "weekday": np.asarray(t.weekday), "day": np.asarray(t.day),
+                         "month": np.asarray(t.month)})
+
+
+class KronosPredictor:
+    def __init__(self, model, tokenizer, device=None, max_context=512, clip=5):
+        self.device = device if device is not None else default_device()
+        self.tokenizer = tokenizer.to(self.device)
+        self.model = model.to(self.device)
+        self.max_context = max_context
+        self.clip = clip
+        self.price_cols = list(PRICE_COLS)
+        self.vol_col = VOL_COL
+        self.amt_vol = AMT_COL
+        self.time_cols = list(TIME_COLS)
+
+    # ------------------------------------------------------------------ core
+
+    def _generator(self, seed, generator):
+        if seed is not None and generator is not None:
+            raise ValueError("pass either seed or generator, not both")
+        if seed is not None:
+            return torch.Generator(device=self.device).manual_seed(int(seed))
+        return generator
+
+    def sample(self, x, x_stamp, y_stamp, pred_len, T=1.0, top_k=0, top_p=0.9, sample_count=1,
+               verbose=False, generator=None) -> np.ndarray:
+        """Normalised arrays (B, L, 6), (B, L, 5), (B, pred_len, 5) -> every sampled path,
+        normalised, (B, sample_count, pred_len, 6) float32."""
+        as_t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32)).to(self.device)  # noqa: E731
+        z = autoregressive_forecast(self.tokenizer, self.model, as_t(x), as_t(x_stamp), as_t(y_stamp),
+                                    self.max_context, pred_len, self.clip, T, top_k, top_p, sample_count,
+                                    verbose, generator)
+        return z.float().cpu().numpy()
+
+    def generate(self, x, x_stamp, y_stamp, pred_len, T, top_k, top_p, sample_count, verbose, generator=None):
+        """As the official method: normalised mean forecast (B, pred_len, 6)."""
+        return np.mean(self.sample(x, x_stamp, y_stamp, pred_len, T, top_k, top_p, sample_count, verbose,
+                                   generator), axis=1)
+
+    # ------------------------------------------------------------------ pandas
+
+    def _prepare(self, df, x_timestamp, y_timestamp, pred_len, where=""):
+        """Validate one series -> (normalised x, x_stamp, y_stamp, mean, std)."""
+        if not isinstance(df, pd.DataFrame):
+            raise ValueError(f"Input{where} must be a pandas DataFrame.")
+        missing = [c for c in self.price_cols if c not in df.columns]
+        if missing:
+            raise ValueError(f"Price columns {self.price_cols} not found in DataFrame{where} (missing {missing}).")
+        df = df.copy()
+        if self.vol_col not in df.columns:
+            df[self.vol_col] = 0.0
+            df[self.amt_vol] = 0.0
+        if self.amt_vol not in df.columns:
+            df[self.amt_vol] = df[self.vol_col] * df[self.price_cols].mean(axis=1)
+        cols = self.price_cols + [self.vol_col, self.amt_vol]
+        if df[cols].isnull().values.any():
+            raise ValueError(f"Input DataFrame{where} contains NaN values in price or volume columns.")
+        x = df[cols].values.astype(np.float32)
+        x_stamp = calc_time_stamps(x_timestamp).values.astype(np.float32)
+        y_stamp = calc_time_stamps(y_timestamp).values.astype(np.float32)
+        if len(x) == 0:
+            raise ValueError(f"Input DataFrame{where} is empty.")
+        if x.shape[0] != x_stamp.shape[0]:
+            raise ValueError(f"Inconsistent lengths{where}: df has {x.shape[0]} rows, x_timestamp {x_stamp.shape[0]}.")
+        if y_stamp.shape[0] != pred_len:
+            raise ValueError(f"y_timestamp{where} has {y_stamp.shape[0]} entries; it must equal pred_len={pred_len}.")
+        mean, std = np.mean(x, axis=0), np.std(x, axis=0)
+        x = np.clip((x - mean) / (std + 1e-5), -self.clip, self.clip)
+        return x, x_stamp, y_stamp, mean, std
+
+    def _frame(self, preds, mean, std, index):
+        return pd.DataFrame(preds * (std + 1e-5) + mean, columns=self.price_cols + [self.vol_col, self.amt_vol],
+                            index=index)
+
+    def predict(self, df, x_timestamp, y_timestamp, pred_len, T=1.0, top_k=0, top_p=0.9, sample_count=1,
+                verbose=True, *, return_samples=False, seed=None, generator=None):
+        """Forecast `pred_len` candles after `df` (mean of `sample_count` sampled paths).
+
+        With return_samples=True returns (mean_frame, samples) where samples is an array
+        (sample_count, pred_len, 6) of every path in the input's units.
+        """
+        x, xs, ys, mean, std = self._prepare(df, x_timestamp, y_timestamp, pred_len)
+        z = self.sample(x[None], xs[None], ys[None], pred_len, T, top_k, top_p, sample_count, verbose,
+                        self._generator(seed, generator))[0]                  # (S, pred_len, 6)
+        out = self._frame(np.mean(z, axis=0), mean, std, y_timestamp)
+        if return_samples:
+            return out, z * (std + 1e-5) + mean
+        return out
+
+    def predict_batch(self, df_list, x_timestamp_list, y_timestamp_list, pred_len, T=1.0, top_k=0, top_p=0.9,
+                      sample_count=1, verbose=True, *, return_samples=False, seed=None, generator=None):
+        """Forecast several series in one batch (equal history lengths, as officially).
+
+        Returns a list of frames, or (frames, list of (sample_count, pred_len, 6) arrays)
+        with return_samples=True.
+        """
+        if not all(isinstance(v, (list, tuple)) for v in (df_list, x_timestamp_list, y_timestamp_list)):
+            raise ValueError("df_list, x_timestamp_list, y_timestamp_list must be list or tuple types.")
+        if not (len(df_list) == len(x_timestamp_list) == len(y_timestamp_list)):
+            raise ValueError("df_list, x_timestamp_list, y_timestamp_list must have consistent lengths.")
+        if not df_list:
+            return ([], []) if return_samples else []
+        prepared = [self._prepare(d, xt, yt, pred_len, where=f" at index {i}")
+                    for i, (d, xt, yt) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list))]
+        lens = [p[0].shape[0] for p in prepared]
+        if len(set(lens)) != 1:
+            raise ValueError(f"Parallel prediction requires all series to have consistent historical lengths, got: {lens}")
+        stack = lambda j: np.stack([p[j] for p in prepared]).astype(np.float32)  # noqa: E731
+        z = self.sample(stack(0), stack(1), stack(2), pred_len, T, top_k, top_p, sample_count, verbose,
+                        self._generator(seed, generator))                     # (B, S, pred_len, 6)
+        frames = [self._frame(np.mean(z[i], axis=0), p[3], p[4], y_timestamp_list[i]) for i, p in enumerate(prepared)]
+        if return_samples:
+            return frames, [z[i] * (p[4] + 1e-5) + p[3] for i, p in enumerate(prepared)]
+        return frames
+
+
+__all__ = ["KronosPredictor", "calc_time_stamps", "default_device"]

@@ -1,0 +1,387 @@
+"""Entry -> verified object in the store: resolve, fetch, verify, publish; or find it there.
+
+``sync`` brings an entry into the store (a model's tokenizer first), ``locate`` finds it with
+a cheap check and no network (syncing only when it is missing and that is allowed),
+``verify`` re-checks what is stored without changing anything, ``status`` says whether an
+entry is synced. Model families plug their checks in through ``checks``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import attrs
+
+from . import sources
+from .checks import CheckContext, CheckProvider, Report, generic_checks, run_checks, sha256_file
+from .errors import NotSyncedError, Problem, SourceError, VerificationError
+from .sources import Endpoints, ResolvedSource
+from .spec import Entry, HfSource, LocalSource, RegistrySpec
+from .store import FileRecord, LockWait, Manifest, Ref, Store, hf_artifact_id, local_artifact_id
+
+HASH_CHECK = "size-and-sha256"
+
+
+@attrs.frozen
+class SyncResult:
+    """An entry's verified folder in the store; ``fetched`` is True when this call published it."""
+
+    entry: Entry
+    artifact_id: str
+    path: Path
+    fetched: bool
+    manifest: Manifest
+    report: Report | None = None
+    tokenizer: "SyncResult | None" = None
+
+
+def _plain_url(url: str | None) -> str | None:
+    """The endpoint without credentials or query, fit for a manifest."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _local_fingerprint(folder: Path, names: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
+    """(name, size, mtime_ns) of each present file: tells cheaply that a local folder changed."""
+    found = []
+    for name in names:
+        try:
+            info = (folder / name).stat()
+        except OSError:
+            continue
+        found.append((name, info.st_size, info.st_mtime_ns))
+    return tuple(found)
+
+
+def _detach_links(folder: Path) -> None:
+    """Replace hard-linked files by private copies.
+
+    A file linked from a user's checkpoint folder shares its inode: saving over the original
+    in place would silently change the published object. (Hub cache blobs are replaced, never
+    rewritten, so links to them are safe; only local sources need this.)
+    """
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink() and path.stat().st_nlink > 1:
+            private = path.with_name(f".{path.name}.copy")
+            shutil.copyfile(path, private)
+            os.replace(private, path)
+
+
+class Loader:
+    """Materialises registry entries into a store, verified, and finds them there."""
+
+    def __init__(self, spec: RegistrySpec, store: Store, *, checks: CheckProvider = generic_checks,
+                 offline: bool | None = None, endpoints: Endpoints | None = None,
+                 lock_timeout: float | None = 600.0, progress: bool = False,
+                 on_wait: Callable[[LockWait], None] | None = None, env: Mapping[str, str] = os.environ):
+        self.spec = spec
+        self.store = store
+        self.checks = checks
+        self.env = env
+        self.offline = sources.is_offline(offline, env)
+        self._endpoints = endpoints
+        self.lock_timeout = lock_timeout
+        self.progress = progress
+        self.on_wait = on_wait
+
+    @property
+    def endpoints(self) -> Endpoints:
+        # Built on first use: local-only work never needs (or validates) hub settings.
+        if self._endpoints is None:
+            self._endpoints = Endpoints.from_settings(self.spec.endpoint, self.spec.mirrors, env=self.env)
+        return self._endpoints
+
+    # public API ---------------------------------------------------------------------------
+
+    def sync(self, name: str, *, force: bool = False) -> SyncResult:
+        """Fetch, verify and publish ``name`` (its tokenizer first) unless already stored.
+
+        ``force`` fetches and verifies the entry again even when a good copy is stored.
+        """
+        entry = self.spec.get_available(name)
+        return self._sync_entry(entry, force=force, tokenizer=self._sync_tokenizer(entry))
+
+    def locate(self, name: str, *, sync_missing: bool = True) -> SyncResult:
+        """The stored copy of ``name`` after a cheap check (manifest + sizes), with no network.
+
+        When it is missing or damaged: sync it if ``sync_missing`` (offline that can only
+        use local folders and the Hugging Face cache), else raise ``NotSyncedError`` (missing)
+        or ``VerificationError`` (damaged).
+        """
+        entry = self.spec.get_available(name)
+        tokenizer = self._locate_tokenizer(entry, sync_missing)
+        artifact_id = self._stored_id(entry)
+        problems = self.store.check(artifact_id) if artifact_id else []
+        if artifact_id and not problems:
+            return self._stored_result(entry, artifact_id, tokenizer)
+        if sync_missing:
+            return self._sync_entry(entry, force=False, tokenizer=tokenizer)
+        if problems:
+            raise VerificationError(self._label(entry, artifact_id), problems,
+                                    hint=f"run `kronos-registry sync {entry.name}` to fetch it again")
+        raise NotSyncedError(entry.name, str(self.store.root), reason="offline" if self.offline else None)
+
+    def verify(self, name: str, *, deep: bool = False) -> Report:
+        """Re-check the stored copy: the store's integrity check and the family's checks.
+
+        Nothing is modified. ``deep`` re-hashes every file and runs the expensive checks.
+        """
+        entry = self.spec.get_available(name)
+        artifact_id = self._stored_id(entry, current=False)
+        if artifact_id is None:
+            raise NotSyncedError(entry.name, str(self.store.root))
+        folder = self.store.object_dir(artifact_id)
+        problems = list(self.store.check(artifact_id, deep=deep))
+        if self._source_changed(entry):
+            problems.append(Problem(f"the source folder {entry.source} changed since it was synced",
+                                    severity="warning",
+                                    hint=f"run `kronos-registry sync {entry.name}` to store the new files"))
+        related, related_entries, missing = self._stored_related(entry)
+        problems += missing
+        ctx = CheckContext(entry=entry, folder=folder, spec=self.spec, deep=deep,
+                           related=related, related_entries=related_entries)
+        report = run_checks(self._label(entry, artifact_id), self.checks(entry), ctx)
+        store_check = "store-deep-hash" if deep else "store-integrity"
+        return Report(artifact=report.artifact, problems=tuple(problems) + report.problems,
+                      checks_run=(store_check, *report.checks_run))
+
+    def status(self, name: str) -> str | None:
+        """The artifact id ``name`` is stored under when synced and intact, else None. No network."""
+        entry = self.spec.get(name)
+        if not entry.available or entry.source is None:
+            return None
+        artifact_id = self._stored_id(entry)
+        return artifact_id if artifact_id and not self.store.check(artifact_id) else None
+
+    def artifact_id(self, name: str) -> str:
+        """The id ``name`` would be stored under now (hashes a local folder; may resolve a branch)."""
+        entry = self.spec.get_available(name)
+        source = self._source(entry)
+        if isinstance(source, HfSource) and source.is_pinned:
+            return hf_artifact_id(source.repo_id, source.revision, source.repo_type)
+        resolved = self._resolve(entry)
+        return self._content_id(entry, resolved, self._wanted(entry, resolved))
+
+    # finding what is stored (no network) ---------------------------------------------------
+
+    def _stored_id(self, entry: Entry, *, current: bool = True) -> str | None:
+        """The artifact id the entry is published under, if any.
+
+        A pinned hub source names its object directly; otherwise the entry's ref says, when
+        it was written for this same source (and, if ``current``, a local folder unchanged).
+        """
+        source = self._source(entry)
+        if isinstance(source, HfSource) and source.is_pinned:
+            artifact_id = hf_artifact_id(source.repo_id, source.revision, source.repo_type)
+            return artifact_id if self.store.has(artifact_id) else None
+        ref = self.store.get_ref(entry.name)
+        if ref is None or ref.source != str(source) or not self.store.has(ref.artifact_id):
+            return None
+        if current and self._source_changed(entry, ref):
+            return None
+        return ref.artifact_id
+
+    def _source_changed(self, entry: Entry, ref: Ref | None = None) -> bool:
+        if not isinstance(entry.source, LocalSource):
+            return False
+        ref = ref or self.store.get_ref(entry.name)
+        if ref is None or ref.fingerprint is None:
+            return False
+        return _local_fingerprint(Path(entry.source.path), [n for n, _, _ in ref.fingerprint]) != ref.fingerprint
+
+    def _stored_result(self, entry: Entry, artifact_id: str, tokenizer: SyncResult | None) -> SyncResult:
+        return SyncResult(entry=entry, artifact_id=artifact_id, path=self.store.object_dir(artifact_id),
+                          fetched=False, manifest=self.store.read_manifest(artifact_id), tokenizer=tokenizer)
+
+    def _locate_tokenizer(self, entry: Entry, sync_missing: bool) -> SyncResult | None:
+        tokenizer = self._tokenizer_entry(entry)
+        return self.locate(tokenizer.name, sync_missing=sync_missing) if tokenizer else None
+
+    def _stored_related(self, entry: Entry) -> tuple[dict, dict, list[Problem]]:
+        tokenizer = self._tokenizer_entry(entry)
+        if tokenizer is None:
+            return {}, {}, []
+        artifact_id = self._stored_id(tokenizer, current=False)
+        if artifact_id is None:
+            return {}, {}, [Problem(f"its tokenizer '{tokenizer.name}' is not synced, so the pairing was not checked",
+                                    severity="warning", hint=f"run `kronos-registry sync {tokenizer.name}`")]
+        return {"tokenizer": self.store.object_dir(artifact_id)}, {"tokenizer": tokenizer}, []
+
+    # syncing ---------------------------------------------------------------------------------
+
+    def _tokenizer_entry(self, entry: Entry) -> Entry | None:
+        if entry.kind != "model" or not entry.tokenizer:
+            return None
+        return self.spec.get_available(entry.tokenizer)
+
+    def _sync_tokenizer(self, entry: Entry) -> SyncResult | None:
+        tokenizer = self._tokenizer_entry(entry)
+        return self._sync_entry(tokenizer, force=False, tokenizer=None) if tokenizer else None
+
+    def _sync_entry(self, entry: Entry, *, force: bool, tokenizer: SyncResult | None) -> SyncResult:
+        source = self._source(entry)
+        if isinstance(source, HfSource) and source.is_pinned and not force:
+            # A commit names its content: if it is stored and intact, no network is needed.
+            artifact_id = hf_artifact_id(source.repo_id, source.revision, source.repo_type)
+            if self._intact(artifact_id):
+                return self._reuse(entry, artifact_id, tokenizer)
+        resolved = self._resolve(entry)
+        names = self._wanted(entry, resolved)
+        artifact_id = self._content_id(entry, resolved, names)
+        if not force and self._intact(artifact_id):
+            return self._reuse(entry, artifact_id, tokenizer, resolved)
+        with self.store.lock(artifact_id, self.lock_timeout, on_wait=self._on_wait(entry)):
+            # Another process may have published it while we waited for the lock.
+            if not force and self._intact(artifact_id):
+                return self._reuse(entry, artifact_id, tokenizer, resolved)
+            if self.store.has(artifact_id):  # damaged, or forced: fetch it afresh
+                self.store.remove(artifact_id)
+            return self._fetch_and_publish(entry, resolved, names, artifact_id, tokenizer)
+
+    def _intact(self, artifact_id: str) -> bool:
+        return self.store.has(artifact_id) and not self.store.check(artifact_id)
+
+    def _reuse(self, entry: Entry, artifact_id: str, tokenizer: SyncResult | None,
+               resolved: ResolvedSource | None = None) -> SyncResult:
+        manifest = self.store.read_manifest(artifact_id)
+        self.store.set_ref(self._ref(entry, artifact_id, manifest.resolved_revision, resolved))
+        return SyncResult(entry=entry, artifact_id=artifact_id, path=self.store.object_dir(artifact_id),
+                          fetched=False, manifest=manifest, tokenizer=tokenizer)
+
+    def _fetch_and_publish(self, entry: Entry, resolved: ResolvedSource, names: tuple[str, ...],
+                           artifact_id: str, tokenizer: SyncResult | None) -> SyncResult:
+        staging = self.store.staging(artifact_id)
+        # Errors while fetching (network, cut transfers) keep staging, so the next try resumes.
+        try:
+            sources.fetch(resolved, names, staging, self.endpoints, offline=self.offline, progress=self.progress)
+        except sources.NotInCacheError as exc:
+            raise self._not_synced(entry) from exc
+        self.store.prune_staging(artifact_id, keep=names)
+        if isinstance(entry.source, LocalSource):
+            _detach_links(staging)
+        report, records = self._verify_staging(entry, resolved, names, artifact_id, staging, tokenizer)
+        if not report.ok:
+            self.store.discard_staging(artifact_id)
+            raise VerificationError(report.artifact, report.problems)
+        if isinstance(entry.source, LocalSource):
+            self._check_unchanged(entry, artifact_id, records)
+        manifest = Manifest(
+            artifact_id=artifact_id, kind=entry.kind, entry=entry.name, source=str(entry.source),
+            resolved_revision=resolved.revision, files=records, checks=report.checks_run,
+            warnings=tuple(str(p) for p in report.warnings), endpoint=_plain_url(resolved.endpoint),
+        )
+        published = self.store.publish(artifact_id, staging, manifest)
+        if not published:
+            manifest = self.store.read_manifest(artifact_id)
+        self.store.set_ref(self._ref(entry, artifact_id, resolved.revision, resolved))
+        return SyncResult(entry=entry, artifact_id=artifact_id, path=self.store.object_dir(artifact_id),
+                          fetched=published, manifest=manifest, report=report, tokenizer=tokenizer)
+
+    def _verify_staging(self, entry: Entry, resolved: ResolvedSource, names: tuple[str, ...],
+                        artifact_id: str, staging: Path,
+                        tokenizer: SyncResult | None) -> tuple[Report, tuple[FileRecord, ...]]:
+        """The family's checks plus size and sha256 against what the hub recorded: all problems."""
+        related = {"tokenizer": tokenizer.path} if tokenizer else {}
+        related_entries = {"tokenizer": tokenizer.entry} if tokenizer else {}
+        ctx = CheckContext(entry=entry, folder=staging, spec=self.spec, deep=False,
+                           related=related, related_entries=related_entries)
+        report = run_checks(self._label(entry, artifact_id), self.checks(entry), ctx)
+        records, problems = [], []
+        for name in names:
+            path = staging / name
+            if not path.is_file():
+                continue  # the family's required-files check reports it
+            record = FileRecord(name=name, size=path.stat().st_size, sha256=sha256_file(path))
+            records.append(record)
+            problems += self._compare_remote(entry, record, resolved.file(name))
+        report = Report(artifact=report.artifact, problems=report.problems + tuple(problems),
+                        checks_run=(*report.checks_run, HASH_CHECK))
+        return report, tuple(records)
+
+    @staticmethod
+    def _compare_remote(entry: Entry, record: FileRecord, remote) -> list[Problem]:
+        if remote is None:
+            return []
+        hint = f"the download is corrupt or was altered on the way; sync '{entry.name}' again"
+        if remote.size is not None and remote.size != record.size:
+            return [Problem(f"{record.name} is {record.size} bytes, the source reports {remote.size}",
+                            file=record.name, field="size", hint=hint)]
+        if remote.sha256 and remote.sha256.lower() != record.sha256:
+            return [Problem(f"sha256 {record.sha256} differs from the hub's record {remote.sha256}",
+                            file=record.name, field="sha256", hint=hint)]
+        return []
+
+    def _check_unchanged(self, entry: Entry, artifact_id: str, records: Sequence[FileRecord]) -> None:
+        """A local folder edited between hashing and copying must not publish under the old id."""
+        copied_id = local_artifact_id(entry.name, {r.name: r.sha256 for r in records})
+        if copied_id != artifact_id:
+            self.store.discard_staging(artifact_id)
+            raise SourceError(f"the files of '{entry.name}' in {entry.source} changed while being copied",
+                              source=str(entry.source), hint=f"sync '{entry.name}' again once it is written")
+
+    # helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _source(entry: Entry) -> HfSource | LocalSource:
+        if entry.source is None:
+            raise SourceError(f"'{entry.name}' has no source", hint="add `source:` to its entry")
+        return entry.source
+
+    def _resolve(self, entry: Entry) -> ResolvedSource:
+        try:
+            return sources.resolve(self._source(entry), self.endpoints, offline=self.offline)
+        except sources.NotInCacheError as exc:
+            raise self._not_synced(entry) from exc
+
+    def _not_synced(self, entry: Entry) -> NotSyncedError:
+        return NotSyncedError(entry.name, str(self.store.root),
+                              reason="offline, and the Hugging Face cache does not hold it")
+
+    @staticmethod
+    def _wanted(entry: Entry, resolved: ResolvedSource) -> tuple[str, ...]:
+        """The files to fetch: the entry's, as far as the source holds them.
+
+        A file the source lacks is left for the required-files check, so that it is reported
+        with every other problem. A file list read from the HF cache may be partial, so there
+        every file is asked for and ``fetch`` says which the cache lacks.
+        """
+        wanted = list(dict.fromkeys([*entry.files, *entry.sha256]))
+        if resolved.from_cache:
+            return tuple(wanted)
+        present = set(resolved.names)
+        return tuple(name for name in wanted if name in present)
+
+    def _content_id(self, entry: Entry, resolved: ResolvedSource, names: Sequence[str]) -> str:
+        source = resolved.source
+        if isinstance(source, HfSource):
+            return hf_artifact_id(source.repo_id, resolved.revision, source.repo_type)
+        folder = Path(source.path)
+        hashes = {name: sha256_file(folder / name) for name in names if (folder / name).is_file()}
+        return local_artifact_id(entry.name, hashes)
+
+    def _ref(self, entry: Entry, artifact_id: str, revision: str | None,
+             resolved: ResolvedSource | None) -> Ref:
+        fingerprint = None
+        if isinstance(entry.source, LocalSource):
+            names = self._wanted(entry, resolved) if resolved else entry.files
+            fingerprint = _local_fingerprint(Path(entry.source.path), names)
+        return Ref(entry=entry.name, artifact_id=artifact_id, source=str(entry.source),
+                   resolved_revision=revision, fingerprint=fingerprint)
+
+    def _on_wait(self, entry: Entry) -> Callable[[LockWait], None] | None:
+        if self.on_wait is None:
+            return None
+        return lambda wait: self.on_wait(attrs.evolve(wait, entry=entry.name))
+
+    @staticmethod
+    def _label(entry: Entry, artifact_id: str | None) -> str:
+        return f"'{entry.name}' ({artifact_id})" if artifact_id else f"'{entry.name}'"

@@ -1,0 +1,267 @@
+"""The store on its own: ids, manifests, atomic publish, integrity checks, refs, locks, gc."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from registry.errors import InputDataError, LockTimeoutError
+from registry.store import (
+    MANIFEST_NAME, FileRecord, Manifest, Ref, Store, default_store_root, hf_artifact_id,
+    local_artifact_id, validate_id,
+)
+
+COMMIT = "0e0117387f39004a9016484a186a908917e22426"
+
+
+def stage_files(store: Store, artifact_id: str, files: dict[str, bytes]) -> tuple[Path, Manifest]:
+    """A staging folder holding ``files`` and the manifest that describes them."""
+    staging = store.staging(artifact_id)
+    records = []
+    for name, data in files.items():
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        (staging / name).write_bytes(data)
+        records.append(FileRecord(name, len(data), hashlib.sha256(data).hexdigest()))
+    manifest = Manifest(artifact_id=artifact_id, kind="model", entry="m", source="/src/m",
+                        resolved_revision=None, files=tuple(records), checks=("required-files",))
+    return staging, manifest
+
+
+def publish(store: Store, artifact_id: str, files: dict[str, bytes] | None = None) -> Path:
+    files = files or {"config.json": b'{"d": 1}', "model.safetensors": b"x" * 64}
+    staging, manifest = stage_files(store, artifact_id, files)
+    assert store.publish(artifact_id, staging, manifest)
+    return store.object_dir(artifact_id)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "store")
+
+
+# --- ids and roots ----------------------------------------------------------------------------
+
+def test_hf_ids_are_deterministic_and_safe():
+    assert hf_artifact_id("NeoQuasar/Kronos-Tokenizer-base", COMMIT) == \
+        f"hf--NeoQuasar--Kronos-Tokenizer-base--{COMMIT}"
+    assert hf_artifact_id("org/data", COMMIT, "dataset").startswith("hf-dataset--org--data--")
+
+
+def test_local_ids_address_content():
+    a = local_artifact_id("my-model", {"config.json": "aa", "model.safetensors": "bb"})
+    assert a == local_artifact_id("my-model", {"model.safetensors": "bb", "config.json": "aa"})
+    assert a != local_artifact_id("my-model", {"config.json": "aa", "model.safetensors": "bc"})
+    assert a.startswith("local--my-model--") and len(a.rsplit("--", 1)[1]) == 16
+    # An entry name with unsafe characters still gives one safe folder name.
+    odd = local_artifact_id("../we/ird name", {"x": "1"})
+    assert "/" not in odd and ".." not in odd
+    validate_id(odd)
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", ".hidden", "a..b", "x y", "/abs"])
+def test_unsafe_ids_are_refused(store: Store, bad: str):
+    with pytest.raises(InputDataError):
+        store.object_dir(bad)
+
+
+def test_default_store_root_order(tmp_path: Path):
+    env = {"HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+           "KRONOS_REGISTRY_HOME": str(tmp_path / "krh")}
+    assert default_store_root(tmp_path / "explicit", env) == tmp_path / "explicit"
+    assert default_store_root(None, env) == tmp_path / "krh"
+    del env["KRONOS_REGISTRY_HOME"]
+    assert default_store_root(None, env) == tmp_path / "xdg" / "kronos-registry"
+    del env["XDG_CACHE_HOME"]
+    assert default_store_root(None, env) == tmp_path / "home" / ".cache" / "kronos-registry"
+
+
+# --- manifest and publish ---------------------------------------------------------------------
+
+def test_manifest_round_trips_and_carries_the_tool_version():
+    manifest = Manifest(artifact_id="local--m--0123456789abcdef", kind="tokenizer", entry="m",
+                        source="/src", resolved_revision=COMMIT,
+                        files=(FileRecord("config.json", 3, "ab" * 32),), warnings=("w",))
+    again = Manifest.from_json(manifest.to_json())
+    assert again == manifest
+    assert again.tool.startswith("kronos-registry ") and again.created_at.endswith("+00:00")
+    with pytest.raises(ValueError):
+        Manifest.from_json('{"artifact_id": "x"}')
+
+
+def test_manifest_redacts_a_token_from_the_environment(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_supersecret_value")
+    manifest = Manifest(artifact_id="a", kind="model", entry="m", source="hf_supersecret_value",
+                        resolved_revision=None, files=())
+    assert "hf_supersecret_value" not in manifest.to_json()
+
+
+def test_publish_is_one_rename_and_existing_objects_win(store: Store):
+    folder = publish(store, "local--m--0000000000000001")
+    assert store.has("local--m--0000000000000001")
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    assert {f["name"] for f in manifest["files"]} == {"config.json", "model.safetensors"}
+    assert not store.staging_dir("local--m--0000000000000001").exists()
+    assert store.list_artifacts() == ["local--m--0000000000000001"]
+
+    # A second publish of the same id keeps the published copy and drops the new staging.
+    staging, other = stage_files(store, "local--m--0000000000000001", {"config.json": b"other"})
+    assert store.publish("local--m--0000000000000001", staging, other) is False
+    assert not staging.exists()
+    assert (folder / "config.json").read_bytes() == b'{"d": 1}'
+
+
+def test_staging_is_never_an_object(store: Store):
+    stage_files(store, "local--m--0000000000000002", {"config.json": b"{}"})
+    assert not store.has("local--m--0000000000000002")
+    assert store.list_artifacts() == []
+    assert store.check("local--m--0000000000000002")  # "not in the store"
+
+
+def test_published_files_are_never_world_writable(store: Store):
+    staging, manifest = stage_files(store, "local--m--0000000000000003", {"config.json": b"{}"})
+    os.chmod(staging / "config.json", 0o666)
+    store.publish("local--m--0000000000000003", staging, manifest)
+    for path in [store.root, *store.root.rglob("*")]:
+        assert not path.stat().st_mode & stat.S_IWOTH, path
+
+
+# --- integrity checks -------------------------------------------------------------------------
+
+def test_cheap_check_catches_truncation_missing_and_extra_files(store: Store):
+    folder = publish(store, "local--m--0000000000000004")
+    assert store.check("local--m--0000000000000004") == []
+    with open(folder / "model.safetensors", "r+b") as handle:
+        handle.truncate(10)
+    (folder / "stray.txt").write_text("?")
+    (folder / "config.json").unlink()
+    problems = store.check("local--m--0000000000000004")
+    text = "\n".join(map(str, problems))
+    assert "model.safetensors is 10 bytes, the manifest says 64" in text
+    assert "config.json is listed in the manifest but missing" in text
+    assert "stray.txt is in the artifact folder but not in its manifest" in text
+    assert all(p.is_error and p.hint for p in problems)
+
+
+def test_deep_check_catches_same_size_corruption_the_cheap_one_misses(store: Store):
+    folder = publish(store, "local--m--0000000000000005")
+    with open(folder / "model.safetensors", "r+b") as handle:
+        handle.seek(20)
+        handle.write(b"y")
+    assert store.check("local--m--0000000000000005") == []
+    deep = store.check("local--m--0000000000000005", deep=True)
+    assert len(deep) == 1 and deep[0].file == "model.safetensors" and deep[0].field == "sha256"
+
+
+def test_unreadable_manifest_is_a_problem(store: Store):
+    folder = publish(store, "local--m--0000000000000006")
+    (folder / MANIFEST_NAME).write_text("{not json")
+    problems = store.check("local--m--0000000000000006")
+    assert len(problems) == 1 and problems[0].file == MANIFEST_NAME
+
+
+# --- refs -------------------------------------------------------------------------------------
+
+def test_refs_are_replaced_atomically(store: Store):
+    assert store.get_ref("kronos-small") is None
+    store.set_ref(Ref(entry="kronos-small", artifact_id="local--a--0000000000000001", source="/a"))
+    store.set_ref(Ref(entry="kronos-small", artifact_id="local--a--0000000000000002", source="/a",
+                      resolved_revision=COMMIT))
+    ref = store.get_ref("kronos-small")
+    assert ref.artifact_id == "local--a--0000000000000002" and ref.resolved_revision == COMMIT
+    assert [p.name for p in store.refs_dir.iterdir()] == ["kronos-small.json"]  # no temp files left
+    assert set(store.refs()) == {"kronos-small"}
+    assert store.remove_ref("kronos-small") and store.get_ref("kronos-small") is None
+
+
+def test_a_damaged_ref_reads_as_absent(store: Store):
+    store.refs_dir.mkdir(parents=True)
+    store.ref_path("x").write_text('{"entry": "x", "artifact_id": "../../etc", "source": "s"}')
+    assert store.get_ref("x") is None and store.refs() == {}
+
+
+# --- locks ------------------------------------------------------------------------------------
+
+def hold_in_thread(store: Store, artifact_id: str, seconds: float) -> threading.Thread:
+    held = threading.Event()
+
+    def hold():
+        with store.lock(artifact_id):
+            held.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert held.wait(5)
+    return thread
+
+
+def test_lock_timeout_names_the_artifact_and_lock_file(store: Store):
+    thread = hold_in_thread(store, "local--m--0000000000000007", 2.0)
+    waits = []
+    started = time.monotonic()
+    with pytest.raises(LockTimeoutError) as caught:
+        with store.lock("local--m--0000000000000007", timeout=0.3, on_wait=waits.append):
+            pass
+    assert time.monotonic() - started < 1.5
+    assert "local--m--0000000000000007" in str(caught.value)
+    assert str(store.lock_path("local--m--0000000000000007")) in str(caught.value)
+    assert len(waits) == 1 and waits[0].artifact_id == "local--m--0000000000000007"
+    thread.join()
+    with store.lock("local--m--0000000000000007", timeout=0):
+        pass  # free again once the holder is done
+
+
+def test_a_free_lock_leaves_no_file(store: Store):
+    with store.lock("local--m--0000000000000008", timeout=0) as path:
+        assert path.exists()
+    assert not path.exists()
+
+
+# --- remove and gc ----------------------------------------------------------------------------
+
+def test_remove_renames_away_then_deletes(store: Store):
+    publish(store, "local--m--0000000000000009")
+    assert store.remove("local--m--0000000000000009")
+    assert not store.object_dir("local--m--0000000000000009").exists()
+    assert list(store.trash_dir.iterdir()) == []
+    assert store.remove("local--m--0000000000000009") is False
+
+
+def test_gc_removes_only_what_nothing_needs(store: Store):
+    kept_by_ref = "local--a--0000000000000001"
+    kept_by_arg = "local--b--0000000000000001"
+    garbage = "local--c--0000000000000001"
+    for artifact_id in (kept_by_ref, kept_by_arg, garbage):
+        publish(store, artifact_id)
+    store.set_ref(Ref(entry="a", artifact_id=kept_by_ref, source="/a"))
+    store.set_ref(Ref(entry="gone", artifact_id="local--d--0000000000000001", source="/d"))
+    stage_files(store, "local--e--0000000000000001", {"config.json": b"{}"})  # a crashed sync
+    stage_files(store, "local--f--0000000000000001", {"config.json": b"{}"})  # a running sync
+    store.trash_dir.mkdir()
+    (store.trash_dir / "old.1234").mkdir()
+    store.locks_dir.mkdir(exist_ok=True)
+    (store.locks_dir / "local--g--0000000000000001.lock").touch()  # left by an old filelock
+
+    before = sorted(p.relative_to(store.root) for p in store.root.rglob("*"))
+    assert store.gc(keep=[kept_by_arg], dry_run=True).objects == (garbage,)
+    assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
+
+    holder = hold_in_thread(store, "local--f--0000000000000001", 1.0)
+    result = store.gc(keep=[kept_by_arg])
+    holder.join()
+    assert result.objects == (garbage,)
+    assert result.staging == ("local--e--0000000000000001",)
+    assert result.refs == ("gone",)
+    assert result.trash == ("old.1234",)
+    assert "local--g--0000000000000001.lock" in result.locks
+    assert store.list_artifacts() == sorted([kept_by_ref, kept_by_arg])
+    assert store.staging_dir("local--f--0000000000000001").exists()  # its lock was held
+    assert list(store.trash_dir.iterdir()) == []
+    assert set(store.refs()) == {"a"}
