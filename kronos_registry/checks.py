@@ -67,14 +67,16 @@ def detect_role(config: Mapping) -> str | None:
     return best if scores[best] else None
 
 
+MISSING_CONFIG_HINT = (
+    "a Kronos checkpoint folder holds config.json (the constructor arguments) beside "
+    "model.safetensors; save it with save_pretrained(), or copy config.json from the hub repo"
+)
+
+
 def read_config(folder: Path) -> tuple[dict | None, Problem | None]:
     path = folder / CONFIG_FILE
     if not path.is_file():
-        return None, Problem(
-            f"{CONFIG_FILE} is missing from {folder}", file=CONFIG_FILE,
-            hint="a Kronos checkpoint folder holds config.json (the constructor arguments) beside "
-            "model.safetensors; save it with save_pretrained(), or copy config.json from the hub repo",
-        )
+        return None, Problem(f"{CONFIG_FILE} is missing", file=CONFIG_FILE, hint=MISSING_CONFIG_HINT)
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -156,6 +158,8 @@ class KronosConfig:
     name: str = "kronos-config"
 
     def run(self, ctx: CheckContext) -> Iterator[Problem]:
+        if CONFIG_FILE in ctx.entry.files and not (ctx.folder / CONFIG_FILE).is_file():
+            return  # RequiredFiles reports a missing required file
         config, problem = read_config(ctx.folder)
         if problem:
             yield problem
@@ -353,4 +357,5 @@ def _published_pairing_problems(entry: Entry, tokenizer_config: Mapping) -> Iter
 
 def kronos_checks(entry: Entry) -> list:
     """The CheckProvider for Kronos artifacts: the engine's generic checks plus ours."""
-    return [*generic_checks(entry), KronosConfig(), KronosWeights(), KronosParams(), KronosPairing()]
+    generic = generic_checks(entry, file_hints={CONFIG_FILE: MISSING_CONFIG_HINT})
+    return [*generic, KronosConfig(), KronosWeights(), KronosParams(), KronosPairing()]

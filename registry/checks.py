@@ -95,9 +95,13 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
 
 @attrs.frozen
 class RequiredFiles:
-    """Every file in ``names`` exists in the artifact folder and is a non-empty regular file."""
+    """Every file in ``names`` exists in the artifact folder and is a non-empty regular file.
+
+    ``hints`` lets a model family say how to make a missing file (keyed by file name).
+    """
 
     names: tuple[str, ...]
+    hints: Mapping[str, str] = attrs.field(factory=dict)
     name: str = "required-files"
 
     def run(self, ctx: CheckContext) -> Iterator[Problem]:
@@ -105,9 +109,10 @@ class RequiredFiles:
             path = ctx.folder / file_name
             if not path.is_file():
                 yield Problem(
-                    f"required file {file_name} is missing from {ctx.folder}",
+                    f"required file {file_name} is missing from {ctx.entry.source}",
                     file=file_name,
-                    hint=f"make sure the source of '{ctx.entry.name}' contains {file_name}",
+                    hint=self.hints.get(file_name)
+                    or f"make sure the source of '{ctx.entry.name}' contains {file_name}",
                 )
             elif path.stat().st_size == 0:
                 yield Problem(f"{file_name} is empty", file=file_name,
@@ -218,6 +223,6 @@ class SafetensorsHeader:
                               hint=f"the weights are damaged; sync '{ctx.entry.name}' again from a good source")
 
 
-def generic_checks(entry: "Entry") -> list[Check]:
+def generic_checks(entry: "Entry", file_hints: Mapping[str, str] | None = None) -> list[Check]:
     """Checks that hold for any model family."""
-    return [RequiredFiles(tuple(entry.files)), Sha256Pins(), SafetensorsHeader()]
+    return [RequiredFiles(tuple(entry.files), dict(file_hints or {})), Sha256Pins(), SafetensorsHeader()]

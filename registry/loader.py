@@ -111,11 +111,12 @@ class Loader:
         return self._sync_entry(entry, force=force, tokenizer=self._sync_tokenizer(entry))
 
     def locate(self, name: str, *, sync_missing: bool = True) -> SyncResult:
-        """The stored copy of ``name`` after a cheap check (manifest + sizes), with no network.
+        """The stored copy of ``name`` (and its tokenizer) after a cheap check: manifest + sizes.
 
-        When it is missing or damaged: sync it if ``sync_missing`` (offline that can only
-        use local folders and the Hugging Face cache), else raise ``NotSyncedError`` (missing)
-        or ``VerificationError`` (damaged).
+        Finding an intact copy needs no network. When it is missing or damaged: sync it if
+        ``sync_missing`` (offline, that can only use local folders and the Hugging Face cache,
+        and raises ``NotSyncedError`` when neither holds it), else raise ``NotSyncedError``
+        (missing) or ``VerificationError`` (damaged).
         """
         entry = self.spec.get_available(name)
         tokenizer = self._locate_tokenizer(entry, sync_missing)
@@ -363,6 +364,9 @@ class Loader:
     def _content_id(self, entry: Entry, resolved: ResolvedSource, names: Sequence[str]) -> str:
         source = resolved.source
         if isinstance(source, HfSource):
+            if not resolved.revision:
+                raise SourceError(f"{source} did not resolve to a commit", source=str(source),
+                                  hint="check the revision in the entry's `source:`")
             return hf_artifact_id(source.repo_id, resolved.revision, source.repo_type)
         folder = Path(source.path)
         hashes = {name: sha256_file(folder / name) for name in names if (folder / name).is_file()}

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.support.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy, _Framer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -198,6 +198,46 @@ def test_keep_alive_requests_are_all_counted(proxy):
     assert [e.status for e in proxy.exchanges] == [200, 200, 200, 206]
     assert all(e.complete for e in proxy.exchanges)
     assert [e.body_bytes for e in proxy.exchanges if e.path == "/blob"] == [len(DATA), 0, 10]
+
+
+def test_pipelined_requests_are_matched_to_their_responses(proxy):
+    requests = (b"GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"HEAD /blob HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"GET /blob HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(requests)  # all three before any answer
+        received = b""
+        while not received.endswith(DATA[:10]):
+            chunk = sock.recv(65536)
+            assert chunk, f"connection ended early after {received[-200:]!r}"
+            received += chunk
+    assert [(e.method, e.status, e.complete) for e in proxy.exchanges] == [
+        ("GET", 200, True), ("HEAD", 200, True), ("GET", 206, True)]
+    assert proxy.bytes_sent.total == len(received)
+
+
+def test_framer_survives_one_byte_at_a_time():
+    # Keep-alive stream: a chunked body with an extension and a trailer, then a sized one.
+    stream = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"
+              b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+    heads = []
+
+    def on_head(head):
+        heads.append(head)
+        framing = ("chunked",) if b"chunked" in head else ("length", 3)
+        return len(heads), framing  # tag each message with its number
+
+    framer = _Framer(on_head)
+    events = [e for i in range(len(stream)) for e in framer.feed(stream[i:i + 1])]
+    bodies = {1: b"", 2: b""}
+    for kind, tag, piece in events:
+        if kind == "body":
+            bodies[tag] += piece
+    assert [(k, t) for k, t, _ in events if k != "body"] == [
+        ("head", 1), ("end", 1), ("head", 2), ("end", 2)]
+    assert bodies == {1: b"5;ext=1\r\nhello\r\n0\r\nX-T: 1\r\n\r\n", 2: b"abc"}
+    assert b"".join(piece for _, _, piece in events) == stream  # nothing lost or added
 
 
 def test_faults_follow_match_and_skip_bodiless_responses(proxy):

@@ -24,6 +24,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
@@ -33,7 +34,9 @@ _POLL_S = 0.2  # how often blocked loops look at the stop flag
 _RECV_SIZE = 64 * 1024
 _MAX_HEAD = 64 * 1024  # a header block larger than this means we lost the framing
 
-Match = "str | re.Pattern[str] | None"
+# Which request paths a fault or a count is about: None means all, a string is a
+# substring, a compiled pattern is searched.
+Match = str | re.Pattern | None
 
 
 # --------------------------------------------------------------------------- records
@@ -313,7 +316,7 @@ class FaultProxy:
     # ----------------------------------------------------------------- faults
 
     def cut_after(self, n_bytes: int, *, match: Match = None, once: bool = True) -> Fault:
-        """Forward the first ``n_bytes`` of a matching response body, then close both sockets.
+        """Forward the first ``n_bytes`` of a longer matching body, then close both sockets.
 
         The client sees the connection end mid-body (a short read); a new request is
         served normally unless ``once=False`` keeps the fault armed.
@@ -432,14 +435,16 @@ class FaultProxy:
 
     def close(self) -> None:
         """Stop accepting, end every connection (stalled ones too) and join the threads."""
-        self._stop.set()
-        self._listener.close()
+        self._stop.set()  # the accept loop closes the listener itself
         with self._lock:
             live = list(self._live)
         for conn in live:
             conn.shutdown()
-        for thread in list(self._threads):
-            thread.join(timeout=1.0)
+        with self._lock:
+            threads = list(self._threads)
+        deadline = time.monotonic() + 1.0
+        for thread in threads:  # they all see the stop flag within _POLL_S
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def __enter__(self) -> FaultProxy:
         return self
@@ -452,26 +457,34 @@ class FaultProxy:
 
     def _spawn(self, target, name: str, *args) -> threading.Thread:
         thread = threading.Thread(target=target, name=name, args=args, daemon=True)
-        # Forget finished threads so a long test run does not pile them up.
-        self._threads = [t for t in self._threads if t.is_alive()]
-        self._threads.append(thread)
+        with self._lock:
+            # Forget finished threads so a long test run does not pile them up.
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
         thread.start()
         return thread
 
     def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:  # the listener was closed
-                return
-            with self._lock:
-                self._connections += 1
-                refusal = next((f for f in self._faults if f.kind == "refuse"), None)
-            if refusal is not None and self._claim(refusal):
-                _reset_close(client)
-                continue
+        # Only this thread touches the listener, so closing it cannot race an accept().
+        try:
+            while not self._stop.is_set():
+                try:
+                    client, _ = self._listener.accept()
+                except socket.timeout:
+                    continue
+                self._admit(client)
+        except OSError:
+            pass
+        finally:
+            self._listener.close()
+
+    def _admit(self, client: socket.socket) -> None:
+        with self._lock:
+            self._connections += 1
+            refusal = next((f for f in self._faults if f.kind == "refuse"), None)
+        if refusal is not None and self._claim(refusal):
+            _reset_close(client)
+        else:
             self._spawn(self._serve, "faultproxy-conn", client)
 
     def _serve(self, client: socket.socket) -> None:
