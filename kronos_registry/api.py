@@ -93,8 +93,8 @@ def load_module(role: str, folder: Path):
         module = cls(**config)
     weights = folder / SAFETENSORS_FILE
     state = load_file(str(weights)) if weights.is_file() else load_pickle_weights(folder / PICKLE_FILE)
-    # assign=True adopts the loaded tensors instead of copying into fresh ones: no second copy.
-    module.load_state_dict(state, strict=True, assign=True)
+    # Built on the meta device and then given the loaded tensors: no random init, no second copy.
+    module.load_weights(state, label=str(folder), strict=True)
     return module.eval()
 
 

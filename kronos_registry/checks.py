@@ -73,6 +73,13 @@ MISSING_CONFIG_HINT = (
 )
 
 
+MISSING_WEIGHTS_HINT = (
+    f"Kronos weights are read from {SAFETENSORS_FILE}; if the source holds only legacy {PICKLE_FILE}, "
+    f"convert it with safetensors.torch.save_file, or, if you trust it, set `allow_pickle: true` and "
+    f"`files: [config.json, {PICKLE_FILE}]` on the entry"
+)
+
+
 def read_config(folder: Path) -> tuple[dict | None, Problem | None]:
     path = folder / CONFIG_FILE
     if not path.is_file():
@@ -357,5 +364,6 @@ def _published_pairing_problems(entry: Entry, tokenizer_config: Mapping) -> Iter
 
 def kronos_checks(entry: Entry) -> list:
     """The CheckProvider for Kronos artifacts: the engine's generic checks plus ours."""
-    generic = generic_checks(entry, file_hints={CONFIG_FILE: MISSING_CONFIG_HINT})
+    generic = generic_checks(entry, file_hints={CONFIG_FILE: MISSING_CONFIG_HINT,
+                                                SAFETENSORS_FILE: MISSING_WEIGHTS_HINT})
     return [*generic, KronosConfig(), KronosWeights(), KronosParams(), KronosPairing()]

@@ -60,39 +60,78 @@ def sample_tokens(logits, T=1.0, top_k=0, top_p=1.0, generator=None) -> torch.Te
 
 # --------------------------------------------------------------------------- transformer pieces
 
+# Prefill this many context tokens at a time (bounds the prefill's activation memory).
+PREFILL_CHUNK = 128
+
 
 def _rms(x, w):
     return F.rms_norm(x, (x.shape[-1],), w, 1e-5)
 
 
-def _window_forward(model: Kronos, W: dict, s1, s2, temb, kcache=None, vcache=None):
-    """Full causal pass over a window, positions 0..T-1.
+def _window_forward(model: Kronos, W: dict, s1, s2, temb, kcache=None, vcache=None, chunk: int | None = None,
+                    cross_k=None, cross_v=None):
+    """Causal pass over a window of tokens at positions 0..T-1 -> normed context (R, T, d).
 
-    s1, s2: (R, T); temb: (R, T, d). When kcache/vcache (lists of (R, H, M, hd)) are
-    given, each layer's rotated keys and values are stored at [..., :T, :].
-    Returns the normed context (R, T, d).
+    s1, s2: (R, T); temb: (R, T, d). With kcache/vcache (per layer (R, H, M, hd)) each
+    layer's rotated keys and values are stored at [:, :, :T]; with cross_k/cross_v
+    ((R, Hc, M, hdc)) the dependency layer's keys and values of the context too.
+
+    With `chunk` (and caches) the window is processed `chunk` tokens at a time, each
+    chunk attending to the cached keys before it: the same arithmetic up to rounding,
+    with activations a fraction of the window's, which keeps the prefill's peak memory
+    below the reference's. Only the last chunk's context is returned then.
     """
     R, T = s1.shape
     d = model.d_model
-    x = model.embedding([s1, s2]) + temb                               # (R, T, d)
-    for i, L in enumerate(W["layers"]):
-        H = L["n_heads"]
-        hd = d // H
-        h = _rms(x, L["norm1"])
-        qkv = F.linear(h, L["qkv_w"], L["qkv_b"]).view(R, T, 3, H, hd).transpose(1, 3)  # (R, H, 3, T, hd)
-        cos, sin = L["rotary"].tables(T, x.device)
-        q = _rotate(qkv[:, :, 0], cos, sin)                            # (R, H, T, hd)
-        k = _rotate(qkv[:, :, 1], cos, sin)
-        v = qkv[:, :, 2]
-        if kcache is not None:
-            kcache[i][:, :, :T].copy_(k)
-            vcache[i][:, :, :T].copy_(v)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)    # (R, H, T, hd)
-        x = x + F.linear(y.transpose(1, 2).reshape(R, T, d), L["out_w"], L["out_b"])
-        a = F.linear(_rms(x, L["norm2"]), L["w13"])                    # (R, T, 2 ff)
-        ff = a.shape[-1] // 2
-        x = x + F.linear(F.silu(a[..., :ff]) * a[..., ff:], L["w2"])
-    return _rms(x, model.norm.weight)
+    step = T if (chunk is None or kcache is None) else chunk
+    c = None
+    for a in range(0, T, step):
+        b = min(T, a + step)
+        n = b - a
+        x = model.embedding([s1[:, a:b], s2[:, a:b]]) + temb[:, a:b]       # (R, n, d)
+        for i, L in enumerate(W["layers"]):
+            H = L["n_heads"]
+            hd = d // H
+            h = _rms(x, L["norm1"])
+            qkv = F.linear(h, L["qkv_w"], L["qkv_b"]).view(R, n, 3, H, hd).transpose(1, 3)  # (R, H, 3, n, hd)
+            cos, sin = L["rotary"].tables(b, x.device)
+            cos, sin = cos[a:b], sin[a:b]
+            q = _rotate(qkv[:, :, 0], cos, sin)                            # (R, H, n, hd)
+            k = _rotate(qkv[:, :, 1], cos, sin)
+            v = qkv[:, :, 2]
+            if kcache is not None:
+                kcache[i][:, :, a:b].copy_(k)
+                vcache[i][:, :, a:b].copy_(v)
+            if a == 0:
+                y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            else:  # query a+j sees keys 0..a+j: a causal mask shifted by the chunk start
+                mask = torch.ones(n, b, dtype=torch.bool, device=x.device).tril(diagonal=a)
+                y = F.scaled_dot_product_attention(q, kcache[i][:, :, :b], vcache[i][:, :, :b], attn_mask=mask)
+            del qkv, q, k, v
+            x = x + F.linear(y.transpose(1, 2).reshape(R, n, d), L["out_w"], L["out_b"])
+            del y
+            a_ = F.linear(_rms(x, L["norm2"]), L["w13"])                   # (R, n, 2 ff)
+            ff = a_.shape[-1] // 2
+            g = F.silu(a_[..., :ff]).mul_(a_[..., ff:])
+            del a_
+            x = x + F.linear(g, L["w2"])
+            del g
+        c = _rms(x, model.norm.weight)
+        if cross_k is not None:
+            _store_cross(W["cross"], c, cross_k, cross_v, a)
+    return c
+
+
+def _store_cross(cross, c, ck, cv, start):
+    """Keys/values of the dependency layer for context c (R, n, d) at positions start...
+
+    Unrotated: with a 1-token query the reference's rotary tables cover position 0 only.
+    """
+    R, n, d = c.shape
+    Hc = cross["n_heads"]
+    kv = F.linear(c, cross["kv_w"], cross["kv_b"]).view(R, n, 2, Hc, d // Hc).permute(2, 0, 3, 1, 4)
+    ck[:, :, start:start + n].copy_(kv[0])
+    cv[:, :, start:start + n].copy_(kv[1])
 
 
 def _rotate(x, cos, sin):
@@ -167,13 +206,6 @@ def generate_tokens(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: to
     cq_w, cq_b, ckv_w, ckv_b = cross["q_w"], cross["q_b"], cross["kv_w"], cross["kv_b"]
     co_w, co_b, cn_w = cross["out_w"], cross["out_b"], cross["norm"]
 
-    def store_cross(c, rows_view_k, rows_view_v, T):
-        # c: (R, T, d) normed context -> keys/values of the dependency layer, unrotated
-        # (a 1-token query means position 0 only: the reference rotates neither side).
-        kv = F.linear(c, ckv_w, ckv_b).view(c.shape[0], T, 2, Hc, hdc).permute(2, 0, 3, 1, 4)
-        rows_view_k[:, :, :T].copy_(kv[0])
-        rows_view_v[:, :, :T].copy_(kv[1])
-
     steps = range(pred_len) if progress is None else progress(range(pred_len))
     c_last = None
     for i in steps:
@@ -187,24 +219,19 @@ def generate_tokens(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: to
             c = _window_forward(model, W, out1[rows, lo:cur], out2[rows, lo:cur], tw)
             if R != N:
                 c = c.repeat_interleave(S, dim=0)
-            store_cross(c, ck, cv, max_context)
+            _store_cross(cross, c, ck, cv, 0)
             c_last = c[:, -1]
             n_ctx = max_context
         elif i == 0:
             # Prefill once per series, then share the cache with the series' samples.
-            if S == 1:
-                c = _window_forward(model, W, s1, s2, temb[:, :L], kc, vc)
-                store_cross(c, ck, cv, L)
-            else:
-                k5 = [t.view(B, S, H, M, hd)[:, 0] for t in kc]
-                v5 = [t.view(B, S, H, M, hd)[:, 0] for t in vc]
-                c = _window_forward(model, W, s1, s2, temb[:, :L], k5, v5)
-                store_cross(c, ck.view(B, S, Hc, M, hdc)[:, 0], cv.view(B, S, Hc, M, hdc)[:, 0], L)
+            first = lambda t: t.view(B, S, *t.shape[1:])[:, 0]  # noqa: E731  sample 0 of each series
+            c = _window_forward(model, W, s1, s2, temb[:, :L], [first(t) for t in kc], [first(t) for t in vc],
+                                chunk=PREFILL_CHUNK, cross_k=first(ck), cross_v=first(cv))
+            if S > 1:
                 for t in (*kc, *vc, ck, cv):
                     t5 = t.view(B, S, *t.shape[1:])
                     t5[:, 1:, :, :L].copy_(t5[:, :1, :, :L])
-                c = c.repeat_interleave(S, dim=0)
-            c_last = c[:, -1]
+            c_last = c[:, -1].repeat_interleave(S, dim=0)
             n_ctx = L
         else:
             # One token (the previous sample, at position p) through the cached stack.

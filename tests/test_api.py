@@ -162,7 +162,8 @@ def test_legacy_pickle_only_is_refused_with_the_opt_in(workspace):
     torch.save(load_file(str(folder / "model.safetensors")), folder / "pytorch_model.bin")
     (folder / "model.safetensors").unlink()
     assert_failure_leaves_store_unchanged(registry_file(workspace), workspace / "store",
-                                          FileNotInSourceError, "pytorch_model.bin", "allow_pickle")
+                                          (VerificationError, FileNotInSourceError),
+                                          "model.safetensors", "pytorch_model.bin", "allow_pickle: true")
 
 
 def test_legacy_pickle_loads_when_the_entry_opts_in(workspace):
