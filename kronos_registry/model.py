@@ -275,9 +275,14 @@ def config_problems(cls, cfg: dict) -> tuple[list[str], list[str], list[str]]:
     unknown = sorted(k for k in cfg if k not in types)
     bad = [p for k, t in types.items() if k in cfg and (p := _check_type(k, cfg[k], t))]
     if not bad and not missing:
-        d, h = cfg.get("d_model"), cfg.get("n_heads")
+        d, h = cfg["d_model"], cfg["n_heads"]
         if d % h:
             bad.append(f"d_model={d} is not divisible by n_heads={h}")
+        if cls is Kronos and d % 4:
+            bad.append(f"d_model={d} is not divisible by 4 (the dependency layer's heads)")
+        if cls is KronosTokenizer and (cfg["s1_bits"] + cfg["s2_bits"]) % cfg["group_size"]:
+            bad.append(f"s1_bits + s2_bits = {cfg['s1_bits'] + cfg['s2_bits']} is not divisible by "
+                       f"group_size={cfg['group_size']}")
     return missing, unknown, bad
 
 
@@ -329,7 +334,7 @@ class _HubMixin:
         label = f"{name}@{revision}" if revision else str(name)
         try:
             from huggingface_hub import hf_hub_download
-            from huggingface_hub.errors import EntryNotFoundError
+            from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
         except ImportError as e:  # pragma: no cover - huggingface_hub is a dependency
             raise CheckpointError(f"cannot fetch {label}: huggingface_hub is not installed", folder=label) from e
 
@@ -338,7 +343,13 @@ class _HubMixin:
                 return Path(hf_hub_download(str(name), filename, revision=revision, cache_dir=cache_dir,
                                             force_download=force_download, token=token,
                                             local_files_only=local_files_only))
-            except EntryNotFoundError:
+            except LocalEntryNotFoundError as e:  # offline, or the hub unreachable, and not cached
+                raise CheckpointError(
+                    f"{filename} of hub repo {label} is not in the local cache and the hub was not reachable",
+                    folder=label, missing=[filename],
+                    hint="connect (HF_ENDPOINT for a mirror) and retry, sync it with `kronos-registry sync`, "
+                         "or pass a local checkpoint folder") from e
+            except EntryNotFoundError:  # the repo exists but has no such file
                 return None
             except Exception as e:
                 raise CheckpointError(

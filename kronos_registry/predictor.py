@@ -45,7 +45,7 @@ def calc_time_stamps(timestamps) -> pd.DataFrame:
     else:
         t = pd.DatetimeIndex(timestamps)
     return pd.DataFrame({"minute": np.asarray(t.minute), "hour": np.asarray(t.hour),
-                         "weekday": np.asarray(t.weekday), "day": np.asarray(t.day),
+                         "weekday": np.asarray(t.day_of_week), "day": np.asarray(t.day),
                          "month": np.asarray(t.month)})
 
 

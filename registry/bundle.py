@@ -121,14 +121,14 @@ def export_bundle(store: Store, spec: RegistrySpec, names: Sequence[str], output
 
 def _with_tokenizers(spec: RegistrySpec, names: Sequence[str]) -> list[Entry]:
     """The named entries and their tokenizers, each once, tokenizers first (they load first)."""
-    wanted: dict[str, Entry] = {}
+    tokenizers: dict[str, Entry] = {}
+    models: dict[str, Entry] = {}
     for name in names:
         entry = spec.get_available(name)
-        tokenizer = spec.get_available(entry.tokenizer) if entry.is_model and entry.tokenizer else None
-        if tokenizer is not None:
-            wanted.setdefault(tokenizer.name, tokenizer)
-        wanted.setdefault(entry.name, entry)
-    return sorted(wanted.values(), key=lambda e: (e.is_model, list(wanted).index(e.name)))
+        if entry.is_model and entry.tokenizer:
+            tokenizers.setdefault(entry.tokenizer, spec.get_available(entry.tokenizer))
+        (models if entry.is_model else tokenizers).setdefault(entry.name, entry)
+    return [*tokenizers.values(), *models.values()]
 
 
 def stored_artifact(store: Store, entry: Entry) -> str | None:
@@ -348,7 +348,6 @@ class _Contents:
     artifacts: Mapping[str, _Artifact]
     refs: tuple[Ref, ...]
     registry_text: str
-    total_bytes: int
 
 
 def import_bundle(store: Store, bundle: str | os.PathLike, *, lock_timeout: float | None = 600.0,
@@ -365,9 +364,9 @@ def import_bundle(store: Store, bundle: str | os.PathLike, *, lock_timeout: floa
     with _open_tar(bundle) as tar:
         contents = _read_contents(bundle, tar, max_bytes)
         registry_text, refs = _imported_registry(bundle, contents, store)
-        _check_free_space(store, contents.total_bytes, bundle)
         with _tidy_on_failure(store), _locked(store, sorted(contents.artifacts), lock_timeout):
             todo, skipped = _plan(store, contents)
+            _check_free_space(store, sum(contents.artifacts[a].manifest.total_size for a in todo), bundle)
             written = _stage_all(store, bundle, tar, [contents.artifacts[a] for a in todo])
             for artifact_id in todo:
                 _publish(store, contents.artifacts[artifact_id])
@@ -399,11 +398,15 @@ def _open_tar(bundle: Path) -> Iterator[tarfile.TarFile]:
     if not bundle.is_file():
         raise InputDataError(f"bundle {bundle} does not exist or is not a file", path=str(bundle),
                              hint="check the path given to `kronos-registry import`")
+    hint = "pass a file written by `kronos-registry export`; " + _REEXPORT_HINT
+    if bundle.stat().st_size == 0:
+        raise _reject(bundle, None, "is empty, not a readable tar file", hint=hint)
     try:
         tar = tarfile.open(bundle, mode="r:*")
+    except tarfile.ReadError:  # its message lists every decompressor tried: noise to a user
+        raise _reject(bundle, None, "is not a readable tar file (plain, .gz, .bz2 or .xz)", hint=hint) from None
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise _reject(bundle, None, f"is not a readable tar file ({exc})",
-                      hint="pass a file written by `kronos-registry export`; " + _REEXPORT_HINT) from None
+        raise _reject(bundle, None, f"is not a readable tar file ({exc})", hint=hint) from None
     with tar:
         yield tar
 
@@ -511,8 +514,7 @@ def _read_contents(bundle: Path, tar: tarfile.TarFile, max_bytes: int) -> _Conte
     _match_index(bundle, index, artifacts)
     registry_text = _decode(bundle, REGISTRY_YAML, _read_small(bundle, tar, metadata[REGISTRY_YAML]))
     refs = tuple(_parse_ref(bundle, item, artifacts) for item in index["refs"])
-    return _Contents(artifacts=artifacts, refs=refs, registry_text=registry_text,
-                     total_bytes=sum(a.manifest.total_size for a in artifacts.values()))
+    return _Contents(artifacts=artifacts, refs=refs, registry_text=registry_text)
 
 
 def _decode(bundle: Path, name: str, data: bytes) -> str:

@@ -1,0 +1,1034 @@
+"""`kronos-registry`: the command line face of the registry (also `python -m kronos_registry`).
+
+Every command is a thin layer over ``kronos_registry.api.Registry`` and ``candles``: parse the
+options, call the API, print a tidy table (or JSON with ``--json``). Errors the user can act on
+are ``RegistryError``s: they are printed as one short paragraph and mapped to their exit code
+in one place (``KronosGroup.invoke``), never as a traceback unless ``--debug`` is given.
+
+Heavy imports (torch, pandas, matplotlib, huggingface_hub) happen inside the commands that need
+them, so `--help`, `list` and `validate` stay quick.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import click
+
+from registry.errors import (
+    EntryKindError,
+    InputDataError,
+    NotSyncedError,
+    RegistryError,
+    RegistryFileError,
+)
+
+from . import __version__
+
+PROG = "kronos-registry"
+DEMO_ENTRY = "kronos-demo"  # ships in the package with random weights: say so wherever it forecasts
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0   success
+  1   unexpected internal error (a bug: rerun with --debug and report it)
+  2   usage error: a bad option or argument, or a refused request
+      (e.g. rm of a tokenizer that a synced model still uses)
+  3   the registry file (models.yaml) is invalid
+  4   unknown or unavailable entry, or the wrong kind (a tokenizer to predict)
+  5   source or network error (hub unreachable, repo, revision or file missing)
+  6   verification failed (config, weights, hashes, pairing, damaged store)
+  7   not in the store, and it may not be fetched now (offline)
+  8   gave up waiting for another process's lock on an artifact
+  9   bad input data (candle CSV, bundle, argument value)
+  10  an optional dependency is missing (matplotlib for --plot)
+
+\b
+Environment:
+  KRONOS_REGISTRY_FILE          registry file (after --registry, before ./models.yaml)
+  KRONOS_REGISTRY_HOME          store folder (default ~/.cache/kronos-registry)
+  KRONOS_REGISTRY_OFFLINE=1     no network at all (HF_HUB_OFFLINE=1 too)
+  KRONOS_REGISTRY_LOCK_TIMEOUT  seconds to wait for another sync (default 600)
+  KRONOS_REGISTRY_TIMEOUT       seconds per hub request (default 10)
+  HF_ENDPOINT                   hub or mirror URL (e.g. a self-hosted olah)
+  HF_TOKEN                      hub token; never printed or written anywhere
+"""
+
+
+class MissingExtraError(RegistryError):
+    """An optional dependency (a `pip install 'kronos-registry[EXTRA]'`) is not installed."""
+
+    exit_code = 10
+
+    def __init__(self, module: str, extra: str, purpose: str):
+        super().__init__(
+            f"{purpose} needs {module}, which is not installed",
+            hint=f"pip install 'kronos-registry[{extra}]'  (or: pip install {module})",
+        )
+
+
+class RefusedError(RegistryError):
+    """A request the user may repeat with --force once they mean it."""
+
+    exit_code = 2
+
+
+# ==============================================================================================
+# Shared state, output and error handling
+# ==============================================================================================
+
+
+class App:
+    """The global options, and the Registry built from them on first use."""
+
+    def __init__(self, registry_file: str | None, store: str | None, offline: bool, debug: bool, quiet: bool):
+        self.registry_file = registry_file
+        self.store = store
+        # None lets the environment decide (KRONOS_REGISTRY_OFFLINE, HF_HUB_OFFLINE).
+        self.offline = True if offline else None
+        self.debug = debug
+        self.quiet = quiet
+        self._registry = None
+
+    @property
+    def progress(self) -> bool:
+        # Bars only for a person watching: never in logs, pipes or CI output.
+        return not self.quiet and sys.stderr.isatty()
+
+    def registry(self):
+        if self._registry is None:
+            from .api import Registry
+
+            self._registry = Registry(self.registry_file, self.store, offline=self.offline,
+                                      progress=self.progress, on_wait=self._on_wait)
+        return self._registry
+
+    def note(self, text: str = "") -> None:
+        """Talk to the person (stderr), unless -q. Data goes to stdout with click.echo."""
+        if not self.quiet:
+            click.echo(text, err=True)
+
+    def _on_wait(self, wait) -> None:
+        limit = "" if wait.timeout is None or wait.timeout < 0 else f", giving up after {wait.timeout:g} s"
+        self.note(f"waiting for another process syncing {wait.entry or wait.artifact_id} "
+                  f"(lock {wait.lock_path}{limit})")
+
+
+def print_error(error: BaseException) -> None:
+    """One short paragraph: `error: ...` and, when the error knows one, `hint: ...`."""
+    if isinstance(error, RegistryError):
+        click.echo(f"error: {error.message}", err=True)
+        if error.hint:
+            click.echo(f"hint: {error.hint}", err=True)
+    else:
+        click.echo(f"error: {error}", err=True)
+
+
+class KronosGroup(click.Group):
+    """Maps every RegistryError to its exit code, and anything unexpected to exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own: usage errors keep exit 2
+        except RegistryError as error:
+            if _debug(ctx):
+                traceback.print_exc()
+            print_error(error)
+            raise click.exceptions.Exit(error.exit_code) from None
+        except Exception as error:  # noqa: BLE001 - the last line of defence for the user
+            if _debug(ctx):
+                traceback.print_exc()
+            click.echo(f"error: internal error ({type(error).__name__}: {error}); this is a bug in "
+                       f"{PROG}: rerun with --debug for the traceback and report it", err=True)
+            raise click.exceptions.Exit(1) from None
+
+
+def _debug(ctx: click.Context) -> bool:
+    return isinstance(ctx.obj, App) and ctx.obj.debug
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Plain aligned columns, two spaces apart: readable, greppable, no extra dependency."""
+    rows = [["" if cell is None else str(cell) for cell in row] for row in rows]
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+    lines = [headers, *rows]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+                     for line in lines)
+
+
+def human_size(count: int | None) -> str:
+    if count is None:
+        return "-"
+    size = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"  # pragma: no cover - unreachable
+
+
+def human_params(entry) -> str:
+    if entry.params is None:
+        return "-"
+    if not entry.params.exact:
+        return entry.params.text
+    value = entry.params.value
+    for suffix, scale in (("B", 10**9), ("M", 10**6), ("K", 10**3)):
+        if value >= scale:
+            return f"{value / scale:.1f}{suffix}"
+    return str(value)
+
+
+def shorten(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
+
+
+# ==============================================================================================
+# The group
+# ==============================================================================================
+
+
+@click.group(cls=KronosGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--registry", "registry_file", metavar="FILE",
+              help="Registry file overlaying the packaged one [default: $KRONOS_REGISTRY_FILE, "
+              "else ./models.yaml, else the packaged file].")
+@click.option("--store", metavar="DIR",
+              help="Store folder [default: $KRONOS_REGISTRY_HOME, else ~/.cache/kronos-registry].")
+@click.option("--offline", is_flag=True, help="Make no network call at all (also KRONOS_REGISTRY_OFFLINE=1).")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only results: no notes, no progress bars.")
+@click.version_option(__version__, "--version", prog_name=PROG, message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, registry_file, store, offline, debug, quiet):
+    """Verified Kronos models for candlestick forecasting, online or offline.
+
+    The registry (models.yaml) names every Kronos variant, pinned; `sync` fetches an
+    entry into a local store only after verifying it; `predict` forecasts candles
+    from a CSV. The `kronos-demo` entry ships in the package (random weights), so
+    this works on a fresh machine with no network:
+
+    \b
+      kronos-registry list
+      kronos-registry predict kronos-demo --input candles.csv --pred-len 24 \\
+          --output forecast.csv --plot forecast.png
+      kronos-registry sync kronos-small
+      kronos-registry export kronos-small -o kronos.tar   # carry it offline
+    """
+    ctx.obj = App(registry_file, store, offline, debug, quiet)
+
+
+# ==============================================================================================
+# list / show
+# ==============================================================================================
+
+
+def entry_info(registry, entry) -> dict:
+    artifact = registry.status(entry.name) if entry.available and entry.source is not None else None
+    return {
+        "name": entry.name,
+        "kind": entry.kind,
+        "display_name": entry.display_name,
+        "description": entry.description,
+        "params": entry.params.value if entry.params else None,
+        "params_text": entry.params.text if entry.params else None,
+        "context_length": entry.context_length,
+        "tokenizer": entry.tokenizer,
+        "source": str(entry.source) if entry.source is not None else None,
+        "available": entry.available,
+        "reason": entry.reason,
+        "synced": artifact is not None,
+        "artifact_id": artifact,
+    }
+
+
+def status_word(info: dict) -> str:
+    if not info["available"]:
+        return "unavailable"
+    return "synced" if info["synced"] else "-"
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of entries.")
+@pass_app
+def list_entries(app: App, as_json: bool):
+    """List the registry's models and tokenizers, and whether each is synced."""
+    registry = app.registry()
+    infos = [entry_info(registry, entry) for entry in registry.entries()]
+    if as_json:
+        emit_json(infos)
+        return
+    rows = [[i["name"], i["kind"], human_params(registry.get(i["name"])), i["context_length"] or "-",
+             status_word(i), shorten(i["description"] or i["reason"], 56)] for i in infos]
+    click.echo(table(["NAME", "KIND", "PARAMS", "CONTEXT", "STATUS", "DESCRIPTION"], rows))
+    app.note(f"\nregistry: {', '.join(registry.spec.paths)}\nstore:    {registry.store.root}")
+
+
+def stored_info(registry, artifact_id: str | None) -> dict | None:
+    if artifact_id is None:
+        return None
+    manifest = registry.store.read_manifest(artifact_id)
+    return {
+        "artifact_id": artifact_id,
+        "path": str(registry.store.object_dir(artifact_id)),
+        "resolved_revision": manifest.resolved_revision,
+        "size": manifest.total_size,
+        "files": [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in manifest.files],
+        "created_at": manifest.created_at,
+        "checks": list(manifest.checks),
+        "warnings": list(manifest.warnings),
+    }
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@pass_app
+def show(app: App, name: str, as_json: bool):
+    """Show everything about one entry: source, config, and its copy in the store."""
+    registry = app.registry()
+    entry = registry.get(name)
+    info = entry_info(registry, entry)
+    info["config"] = dict(entry.config) if entry.config is not None else None
+    info["defined_in"] = str(entry.origin)
+    info["sha256"] = dict(entry.sha256)
+    info["files"] = list(entry.files)
+    if entry.kind == "tokenizer":
+        info["used_by"] = [m.name for m in registry.spec.models.values() if m.tokenizer == entry.name]
+    info["store"] = stored_info(registry, info["artifact_id"])
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(render_show(entry, info, registry))
+
+
+def render_show(entry, info: dict, registry) -> str:
+    params = "-"
+    if entry.params is not None:
+        params = f"{entry.params.value:,}" if entry.params.exact else f"{entry.params.text} (rounded)"
+    rows = [
+        ("display name", info["display_name"]),
+        ("description", info["description"]),
+        ("source", info["source"] or "-"),
+        ("tokenizer", info["tokenizer"]),
+        ("used by", ", ".join(info.get("used_by") or []) or None),
+        ("context", info["context_length"]),
+        ("params", params),
+        ("available", "yes" if entry.available else f"no: {entry.reason or 'marked available: false'}"),
+        ("defined in", info["defined_in"]),
+        ("config", " ".join(f"{k}={v}" for k, v in (info["config"] or {}).items()) or None),
+    ]
+    stored = info["store"]
+    if stored is None and entry.available:
+        rows.append(("store", f"not synced (run `{PROG} sync {entry.name}`)"))
+    elif stored is not None:
+        rows += [
+            ("store", f"synced as {stored['artifact_id']}"),
+            ("path", stored["path"]),
+            ("revision", stored["resolved_revision"]),
+            ("files", ", ".join(f"{f['name']} {human_size(f['size'])}" for f in stored["files"])),
+            ("synced at", stored["created_at"]),
+            ("checks", ", ".join(stored["checks"])),
+        ]
+        rows += [("warning", text) for text in stored["warnings"]]
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{entry.name} ({entry.kind})"]
+    lines += [f"  {label.ljust(width)}  {value}" for label, value in rows if value not in (None, "")]
+    return "\n".join(lines)
+
+
+# ==============================================================================================
+# sync / verify
+# ==============================================================================================
+
+
+def sync_records(result) -> list:
+    """The tokenizer's result first, then the entry's own."""
+    return ([result.tokenizer] if result.tokenizer is not None else []) + [result]
+
+
+def sync_info(result) -> dict:
+    report = result.report
+    warnings = [str(p) for p in report.warnings] if report is not None else list(result.manifest.warnings)
+    return {
+        "name": result.entry.name,
+        "kind": result.entry.kind,
+        "status": "fetched" if result.fetched else "present",
+        "artifact_id": result.artifact_id,
+        "path": str(result.path),
+        "revision": result.manifest.resolved_revision,
+        "size": result.manifest.total_size,
+        "warnings": warnings,
+    }
+
+
+def failure_info(name: str, error: RegistryError) -> dict:
+    return {"name": name, "status": "failed", "error": error.message, "hint": error.hint,
+            "exit_code": error.exit_code}
+
+
+def finish_batch(app: App, verb: str, failures: list[tuple[str, RegistryError]], total: int) -> None:
+    """Exit with the first failure's code after a command that went on past failures."""
+    if not failures:
+        return
+    names = ", ".join(name for name, _ in failures)
+    click.echo(f"error: {len(failures)} of {total} entries failed to {verb}: {names}", err=True)
+    raise click.exceptions.Exit(failures[0][1].exit_code)
+
+
+@cli.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--all", "all_entries", is_flag=True, help="Sync every available entry.")
+@click.option("--force", is_flag=True, help="Fetch and verify again even if a good copy is stored.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of results.")
+@pass_app
+def sync(app: App, names: tuple[str, ...], all_entries: bool, force: bool, as_json: bool):
+    """Fetch entries into the store, verified (a model's tokenizer comes along).
+
+    Hub files go through the Hugging Face cache, so weights that `from_pretrained`
+    downloaded before are reused, also offline. A file is published only after its
+    config, weights, hashes and pairing pass every check.
+    """
+    if bool(names) == all_entries:
+        raise click.UsageError("name the entries to sync, or pass --all (not both)")
+    registry = app.registry()
+    if all_entries:
+        names = tuple(e.name for e in registry.entries() if e.available and e.source is not None)
+    results, failures, seen = [], [], set()
+    for name in names:
+        try:
+            result = registry.sync(name, force=force)
+        except RegistryError as error:
+            if len(names) == 1:
+                raise
+            print_error(error)
+            failures.append((name, error))
+            results.append(failure_info(name, error))
+            continue
+        for record in sync_records(result):
+            if record.entry.name in seen:
+                continue
+            seen.add(record.entry.name)
+            info = sync_info(record)
+            results.append(info)
+            if not as_json:
+                print_sync_line(info)
+    if as_json:
+        emit_json(results)
+    finish_batch(app, "sync", failures, len(names))
+
+
+def print_sync_line(info: dict) -> None:
+    click.echo(f"{info['status']:<8} {info['name']:<24} {info['artifact_id']}  {human_size(info['size'])}")
+    for warning in info["warnings"]:
+        click.echo(f"         {warning}")
+
+
+def stored_candidates(registry) -> list[str]:
+    """Entries that have something in the store (cheap: refs and pinned ids only)."""
+    names = []
+    for entry in registry.entries():
+        if not entry.available or entry.source is None:
+            continue
+        ref = registry.store.get_ref(entry.name)
+        if (ref is not None and registry.store.has(ref.artifact_id)) or registry.status(entry.name):
+            names.append(entry.name)
+    return names
+
+
+@cli.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--deep", is_flag=True, help="Re-hash every file and scan the weights for NaN/Inf.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of reports.")
+@pass_app
+def verify(app: App, names: tuple[str, ...], deep: bool, as_json: bool):
+    """Re-check stored entries (all that are synced, by default); changes nothing.
+
+    Without --deep: the manifest, file sizes, config, tensor names and shapes and the
+    pairing. With --deep also every sha256 and every tensor value. Exit 6 on a problem.
+    """
+    registry = app.registry()
+    targets = list(names) or stored_candidates(registry)
+    if not targets:
+        app.note(f"nothing is synced in {registry.store.root} yet; run `{PROG} sync NAME`")
+        if as_json:
+            emit_json([])
+        return
+    reports, failures = [], []
+    for name in targets:
+        try:
+            report = registry.verify(name, deep=deep)
+        except RegistryError as error:
+            if len(targets) == 1:
+                raise
+            print_error(error)
+            failures.append((name, error))
+            reports.append(failure_info(name, error))
+            continue
+        info = {"name": name, "artifact": report.artifact, "ok": report.ok, "deep": deep,
+                "checks": list(report.checks_run), "errors": [str(p) for p in report.errors],
+                "warnings": [str(p) for p in report.warnings]}
+        reports.append(info)
+        if not report.ok:
+            failures.append((name, None))
+        if not as_json:
+            print_verify_lines(info)
+    if as_json:
+        emit_json(reports)
+    bad = [(name, error) for name, error in failures]
+    if bad:
+        code = next((e.exit_code for _, e in bad if e is not None), 6)
+        broken = ", ".join(name for name, _ in bad)
+        click.echo(f"error: {len(bad)} of {len(targets)} entries failed verification: {broken}", err=True)
+        click.echo(f"hint: run `{PROG} sync --force NAME` to fetch a damaged entry again, "
+                   f"or `{PROG} rm NAME` to remove it", err=True)
+        raise click.exceptions.Exit(code)
+
+
+def print_verify_lines(info: dict) -> None:
+    mark = "ok" if info["ok"] else "FAILED"
+    kind = "deep" if info["deep"] else "cheap"
+    click.echo(f"{mark:<7} {info['artifact']}  ({len(info['checks'])} checks, {kind})")
+    for line in info["errors"] + info["warnings"]:
+        click.echo(f"        - {line}")
+
+
+# ==============================================================================================
+# validate
+# ==============================================================================================
+
+
+@cli.command()
+@pass_app
+def validate(app: App):
+    """Parse and check the registry file in use; exit 3 naming every problem (file:line:column)."""
+    from registry.spec import LocalSource
+
+    spec = app.registry().spec
+    models = list(spec.models.values())
+    available = sum(1 for m in models if m.available)
+    click.echo(f"OK: {len(models)} models ({available} available), {len(spec.tokenizers)} tokenizers")
+    for path in spec.paths:
+        click.echo(f"  file  {path}")
+    for warning in spec.warnings:
+        click.echo(f"  {warning}")
+    for entry in spec.entries():
+        # Legal, but a sync of it would fail: worth saying now.
+        if isinstance(entry.source, LocalSource) and entry.available and not Path(entry.source.path).is_dir():
+            click.echo(f"  warning: {entry.origin}: source folder {entry.source} of '{entry.name}' does not exist")
+
+
+# ==============================================================================================
+# predict
+# ==============================================================================================
+
+
+def check_device(device: str | None) -> None:
+    if device is None:
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError) as exc:
+        raise click.BadParameter(f"'{device}' is not a torch device ({exc})", param_hint="--device") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("CUDA is not available on this machine; use --device cpu",
+                                 param_hint="--device")
+
+
+def need_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingExtraError("matplotlib", "plot", "--plot") from None
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--input", "-i", "input_path", required=True, metavar="CSV",
+              help="Candle CSV: a timestamp column (timestamps/timestamp/date/datetime/time), "
+              "open, high, low, close; volume and amount optional.")
+@click.option("--pred-len", "-n", required=True, type=click.IntRange(min=1), metavar="N",
+              help="Number of bars to forecast.")
+@click.option("--lookback", type=click.IntRange(min=1), metavar="N",
+              help="Bars of history the model sees [default: all rows, up to the context length].")
+@click.option("--output", "-o", metavar="CSV", help="Write the forecast here (else print a short table).")
+@click.option("--samples", default=1, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="Sampled paths to average; with --plot their spread is drawn.")
+@click.option("--temperature", "-T", default=1.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True), help="Sampling temperature.")
+@click.option("--top-p", default=0.9, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="Nucleus sampling: keep the smallest set of tokens with this much probability.")
+@click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Keep only the K likeliest tokens (0: no limit).")
+@click.option("--seed", type=click.IntRange(min=0), help="Random seed: same seed, same forecast "
+              "[default: a random one, printed].")
+@click.option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps [default: cuda, else mps, else cpu].")
+@click.option("--plot", metavar="PNG", help="Save a chart of history, forecast and spread (needs matplotlib).")
+@pass_app
+def predict(app: App, name, input_path, pred_len, lookback, output, samples, temperature, top_p, top_k,
+            seed, device, plot):
+    """Forecast the next N candles of a CSV with the model NAME.
+
+    The model is loaded from the store (synced first when missing and online).
+    Future timestamps continue the input's bar interval. Prints a summary; the
+    forecast goes to --output, or to the screen as a short table.
+    """
+    from .candles import future_timestamps, read_candles, tail_lookback, write_forecast
+
+    registry = app.registry()
+    entry = registry.spec.get_available(name)  # fail fast, before reading anything
+    if entry.kind != "model":
+        users = [m.name for m in registry.spec.models.values() if m.tokenizer == name and m.available]
+        raise EntryKindError(name, entry.kind, "model", users)
+    if plot:
+        need_matplotlib()
+    check_device(device)
+
+    candles = read_candles(input_path)
+    context = entry.context_length or 512
+    used = tail_lookback(candles, lookback if lookback is not None else min(len(candles), context))
+    if len(used) > context:
+        app.note(f"note: a lookback of {len(used)} exceeds {name}'s context of {context}; "
+                 f"the model sees the last {context} bars")
+    future = future_timestamps(used.timestamps, pred_len)
+    seed = secrets.randbelow(2**31) if seed is None else seed
+
+    started = time.perf_counter()
+    predictor = registry.load_predictor(name, device=device)
+    loaded = time.perf_counter()
+    forecast, paths = predictor.predict(
+        used.frame, used.timestamps, future, pred_len, T=temperature, top_k=top_k, top_p=top_p,
+        sample_count=samples, verbose=app.progress, return_samples=True, seed=seed)
+    finished = time.perf_counter()
+
+    if output:
+        write_forecast(output, future, forecast)
+    else:
+        click.echo(forecast_table(future, forecast))
+    if plot:
+        save_plot(plot, candles, future, forecast, paths, title=plot_title(name, pred_len))
+    app.note(predict_summary(
+        entry=entry, artifact=registry.status(name), candles=candles, used=used, future=future,
+        forecast=forecast, samples=samples, seed=seed, sampling=(temperature, top_p, top_k),
+        device=str(predictor.device), times=(loaded - started, finished - loaded), output=output, plot=plot))
+
+
+def plot_title(name: str, pred_len: int) -> str:
+    title = f"{name}: {pred_len}-bar forecast"
+    return f"{title} (demo: random weights, meaningless)" if name == DEMO_ENTRY else title
+
+
+def forecast_table(future, forecast, head: int = 10) -> str:
+    """The forecast for a terminal; long ones show their first and last `head` rows."""
+    rows = [[ts.strftime("%Y-%m-%d %H:%M:%S")] + [f"{v:.4f}" for v in row[:4]] + [f"{v:.1f}" for v in row[4:]]
+            for ts, row in zip(future, forecast[["open", "high", "low", "close", "volume", "amount"]].to_numpy())]
+    if len(rows) > 2 * head:
+        rows = rows[:head] + [["..."] + [""] * 6] + rows[-head:]
+    return table(["TIMESTAMP", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "AMOUNT"], rows)
+
+
+def predict_summary(*, entry, artifact, candles, used, future, forecast, samples, seed, sampling, device,
+                    times, output, plot) -> str:
+    def stamp(ts) -> str:
+        return ts.strftime("%Y-%m-%d %H:%M")
+
+    temperature, top_p, top_k = sampling
+    interval = future.iloc[1] - future.iloc[0] if len(future) > 1 else future.iloc[0] - used.timestamps.iloc[-1]
+    closes = forecast["close"].to_numpy()
+    rows = [
+        ("model", f"{entry.name} ({artifact})" if artifact else entry.name),
+        ("input", f"{candles.source}: {len(candles)} rows, used the last {len(used)} "
+                  f"({stamp(used.timestamps.iloc[0])} .. {stamp(used.timestamps.iloc[-1])})"),
+        ("horizon", f"{len(future)} bars of {_interval_text(interval)} "
+                    f"({stamp(future.iloc[0])} .. {stamp(future.iloc[-1])})"),
+        ("sampling", f"{samples} sample{'s' if samples != 1 else ''}, T={temperature:g}, top_p={top_p:g}, "
+                     f"top_k={top_k}, seed {seed}"),
+        ("close", f"last {used.frame['close'].iloc[-1]:.4f} -> forecast first {closes[0]:.4f}, "
+                  f"last {closes[-1]:.4f}"),
+        ("time", f"{sum(times):.2f} s on {device} (load {times[0]:.2f} s, forecast {times[1]:.2f} s)"),
+    ]
+    if output:
+        rows.append(("wrote", f"{output} ({len(future)} rows)"))
+    if plot:
+        rows.append(("plot", str(plot)))
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{label.ljust(width)}  {value}" for label, value in rows]
+    if entry.name == DEMO_ENTRY:
+        lines.append("note: kronos-demo has random weights; its forecasts are meaningless "
+                     "(use kronos-mini, kronos-small or kronos-base for real ones)")
+    return "\n".join(lines)
+
+
+def _interval_text(delta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def save_plot(path: str, candles, future, forecast, paths, *, title: str) -> None:
+    """History (the last bars), the forecast's mean close and the spread across samples."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    # A Figure without pyplot: no global state, no GUI backend, nothing to close.
+    shown = min(len(candles), max(3 * len(future), 96))
+    history_ts = candles.timestamps.iloc[-shown:].to_numpy()
+    history_close = candles.frame["close"].iloc[-shown:].to_numpy()
+    # Start the forecast at the last real bar so the two lines join.
+    future_ts = np.concatenate([history_ts[-1:], future.to_numpy()])
+    mean_close = np.concatenate([history_close[-1:], forecast["close"].to_numpy()])
+    closes = paths[:, :, 3]  # (samples, pred_len): column 3 is close
+
+    figure = Figure(figsize=(10, 4.8), dpi=110)
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    ax.plot(history_ts, history_close, color="0.25", linewidth=1.1, label="history (close)")
+    if len(closes) > 1:
+        ax.fill_between(future.to_numpy(), closes.min(axis=0), closes.max(axis=0), color="tab:blue",
+                        alpha=0.15, linewidth=0, label=f"min-max of {len(closes)} samples")
+        if len(closes) >= 5:
+            low, high = np.quantile(closes, [0.1, 0.9], axis=0)
+            ax.fill_between(future.to_numpy(), low, high, color="tab:blue", alpha=0.25, linewidth=0,
+                            label="10-90% of samples")
+    label = "forecast (close)" if len(closes) == 1 else f"forecast (mean close of {len(closes)})"
+    ax.plot(future_ts, mean_close, color="tab:blue", linewidth=1.6, label=label)
+    ax.axvline(history_ts[-1], color="0.5", linestyle=":", linewidth=1)
+    ax.set_title(title)
+    ax.set_ylabel("price")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(target, format="png")
+    except OSError as exc:
+        raise InputDataError(f"cannot write {target}: {exc.strerror or exc}", path=str(target),
+                             hint="choose a --plot path in a folder you can write to") from exc
+
+
+# ==============================================================================================
+# doctor
+# ==============================================================================================
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def probe_endpoint(url: str, timeout: float = 3.0) -> dict:
+    """Whether ``url`` answers HTTP within ``timeout`` (any status counts as an answer)."""
+    import urllib.error
+    import urllib.request
+
+    started = time.perf_counter()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as reply:
+            status = reply.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return {"url": url, "reachable": False, "detail": f"no answer: {reason}"}
+    elapsed = (time.perf_counter() - started) * 1000
+    return {"url": url, "reachable": True, "detail": f"HTTP {status} in {elapsed:.0f} ms"}
+
+
+def store_health(root: Path) -> dict:
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    writable = os.access(existing, os.W_OK)
+    if root.is_dir():
+        try:  # os.access lies on some network filesystems: try for real
+            with tempfile.NamedTemporaryFile(dir=root, prefix=".doctor-"):
+                writable = True
+        except OSError:
+            writable = False
+    return {"path": str(root), "exists": root.is_dir(), "writable": writable,
+            "free_bytes": shutil.disk_usage(existing).free}
+
+
+def entry_health(registry, entry) -> dict:
+    """Synced and passing the cheap check (manifest and sizes)? Never touches the network."""
+    info = {"name": entry.name, "kind": entry.kind, "available": entry.available, "synced": False,
+            "check": None, "artifact_id": None}
+    if not entry.available or entry.source is None:
+        info["check"] = "unavailable"
+        return info
+    artifact = registry.status(entry.name)
+    if artifact:
+        info.update(synced=True, check="ok", artifact_id=artifact)
+        return info
+    ref = registry.store.get_ref(entry.name)
+    if ref is None or not registry.store.has(ref.artifact_id):
+        info["check"] = "not synced"
+        return info
+    problems = registry.store.check(ref.artifact_id)
+    info.update(synced=True, artifact_id=ref.artifact_id,
+                check=f"damaged: {problems[0]}" if problems else "stale: its source folder changed since sync")
+    return info
+
+
+def doctor_report(app: App) -> tuple[dict, RegistryError | None]:
+    report: dict[str, Any] = {
+        "version": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "torch": package_version("torch"),
+        "huggingface_hub": package_version("huggingface_hub"),
+        "matplotlib": package_version("matplotlib"),
+        "hf_token": "set" if (os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")) else "not set",
+    }
+    try:
+        registry = app.registry()
+    except RegistryError as error:
+        # Report what can be known without a registry, then fail with the file's problems.
+        from registry.sources import is_offline
+        from registry.store import Store, default_store_root
+
+        report.update(registry={"files": [], "valid": False, "problems": error.message},
+                      store=store_health(Store(default_store_root(app.store)).root),
+                      offline=is_offline(app.offline), endpoints=[], entries=[])
+        return report, error
+    report["registry"] = {"files": list(registry.spec.paths), "valid": True,
+                          "warnings": [str(w) for w in registry.spec.warnings]}
+    report["store"] = store_health(registry.store.root)
+    report["offline"] = registry.offline
+    urls = list(registry.endpoints.urls)
+    report["endpoints"] = [{"url": url, "reachable": None, "detail": "not checked (offline)"} for url in urls]
+    if not registry.offline and urls:
+        report["endpoints"][0] = probe_endpoint(urls[0])
+    report["entries"] = [entry_health(registry, entry) for entry in registry.entries()]
+    return report, None
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@pass_app
+def doctor(app: App, as_json: bool):
+    """Check the set-up: versions, registry file, store, endpoint, offline mode, entries.
+
+    Asks the first endpoint for an answer (3 s at most) unless offline. Never
+    prints HF_TOKEN, only whether it is set.
+    """
+    report, error = doctor_report(app)
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(render_doctor(report))
+    if error is not None:
+        raise error
+
+
+def render_doctor(report: dict) -> str:
+    store = report["store"]
+    lines = [
+        f"kronos-registry  {report['version']}",
+        f"python           {report['python']} ({report['platform']})",
+        f"torch            {report['torch'] or 'not installed'}",
+        f"huggingface_hub  {report['huggingface_hub'] or 'not installed'}",
+        f"matplotlib       {report['matplotlib'] or 'not installed (needed for --plot)'}",
+        "",
+        f"registry         {'valid' if report['registry']['valid'] else 'INVALID'}",
+    ]
+    lines += [f"  file           {path}" for path in report["registry"]["files"]]
+    lines += [f"  {w}" for w in report["registry"].get("warnings", [])]
+    lines += [
+        f"store            {store['path']}{'' if store['exists'] else ' (not created yet)'}",
+        f"  writable       {'yes' if store['writable'] else 'NO'}",
+        f"  free space     {human_size(store['free_bytes'])}",
+        f"offline          {'yes' if report['offline'] else 'no'}",
+        f"HF_TOKEN         {report['hf_token']}",
+    ]
+    for probe in report["endpoints"]:
+        lines.append(f"endpoint         {probe['url']}  {probe['detail']}")
+    if report["entries"]:
+        lines += ["", table(["ENTRY", "KIND", "STORE"],
+                            [[e["name"], e["kind"], e["check"]] for e in report["entries"]])]
+    return "\n".join(lines)
+
+
+# ==============================================================================================
+# export / import
+# ==============================================================================================
+
+
+@cli.command("export")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option("--output", "-o", required=True, metavar="FILE.tar",
+              help="The bundle to write (gzip-compressed when it ends in .gz or .tgz).")
+@pass_app
+def export_entries(app: App, names: tuple[str, ...], output: str):
+    """Write synced entries (with their tokenizers) into a tar bundle for offline machines.
+
+    The bundle holds the artifacts, their manifests and the entries' YAML; `import`
+    on the other machine checks every member and hash before publishing anything.
+    """
+    from registry.bundle import export_bundle
+
+    registry = app.registry()
+    summary = export_bundle(registry.store, registry.spec, list(names), output)
+    click.echo(f"exported {', '.join(summary.entries)} to {summary.path} ({human_size(summary.bytes)})")
+    for artifact in summary.artifacts:
+        click.echo(f"  {artifact}")
+    app.note(f"on the offline machine: {PROG} import {Path(output).name}")
+
+
+@cli.command("import")
+@click.argument("bundle", metavar="FILE.tar")
+@pass_app
+def import_entries(app: App, bundle: str):
+    """Import a bundle made by `export`: verify every hash, reject unsafe members, publish.
+
+    The bundle's entries are saved as a registry file in the store; hub entries are
+    found by the packaged registry as they are, local ones through that file
+    (pass it with --registry, or copy its entries into your models.yaml).
+    """
+    from registry.bundle import import_bundle
+
+    registry = app.registry()
+    summary = import_bundle(registry.store, bundle, lock_timeout=registry.loader.lock_timeout)
+    for artifact in summary.artifacts:
+        click.echo(f"imported {artifact}")
+    for artifact in summary.skipped:
+        click.echo(f"present  {artifact}")
+    click.echo(f"entries  {', '.join(summary.refs)} ({human_size(summary.bytes)} written)")
+    click.echo(f"registry {summary.registry_path}")
+    app.note(f"use it with: {PROG} --registry {summary.registry_path} list")
+
+
+# ==============================================================================================
+# rm / gc
+# ==============================================================================================
+
+
+def stored_artifact(registry, entry) -> str | None:
+    """The artifact the entry points at in the store, if it is there."""
+    from registry.spec import HfSource
+    from registry.store import hf_artifact_id
+
+    ref = registry.store.get_ref(entry.name)
+    if ref is not None and registry.store.has(ref.artifact_id):
+        return ref.artifact_id
+    source = entry.source
+    if isinstance(source, HfSource) and source.is_pinned:
+        artifact = hf_artifact_id(source.repo_id, source.revision, source.repo_type)
+        return artifact if registry.store.has(artifact) else None
+    return None
+
+
+@cli.command("rm")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option("--force", is_flag=True, help="Also remove a tokenizer that a synced model still uses.")
+@pass_app
+def remove(app: App, names: tuple[str, ...], force: bool):
+    """Remove entries' stored artifacts and refs (a model's tokenizer stays).
+
+    An artifact that another entry also points at is kept; only this entry's ref goes.
+    """
+    registry = app.registry()
+    store = registry.store
+    for name in names:
+        entry = registry.get(name)
+        artifact = stored_artifact(registry, entry)
+        if artifact is None:
+            store.remove_ref(name)
+            app.note(f"'{name}' is not in the store; nothing to remove")
+            continue
+        if entry.kind == "tokenizer" and not force:
+            users = [m.name for m in registry.spec.models.values()
+                     if m.tokenizer == name and stored_artifact(registry, m) is not None]
+            if users:
+                raise RefusedError(f"kept '{name}': the synced model(s) {', '.join(users)} use it",
+                                   hint=f"remove them first, or pass --force to remove '{name}' anyway")
+        sharing = [other for other, ref in store.refs().items() if ref.artifact_id == artifact and other != name]
+        size = store.read_manifest(artifact).total_size
+        with store.lock(artifact, registry.loader.lock_timeout, on_wait=app._on_wait):
+            store.remove_ref(name)
+            if not sharing:
+                store.remove(artifact)
+        if sharing:
+            click.echo(f"removed {name} (kept {artifact}: also used by {', '.join(sharing)})")
+        else:
+            click.echo(f"removed {name} ({artifact}, {human_size(size)})")
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@pass_app
+def gc(app: App, dry_run: bool):
+    """Remove what nothing needs: unreferenced artifacts, stale staging, locks and trash.
+
+    Artifacts that an entry of the registry names (a pinned hub commit) are kept,
+    as is anything a running sync holds locked.
+    """
+    from registry.spec import HfSource
+    from registry.store import hf_artifact_id
+
+    registry = app.registry()
+    store = registry.store
+    keep = {hf_artifact_id(e.source.repo_id, e.source.revision, e.source.repo_type)
+            for e in registry.entries() if isinstance(e.source, HfSource) and e.source.is_pinned}
+    sizes = {}
+    for artifact in store.list_artifacts():
+        try:
+            sizes[artifact] = store.read_manifest(artifact).total_size
+        except RegistryError:
+            sizes[artifact] = None
+    result = store.gc(keep=keep, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    freed = sum(sizes.get(a) or 0 for a in result.objects)
+    for artifact in result.objects:
+        click.echo(f"{verb} {artifact} ({human_size(sizes.get(artifact))})")
+    for label, items in (("staging folder", result.staging), ("dangling ref", result.refs),
+                         ("trash item", result.trash), ("lock file", result.locks),
+                         ("temp file", result.temp_files)):
+        if items:
+            click.echo(f"{verb} {len(items)} {label}{'s' if len(items) != 1 else ''}")
+    if not result.removed_anything:
+        click.echo("nothing to remove")
+    elif result.objects:
+        click.echo(f"{'would free' if dry_run else 'freed'} {human_size(freed)}")
+
+
+# ==============================================================================================
+# entry points
+# ==============================================================================================
+
+
+def main(argv: Sequence[str] | None = None, prog_name: str = PROG) -> None:
+    """The console script `kronos-registry`."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name=prog_name)
+
+
+__all__ = ["cli", "main", "MissingExtraError"]

@@ -1,0 +1,165 @@
+"""save_pretrained / from_pretrained: hub-compatible files and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from kronos_registry.model import CheckpointError, Kronos, KronosTokenizer
+
+TOK_CFG = dict(d_in=6, d_model=32, n_heads=2, ff_dim=64, n_enc_layers=2, n_dec_layers=2, ffn_dropout_p=0.0,
+               attn_dropout_p=0.0, resid_dropout_p=0.0, s1_bits=4, s2_bits=4, beta=0.05, gamma0=1.0, gamma=1.1,
+               zeta=0.05, group_size=4)
+MODEL_CFG = dict(s1_bits=4, s2_bits=4, n_layers=2, d_model=32, n_heads=2, ff_dim=64, ffn_dropout_p=0.0,
+                 attn_dropout_p=0.0, resid_dropout_p=0.0, token_dropout_p=0.0, learn_te=True)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(0)
+    tok, model = KronosTokenizer(**TOK_CFG), Kronos(**MODEL_CFG)
+    tok.save_pretrained(tmp_path / "tok")
+    model.save_pretrained(tmp_path / "model")
+    return tok, model, tmp_path / "tok", tmp_path / "model"
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def test_round_trip_writes_hub_files(saved):
+    tok, model, tdir, mdir = saved
+    assert json.loads((tdir / "config.json").read_text()) == TOK_CFG
+    assert json.loads((mdir / "config.json").read_text()) == MODEL_CFG
+    with safe_open(str(mdir / "model.safetensors"), "pt") as f:
+        assert set(f.keys()) == set(model.state_dict())
+    t2, m2 = KronosTokenizer.from_pretrained(tdir), Kronos.from_pretrained(str(mdir))
+    assert not t2.training and not m2.training
+    _same(tok, t2)
+    _same(model, m2)
+
+
+def test_round_trip_after_fusing_for_generation(saved, tmp_path):
+    """Generation fuses q/k/v into views of one buffer; saving and loading must not care."""
+    from kronos_registry.model import fused_weights
+    _, model, _, mdir = saved
+    m = Kronos.from_pretrained(mdir)
+    fused = fused_weights(m)["layers"][0]["qkv_w"]
+    assert fused.shape == (3 * 32, 32)
+    assert torch.equal(fused[:32], m.transformer[0].self_attn.q_proj.weight)
+    m.save_pretrained(tmp_path / "again")
+    _same(model, Kronos.from_pretrained(tmp_path / "again"))
+    # loading new weights in place keeps the fused buffer current
+    m.load_state_dict(Kronos(**MODEL_CFG).state_dict())
+    assert torch.equal(fused_weights(m)["layers"][0]["qkv_w"][32:64], m.transformer[0].self_attn.k_proj.weight)
+
+
+def test_official_classes_read_our_files_and_we_read_theirs(saved, tmp_path):
+    official = pytest.importorskip("model", reason="official Kronos package not installed")
+    tok, model, tdir, mdir = saved
+    theirs = official.Kronos.from_pretrained(str(mdir))
+    _same(model, theirs)
+    _same(tok, official.KronosTokenizer.from_pretrained(str(tdir)))
+    theirs.save_pretrained(tmp_path / "theirs")
+    _same(theirs, Kronos.from_pretrained(tmp_path / "theirs"))
+
+
+def test_missing_config_is_a_clear_error_not_a_typeerror(saved):
+    _, _, tdir, _ = saved
+    (tdir / "config.json").unlink()
+    with pytest.raises(CheckpointError) as e:
+        KronosTokenizer.from_pretrained(tdir)
+    assert e.value.folder == str(tdir) and e.value.missing == ["config.json"]
+    assert str(tdir) in str(e.value) and "config.json" in str(e.value)
+    assert e.value.hint and "positional arguments" not in str(e.value)
+    assert isinstance(e.value, ValueError)
+
+
+def test_missing_and_unknown_fields_are_named(saved):
+    _, _, _, mdir = saved
+    cfg = dict(MODEL_CFG)
+    del cfg["n_layers"], cfg["learn_te"]
+    cfg["n_layer"] = 2
+    (mdir / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError) as e:
+        Kronos.from_pretrained(mdir)
+    assert e.value.missing == ["n_layers", "learn_te"] and e.value.unknown == ["n_layer"]
+    for word in ("n_layers", "learn_te", "n_layer", str(mdir)):
+        assert word in str(e.value)
+
+
+def test_bad_values_and_bad_json(saved):
+    _, _, _, mdir = saved
+    (mdir / "config.json").write_text(json.dumps(dict(MODEL_CFG, d_model="32")))
+    with pytest.raises(CheckpointError, match="d_model"):
+        Kronos.from_pretrained(mdir)
+    (mdir / "config.json").write_text(json.dumps(dict(MODEL_CFG, d_model=30)))
+    with pytest.raises(CheckpointError, match="divisible"):
+        Kronos.from_pretrained(mdir)
+    (mdir / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        Kronos.from_pretrained(mdir)
+
+
+def test_tokenizer_and_model_swapped_are_named(saved):
+    _, _, tdir, mdir = saved
+    with pytest.raises(CheckpointError) as e:
+        Kronos.from_pretrained(tdir)
+    assert "KronosTokenizer" in str(e.value) and "KronosTokenizer.from_pretrained" in e.value.hint
+    with pytest.raises(CheckpointError) as e:
+        KronosTokenizer.from_pretrained(mdir)
+    assert "holds a Kronos checkpoint" in str(e.value)
+
+
+def test_missing_or_mismatched_weights(saved, tmp_path):
+    _, _, tdir, mdir = saved
+    # a config of another size next to these weights
+    (mdir / "config.json").write_text(json.dumps(dict(MODEL_CFG, ff_dim=48)))
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        Kronos.from_pretrained(mdir)
+    (tdir / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError) as e:
+        KronosTokenizer.from_pretrained(tdir)
+    assert e.value.missing == ["model.safetensors"]
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Kronos.from_pretrained(tmp_path / "nowhere" / "model")
+
+
+def test_hub_id_offline_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError) as e:
+        Kronos.from_pretrained("NeoQuasar/Kronos-small", cache_dir=tmp_path, local_files_only=True)
+    assert "NeoQuasar/Kronos-small" in str(e.value) and e.value.hint
+
+
+def test_hub_id_downloads_with_revision(saved, monkeypatch):
+    import huggingface_hub
+    _, model, _, mdir = saved
+    calls = []
+
+    def fake_download(repo_id, filename, *, revision=None, **kw):
+        calls.append((repo_id, filename, revision))
+        return str(mdir / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    got = Kronos.from_pretrained("NeoQuasar/Kronos-small", revision="abc123")
+    _same(model, got)
+    assert calls == [("NeoQuasar/Kronos-small", "config.json", "abc123"),
+                     ("NeoQuasar/Kronos-small", "model.safetensors", "abc123")]
+
+
+def test_model_module_does_not_import_the_registry():
+    code = ("import sys, kronos_registry.model, kronos_registry.predictor; "
+            "bad = [m for m in sys.modules if m == 'registry' or m.startswith('registry.') or m == 'huggingface_hub']; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stdout + res.stderr
