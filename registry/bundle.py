@@ -41,7 +41,8 @@ import yaml
 from .errors import InputDataError, NotSyncedError, Problem, RegistryFileError, VerificationError
 from .spec import COMMIT_RE, DEFAULT_FILES, ENTRY_NAME_RE, Entry, HfSource, LocalSource, RegistrySpec, parse_registry
 from .store import (
-    MANIFEST_NAME, FileRecord, Manifest, Ref, Store, hf_artifact_id, safe_component, tool_version, utc_now,
+    MANIFEST_NAME, FileRecord, Manifest, Ref, Store, hf_artifact_id, redact_secrets, safe_component, tool_version,
+    utc_now,
     validate_id, write_atomic,
 )
 
@@ -56,7 +57,6 @@ DEFAULT_MAX_BYTES = 64 * 2**30
 MAX_MEMBERS = 10_000
 MAX_METADATA_BYTES = 16 * 2**20
 _CHUNK = 1 << 20
-_TOKEN_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 _REEXPORT_HINT = "export the bundle again on the source machine and copy it over once more"
 
 
@@ -195,7 +195,7 @@ def _index_json(chosen: Sequence[_Exported]) -> str:
         refs.append({**ref, "kind": item.entry.kind})
     data = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "tool": tool_version(),
             "created_at": utc_now(), "artifacts": list(artifacts.values()), "refs": refs}
-    return _redact(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return redact_secrets(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _fill_tar(tar: tarfile.TarFile, store: Store, chosen: Sequence[_Exported], index: str,
@@ -318,16 +318,7 @@ def _render_registry(entries: Sequence[tuple[Entry, str]], header: str) -> str:
         if chosen:
             data[section] = chosen
     body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
-    return _redact(header + body)
-
-
-def _redact(text: str) -> str:
-    """A token from the environment never reaches a bundle, whatever an entry holds."""
-    for var in _TOKEN_VARS:
-        token = os.environ.get(var)
-        if token and len(token) >= 8:
-            text = text.replace(token, "<redacted>")
-    return text
+    return redact_secrets(header + body)
 
 
 # =============================================================================================

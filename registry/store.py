@@ -152,7 +152,7 @@ class Manifest:
     def to_json(self) -> str:
         data = attrs.asdict(self, recurse=True)
         data["files"] = [attrs.asdict(record) for record in self.files]
-        return _redact(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return redact_secrets(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def from_json(cls, text: str) -> "Manifest":
@@ -190,7 +190,7 @@ class Ref:
         data = attrs.asdict(self)
         if self.fingerprint is not None:
             data["fingerprint"] = [list(item) for item in self.fingerprint]
-        return _redact(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return redact_secrets(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def from_json(cls, text: str) -> "Ref":
@@ -207,7 +207,7 @@ class Ref:
         return attrs.evolve(self, updated_at="") == attrs.evolve(other, updated_at="")
 
 
-def _redact(text: str) -> str:
+def redact_secrets(text: str) -> str:
     """Belt and braces: a token from the environment never reaches a file we write."""
     for var in _TOKEN_VARS:
         token = os.environ.get(var)
