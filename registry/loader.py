@@ -244,8 +244,6 @@ class Loader:
             # Another process may have published it while we waited for the lock.
             if not force and self._intact(artifact_id):
                 return self._reuse(entry, artifact_id, tokenizer, resolved)
-            if self.store.has(artifact_id):  # damaged, or forced: fetch it afresh
-                self.store.remove(artifact_id)
             return self._fetch_and_publish(entry, resolved, names, artifact_id, tokenizer)
 
     def _intact(self, artifact_id: str) -> bool:
@@ -275,6 +273,11 @@ class Loader:
             raise VerificationError(report.artifact, report.problems)
         if isinstance(entry.source, LocalSource):
             self._check_unchanged(entry, artifact_id, records)
+        if self.store.has(artifact_id):
+            # Damaged, or a forced sync: the old copy goes only now that a verified one is
+            # ready, so a failed re-fetch never loses it (an imported entry's source may be
+            # that very object).
+            self.store.remove(artifact_id)
         manifest = Manifest(
             artifact_id=artifact_id, kind=entry.kind, entry=entry.name, source=str(entry.source),
             resolved_revision=resolved.revision, files=records, checks=report.checks_run,

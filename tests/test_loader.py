@@ -476,3 +476,18 @@ def test_a_missing_local_folder_is_a_source_error(tmp_path: Path, store: Store):
     loader = Loader(make_spec(local_entry("mine", tmp_path / "nowhere")), store, offline=False)
     with pytest.raises(SourceError):
         loader.sync("mine")
+
+
+def test_a_forced_sync_that_fails_keeps_the_good_copy(tmp_path: Path, store: Store, monkeypatch):
+    folder = make_checkpoint(tmp_path / "ckpt")
+    loader = Loader(make_spec(local_entry("mine", folder)), store, checks=generic_checks)
+    first = loader.sync("mine")
+
+    def broken_fetch(*args, **kwargs):
+        raise SourceError("the source went away mid-fetch")
+
+    monkeypatch.setattr(sources, "fetch", broken_fetch)
+    with pytest.raises(SourceError):
+        loader.sync("mine", force=True)  # same content id: the stored copy is the one at stake
+    assert store.check(first.artifact_id, deep=True) == []
+    assert store.get_ref("mine").artifact_id == first.artifact_id
