@@ -251,8 +251,8 @@ def test_root_models_yaml_is_the_packaged_file():
 
 def test_packaged_registry_names(packaged):
     assert packaged.schema == 1
-    assert list(packaged.models) == ["kronos-mini", "kronos-small", "kronos-base", "kronos-large"]
-    assert list(packaged.tokenizers) == ["kronos-tokenizer-base", "kronos-tokenizer-2k"]
+    assert list(packaged.models) == ["kronos-mini", "kronos-small", "kronos-base", "kronos-large", "kronos-demo"]
+    assert list(packaged.tokenizers) == ["kronos-tokenizer-base", "kronos-tokenizer-2k", "kronos-demo-tokenizer"]
     assert packaged.warnings == ()
 
 
@@ -323,8 +323,13 @@ def test_packaged_entries_remember_where_their_values_are(packaged):
     assert lines[small.origin.line - 1].strip() == "kronos-small:"
 
 
-def test_packaged_file_keeps_the_demo_slot():
-    assert "kronos-demo" in PACKAGED.read_text()
+def test_packaged_demo_ships_in_the_package_and_says_it_is_random(packaged):
+    demo = packaged.get("kronos-demo")
+    assert "random" in demo.description.lower() and "meaningless" in demo.description.lower()
+    for entry in (demo, packaged.tokenizer_of(demo)):
+        assert isinstance(entry.source, LocalSource)
+        assert entry.source.path.is_relative_to(PACKAGED.parent)
+        assert (entry.source.path / "model.safetensors").is_file()
 
 
 # --- overlay and resolution -----------------------------------------------------------------
@@ -352,9 +357,10 @@ def test_user_file_replaces_one_entry_and_adds_another(tmp_path):
     assert spec.get("kronos-small").source == LocalSource(tmp_path / "checkpoints" / "small")
     assert spec.get("kronos-small").config is None  # replaced whole, not merged
     assert spec.get("my-finetune").tokenizer == "kronos-tokenizer-2k"  # a packaged tokenizer
-    assert list(spec.models) == ["kronos-mini", "kronos-small", "kronos-base", "kronos-large", "my-finetune"]
+    assert list(spec.models) == ["kronos-mini", "kronos-small", "kronos-base", "kronos-large", "kronos-demo",
+                                 "my-finetune"]
     assert spec.get("kronos-mini").source.repo_id == "NeoQuasar/Kronos-mini"
-    assert set(spec.tokenizers) == {"kronos-tokenizer-base", "kronos-tokenizer-2k"}
+    assert set(spec.tokenizers) == {"kronos-tokenizer-base", "kronos-tokenizer-2k", "kronos-demo-tokenizer"}
     assert spec.endpoint == "https://mirror.example.com"
 
 
