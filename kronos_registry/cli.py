@@ -11,6 +11,7 @@ them, so `--help`, `list` and `validate` stay quick.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -31,7 +32,7 @@ from registry.errors import (
     InputDataError,
     NotSyncedError,
     RegistryError,
-    RegistryFileError,
+    VerificationError,
 )
 
 from . import __version__
@@ -42,7 +43,8 @@ DEMO_ENTRY = "kronos-demo"  # ships in the package with random weights: say so w
 EXIT_CODES_HELP = """\b
 Exit codes:
   0   success
-  1   unexpected internal error (a bug: rerun with --debug and report it)
+  1   unexpected error: a file system error (the message names the path),
+      or a bug (rerun with --debug and report it)
   2   usage error: a bad option or argument, or a refused request
       (e.g. rm of a tokenizer that a synced model still uses)
   3   the registry file (models.yaml) is invalid
@@ -111,7 +113,7 @@ class App:
             from .api import Registry
 
             self._registry = Registry(self.registry_file, self.store, offline=self.offline,
-                                      progress=self.progress, on_wait=self._on_wait)
+                                      progress=self.progress, on_wait=self.on_wait)
         return self._registry
 
     def note(self, text: str = "") -> None:
@@ -119,18 +121,23 @@ class App:
         if not self.quiet:
             click.echo(text, err=True)
 
-    def _on_wait(self, wait) -> None:
+    def on_wait(self, wait) -> None:
         limit = "" if wait.timeout is None or wait.timeout < 0 else f", giving up after {wait.timeout:g} s"
         self.note(f"waiting for another process syncing {wait.entry or wait.artifact_id} "
                   f"(lock {wait.lock_path}{limit})")
 
 
-def print_error(error: BaseException) -> None:
-    """One short paragraph: `error: ...` and, when the error knows one, `hint: ...`."""
+def print_error(error: BaseException, hints_shown: set[str] | None = None) -> None:
+    """One short paragraph: `error: ...` and, when the error knows one, `hint: ...`.
+
+    ``hints_shown`` collects the hints of a batch (`sync --all`), so each is said once.
+    """
     if isinstance(error, RegistryError):
         click.echo(f"error: {error.message}", err=True)
-        if error.hint:
+        if error.hint and (hints_shown is None or error.hint not in hints_shown):
             click.echo(f"hint: {error.hint}", err=True)
+            if hints_shown is not None:
+                hints_shown.add(error.hint)
     else:
         click.echo(f"error: {error}", err=True)
 
@@ -148,6 +155,17 @@ class KronosGroup(click.Group):
                 traceback.print_exc()
             print_error(error)
             raise click.exceptions.Exit(error.exit_code) from None
+        except OSError as error:
+            # The file system said no (permissions, a full disk, a file where a folder belongs):
+            # not a bug, and the message names the path.
+            if error.errno == errno.EPIPE:
+                raise  # `kronos-registry list | head`: click exits quietly
+            if _debug(ctx):
+                traceback.print_exc()
+            click.echo(f"error: {error}", err=True)
+            click.echo("hint: check that path, its permissions and the free space "
+                       "(`kronos-registry doctor` shows the store's)", err=True)
+            raise click.exceptions.Exit(1) from None
         except Exception as error:  # noqa: BLE001 - the last line of defence for the user
             if _debug(ctx):
                 traceback.print_exc()
@@ -387,13 +405,15 @@ def failure_info(name: str, error: RegistryError) -> dict:
             "exit_code": error.exit_code}
 
 
-def finish_batch(app: App, verb: str, failures: list[tuple[str, RegistryError]], total: int) -> None:
-    """Exit with the first failure's code after a command that went on past failures."""
+def finish_batch(verb: str, failures: list[tuple[str, int]], total: int, hint: str | None = None) -> None:
+    """After a command that went on past failures: say which failed, exit with the first's code."""
     if not failures:
         return
     names = ", ".join(name for name, _ in failures)
     click.echo(f"error: {len(failures)} of {total} entries failed to {verb}: {names}", err=True)
-    raise click.exceptions.Exit(failures[0][1].exit_code)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    raise click.exceptions.Exit(failures[0][1])
 
 
 @cli.command()
@@ -414,15 +434,15 @@ def sync(app: App, names: tuple[str, ...], all_entries: bool, force: bool, as_js
     registry = app.registry()
     if all_entries:
         names = tuple(e.name for e in registry.entries() if e.available and e.source is not None)
-    results, failures, seen = [], [], set()
+    results, failures, seen, hints = [], [], set(), set()
     for name in names:
         try:
             result = registry.sync(name, force=force)
         except RegistryError as error:
             if len(names) == 1:
                 raise
-            print_error(error)
-            failures.append((name, error))
+            print_error(error, hints)
+            failures.append((name, error.exit_code))
             results.append(failure_info(name, error))
             continue
         for record in sync_records(result):
@@ -435,7 +455,7 @@ def sync(app: App, names: tuple[str, ...], all_entries: bool, force: bool, as_js
                 print_sync_line(info)
     if as_json:
         emit_json(results)
-    finish_batch(app, "sync", failures, len(names))
+    finish_batch("sync", failures, len(names))
 
 
 def print_sync_line(info: dict) -> None:
@@ -474,15 +494,15 @@ def verify(app: App, names: tuple[str, ...], deep: bool, as_json: bool):
         if as_json:
             emit_json([])
         return
-    reports, failures = [], []
+    reports, failures, hints = [], [], set()
     for name in targets:
         try:
             report = registry.verify(name, deep=deep)
         except RegistryError as error:
             if len(targets) == 1:
                 raise
-            print_error(error)
-            failures.append((name, error))
+            print_error(error, hints)
+            failures.append((name, error.exit_code))
             reports.append(failure_info(name, error))
             continue
         info = {"name": name, "artifact": report.artifact, "ok": report.ok, "deep": deep,
@@ -490,19 +510,13 @@ def verify(app: App, names: tuple[str, ...], deep: bool, as_json: bool):
                 "warnings": [str(p) for p in report.warnings]}
         reports.append(info)
         if not report.ok:
-            failures.append((name, None))
+            failures.append((name, VerificationError.exit_code))
         if not as_json:
             print_verify_lines(info)
     if as_json:
         emit_json(reports)
-    bad = [(name, error) for name, error in failures]
-    if bad:
-        code = next((e.exit_code for _, e in bad if e is not None), 6)
-        broken = ", ".join(name for name, _ in bad)
-        click.echo(f"error: {len(bad)} of {len(targets)} entries failed verification: {broken}", err=True)
-        click.echo(f"hint: run `{PROG} sync --force NAME` to fetch a damaged entry again, "
-                   f"or `{PROG} rm NAME` to remove it", err=True)
-        raise click.exceptions.Exit(code)
+    finish_batch("pass verification", failures, len(targets),
+                 hint=f"run `{PROG} sync --force NAME` to fetch a damaged entry again, or `{PROG} rm NAME` to remove it")
 
 
 def print_verify_lines(info: dict) -> None:
@@ -577,12 +591,13 @@ def need_matplotlib() -> None:
 @click.option("--samples", default=1, show_default=True, type=click.IntRange(min=1), metavar="N",
               help="Sampled paths to average; with --plot their spread is drawn.")
 @click.option("--temperature", "-T", default=1.0, show_default=True,
-              type=click.FloatRange(min=0, min_open=True), help="Sampling temperature.")
+              type=click.FloatRange(min=0, min_open=True), metavar="T",
+              help="Sampling temperature: lower is more conservative.")
 @click.option("--top-p", default=0.9, show_default=True, type=click.FloatRange(0, 1, min_open=True),
-              help="Nucleus sampling: keep the smallest set of tokens with this much probability.")
-@click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0),
+              metavar="P", help="Nucleus sampling: keep the smallest set of tokens with this much probability.")
+@click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0), metavar="K",
               help="Keep only the K likeliest tokens (0: no limit).")
-@click.option("--seed", type=click.IntRange(min=0), help="Random seed: same seed, same forecast "
+@click.option("--seed", type=click.IntRange(min=0), metavar="S", help="Random seed: same seed, same forecast "
               "[default: a random one, printed].")
 @click.option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps [default: cuda, else mps, else cpu].")
 @click.option("--plot", metavar="PNG", help="Save a chart of history, forecast and spread (needs matplotlib).")
@@ -593,7 +608,13 @@ def predict(app: App, name, input_path, pred_len, lookback, output, samples, tem
 
     The model is loaded from the store (synced first when missing and online).
     Future timestamps continue the input's bar interval. Prints a summary; the
-    forecast goes to --output, or to the screen as a short table.
+    forecast (timestamps, open, high, low, close, volume, amount) goes to
+    --output, or to the screen as a short table.
+
+    \b
+    Example:
+      kronos-registry predict kronos-small -i btc_5min.csv -n 48 \\
+          --samples 20 --seed 1 -o forecast.csv --plot forecast.png
     """
     from .candles import future_timestamps, read_candles, tail_lookback, write_forecast
 
@@ -616,7 +637,7 @@ def predict(app: App, name, input_path, pred_len, lookback, output, samples, tem
     seed = secrets.randbelow(2**31) if seed is None else seed
 
     started = time.perf_counter()
-    predictor = registry.load_predictor(name, device=device)
+    predictor = load_model(registry, name, device)
     loaded = time.perf_counter()
     forecast, paths = predictor.predict(
         used.frame, used.timestamps, future, pred_len, T=temperature, top_k=top_k, top_p=top_p,
@@ -633,6 +654,17 @@ def predict(app: App, name, input_path, pred_len, lookback, output, samples, tem
         entry=entry, artifact=registry.status(name), candles=candles, used=used, future=future,
         forecast=forecast, samples=samples, seed=seed, sampling=(temperature, top_p, top_k),
         device=str(predictor.device), times=(loaded - started, finished - loaded), output=output, plot=plot))
+
+
+def load_model(registry, name: str, device: str | None):
+    try:
+        return registry.load_predictor(name, device=device)
+    except NotSyncedError as error:
+        if error.name == name:
+            raise
+        # The tokenizer is located first; `sync NAME` of the model brings both, so name the model.
+        raise NotSyncedError(name, error.store_root,
+                             reason=f"it needs the tokenizer '{error.name}', which is missing too") from error
 
 
 def plot_title(name: str, pred_len: int) -> str:
@@ -973,7 +1005,7 @@ def remove(app: App, names: tuple[str, ...], force: bool):
                                    hint=f"remove them first, or pass --force to remove '{name}' anyway")
         sharing = [other for other, ref in store.refs().items() if ref.artifact_id == artifact and other != name]
         size = store.read_manifest(artifact).total_size
-        with store.lock(artifact, registry.loader.lock_timeout, on_wait=app._on_wait):
+        with store.lock(artifact, registry.loader.lock_timeout, on_wait=app.on_wait):
             store.remove_ref(name)
             if not sharing:
                 store.remove(artifact)

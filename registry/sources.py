@@ -17,6 +17,7 @@ retries with backoff) is only reached after a probe of ours has just succeeded.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -31,6 +32,7 @@ from urllib.parse import quote
 
 import attrs
 
+from .checks import sha256_file
 from .errors import (
     FileNotInSourceError,
     NetworkError,
@@ -584,9 +586,52 @@ def _from_cache(source: HfSource, commit: str, name: str, cache_dir: Path) -> Pa
         return None
 
 
+def _sound_or_evicted(cached: Path | None, remote: RemoteFile | None) -> Path | None:
+    """``cached``, unless it contradicts the size or sha256 the hub recorded: then evict it.
+
+    huggingface_hub does not hash what it downloads, so a transfer corrupted on the way
+    stays in its cache; reusing it would fail every later sync with the same mismatch.
+    Evicting it (the snapshot link and its blob) makes the next download fetch it afresh.
+    Only cache hits pay this hash; fresh downloads are hashed once, by the store.
+    """
+    if cached is None or remote is None or (remote.size is None and not remote.sha256):
+        return cached
+    blob = Path(os.path.realpath(cached))
+    size_ok = remote.size is None or blob.stat().st_size == remote.size
+    if size_ok and (not remote.sha256 or sha256_file(blob) == remote.sha256.lower()):
+        return cached
+    for path in (cached, blob):
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return None
+
+
 def _known_absent(source: HfSource, commit: str, name: str, cache_dir: Path) -> bool:
     """huggingface_hub records files a hub said do not exist under .no_exist/<commit>/."""
     return (_storage_folder(source, cache_dir) / ".no_exist" / commit / name).exists()
+
+
+_TIMEOUT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _download_timeout(seconds: float):
+    """Make huggingface_hub's read timeout for file bodies ``seconds`` while downloading.
+
+    hf_hub_download takes no such argument and reads the module constant (default 10 s, up
+    to six tries): without this, a stalled transfer hangs for a minute whatever
+    KRONOS_REGISTRY_TIMEOUT says. The constant is process-wide, so changes are serialised.
+    """
+    from huggingface_hub import constants
+
+    with _TIMEOUT_LOCK:
+        before = constants.HF_HUB_DOWNLOAD_TIMEOUT
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = seconds
+    try:
+        yield
+    finally:
+        with _TIMEOUT_LOCK:
+            constants.HF_HUB_DOWNLOAD_TIMEOUT = before
 
 
 def _download(resolved: ResolvedSource, name: str, endpoints: Endpoints, cache_dir: Path,
@@ -605,10 +650,17 @@ def _download(resolved: ResolvedSource, name: str, endpoints: Endpoints, cache_d
             # A bounded probe first: huggingface_hub retries a failed HEAD for minutes when
             # nothing is cached, and we want a dead endpoint to fail in seconds.
             get_hf_file_metadata(url, token=endpoints.token, timeout=endpoints.timeout, endpoint=endpoint)
-            return Path(hf_hub_download(
-                source.repo_id, name, repo_type=source.repo_type, revision=resolved.revision,
-                cache_dir=cache_dir, endpoint=endpoint, token=endpoints.token,
-                etag_timeout=endpoints.timeout, **_download_kwargs(progress)))
+            try:
+                with _download_timeout(endpoints.timeout):
+                    return Path(hf_hub_download(
+                        source.repo_id, name, repo_type=source.repo_type, revision=resolved.revision,
+                        cache_dir=cache_dir, endpoint=endpoint, token=endpoints.token,
+                        etag_timeout=endpoints.timeout, **_download_kwargs(progress)))
+            except _http().TransportError as error:
+                # huggingface_hub already retried the transfer (resuming with Range) five
+                # times; retrying all of that again here would only multiply the wait.
+                reason = _unreachable_reason(error, endpoints.timeout)
+                raise _EndpointDown(f"transfer of '{name}' failed: {reason}") from None
         except LocalEntryNotFoundError as error:
             # huggingface_hub's own request failed after our probe passed: the endpoint went away.
             raise _EndpointDown(f"download failed: {error}") from None
@@ -657,7 +709,7 @@ def _fetch_hf(resolved: ResolvedSource, names: Sequence[str], dest: Path, endpoi
             continue
         if not resolved.from_cache and remote is None:
             raise _missing_file_error(resolved, name, f"{source.repo_id}@{commit} at {resolved.endpoint}")
-        cached = _from_cache(source, commit, name, cache_dir)
+        cached = _sound_or_evicted(_from_cache(source, commit, name, cache_dir), remote)
         if cached is None and offline:
             if _known_absent(source, commit, name, cache_dir):
                 raise _missing_file_error(resolved, name, f"{source.repo_id}@{commit} (HF cache)")

@@ -8,7 +8,7 @@ chunked, HEAD/204/304 without a body, bodies read until close), so that it can:
 * count requests (``requests``, ``requests_for``) and the bytes it delivered to clients
   (``bytes_sent``, ``body_bytes_for``, ``exchanges``);
 * inject faults into response bodies, armed and disarmed at run time from any thread:
-  ``cut_after``, ``stall``, ``corrupt``, ``refuse``, ``clear``.
+  ``cut_after``, ``stall``, ``corrupt``, ``refuse``, ``throttle``, ``clear``.
 
 Body offsets count raw bytes after the response header block, so for a chunked response
 they include the chunk framing. Faults act only on bodies of 2xx responses: a HEAD, a
@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 _POLL_S = 0.2  # how often blocked loops look at the stop flag
 _RECV_SIZE = 64 * 1024
 _MAX_HEAD = 64 * 1024  # a header block larger than this means we lost the framing
+_PACE_SLICE = 16 * 1024  # largest piece a throttled response is sent in
 
 # Which request paths a fault or a count is about: None means all, a string is a
 # substring, a compiled pattern is searched.
@@ -64,6 +65,8 @@ class Exchange:
     faults: list = field(default_factory=list)  # kinds of the faults fired on it
     # Armed faults that select this response and have not acted yet (proxy-internal).
     candidates: list = field(default_factory=list, repr=False, compare=False)
+    # The throttle pacing this response's body, if any (proxy-internal).
+    pacer: "Fault | None" = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,11 @@ class ByteCounts:
 class Fault:
     """An armed fault; ``fired`` counts the responses (or connections) it hit."""
 
-    kind: str  # "cut", "stall", "corrupt" or "refuse"
+    kind: str  # "cut", "stall", "corrupt", "refuse" or "throttle"
     offset: int = 0  # body offset where it acts
     seconds: float = 0.0  # stall only
     mask: int = 0xFF  # corrupt only
+    rate: float = 0.0  # throttle only: body bytes per second
     match: Match = None
     once: bool = True
     fired: int = 0
@@ -343,6 +347,17 @@ class FaultProxy:
     def refuse(self, *, once: bool = False) -> Fault:
         """Reset new connections as soon as they are accepted (until ``clear()`` by default)."""
         return self._arm(Fault("refuse", once=once))
+
+    def throttle(self, bytes_per_second: float, *, match: Match = None,
+                 once: bool = False) -> Fault:
+        """Deliver matching bodies at about ``bytes_per_second`` (until ``clear()`` by default).
+
+        Nothing is lost or changed, only slowed: a transfer that lasts long enough to be
+        interrupted at a chosen moment. The rate is decided when the response headers arrive.
+        """
+        if bytes_per_second <= 0:
+            raise ValueError("bytes_per_second must be positive")
+        return self._arm(Fault("throttle", rate=float(bytes_per_second), match=match, once=once))
 
     def clear(self) -> None:
         """Disarm every fault; responses already being faulted are not rescued."""
@@ -610,8 +625,12 @@ class FaultProxy:
         exchange.status = status
         if 200 <= status < 300:
             with self._lock:
-                exchange.candidates = [f for f in self._faults
-                                       if f.kind != "refuse" and f.selects(exchange.path)]
+                selected = [f for f in self._faults if f.selects(exchange.path)]
+                exchange.candidates = [f for f in selected if f.kind not in ("refuse", "throttle")]
+                pacer = next((f for f in selected if f.kind == "throttle"), None)
+            if pacer is not None and self._claim(pacer):
+                exchange.pacer = pacer
+                exchange.faults.append("throttle")
         if exchange.method == "HEAD" or status in (204, 304):
             return exchange, ("none",)
         if status == 101:
@@ -635,7 +654,21 @@ class FaultProxy:
             if fault.kind == "stall":
                 self._stop.wait(fault.seconds)
             raise _Abort  # cut, or the end of a stall: drop both sides
+        if exchange.pacer is not None:
+            self._deliver_paced(conn, exchange, data, completes, exchange.pacer.rate)
+            return
         self._deliver(conn, exchange, data, body=True, completes=completes)
+
+    def _deliver_paced(self, conn: _Connection, exchange: Exchange, data: bytes,
+                       completes: bool, rate: float) -> None:
+        """Deliver ``data`` in small slices, waiting between them to keep to ``rate``."""
+        step = max(1, min(_PACE_SLICE, int(rate / 20)))  # ~20 slices a second: smooth pacing
+        for start in range(0, len(data), step):
+            piece = data[start:start + step]
+            if self._stop.wait(len(piece) / rate):
+                raise _Abort
+            last = start + step >= len(data)
+            self._deliver(conn, exchange, piece, body=True, completes=completes and last)
 
     def _next_fault(self, exchange: Exchange, start: int, end: int):
         """The earliest fault of this response acting in body range [start, end).

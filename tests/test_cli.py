@@ -1,0 +1,398 @@
+"""The `kronos-registry` command line, through real subprocesses: every command, every exit code.
+
+Each run starts a fresh interpreter (the installed console script), with its own store, HF
+home and working directory (tests/support/cli.py). The kronos-demo entry (a tiny checkpoint
+shipped in the package) is synced once per module and copied where a test changes the store.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import tarfile
+from pathlib import Path
+
+import filelock
+import pytest
+
+from tests.support.cli import PACKAGE_DIR, SAMPLE_CSV, Cli
+
+DEMO = "kronos-demo"
+DEMO_TOKENIZER = "kronos-demo-tokenizer"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def cli(tmp_path) -> Cli:
+    """An empty store, offline."""
+    return Cli(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Cli:
+    """A store holding kronos-demo and its tokenizer, synced through the CLI. Do not modify it."""
+    runner = Cli(tmp_path_factory.mktemp("demo"))
+    result = runner("sync", DEMO)
+    assert result.code == 0, result.output
+    return runner
+
+
+@pytest.fixture
+def demo_copy(demo, tmp_path) -> Cli:
+    """A private copy of the demo store, for tests that change it."""
+    return demo.clone(tmp_path / "copy")
+
+
+def no_traceback(result) -> bool:
+    return "Traceback" not in result.output
+
+
+def demo_object(runner: Cli, entry: str = DEMO) -> Path:
+    ref = json.loads((runner.store / "refs" / f"{entry}.json").read_text())
+    return runner.store / "objects" / ref["artifact_id"]
+
+
+# --- help, version, usage -----------------------------------------------------------------------
+
+
+def test_module_help_lists_commands_and_exit_codes(cli):
+    result = cli("--help", module=True)
+    assert result.code == 0, result.output
+    assert "python -m kronos_registry" in result.stdout
+    for command in ("list", "show", "sync", "verify", "predict", "validate", "doctor",
+                    "export", "import", "rm", "gc"):
+        assert f"\n  {command} " in result.stdout, command
+    assert "Exit codes:" in result.stdout and "10  an optional dependency" in result.stdout
+
+
+def test_version_and_usage_errors_exit_2(cli):
+    version = cli("--version")
+    assert version.code == 0 and version.stdout.startswith("kronos-registry ")
+    missing_input = cli("predict", DEMO, "--pred-len", "3")
+    assert missing_input.code == 2 and "--input" in missing_input.stderr
+    nothing_to_sync = cli("sync")
+    assert nothing_to_sync.code == 2 and "--all" in nothing_to_sync.stderr
+
+
+# --- list / show ---------------------------------------------------------------------------------
+
+
+def test_list_json_has_every_field(cli):
+    result = cli("list", "--json")
+    assert result.code == 0, result.output
+    entries = {item["name"]: item for item in json.loads(result.stdout)}
+    fields = {"name", "kind", "params", "context_length", "available", "synced",
+              "display_name", "description", "source", "tokenizer"}
+    for item in entries.values():
+        assert fields <= item.keys()
+    assert entries["kronos-small"]["params"] == 24741376
+    assert entries["kronos-small"]["context_length"] == 512
+    assert entries["kronos-large"]["available"] is False
+    assert entries[DEMO]["synced"] is False and entries[DEMO]["tokenizer"] == DEMO_TOKENIZER
+    assert "random" in entries[DEMO]["description"]
+
+
+def test_list_table(cli):
+    result = cli("list")
+    assert result.code == 0, result.output
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["NAME", "KIND", "PARAMS", "CONTEXT", "STATUS", "DESCRIPTION"]
+    assert any(row.startswith("kronos-large") and "unavailable" in row for row in rows)
+
+
+def test_show_unsynced_model(cli):
+    result = cli("show", "kronos-small", "--json")
+    assert result.code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["synced"] is False and info["store"] is None
+    assert info["source"] == "hf://NeoQuasar/Kronos-small@901c26c1332695a2a8f243eb2f37243a37bea320"
+    assert info["config"]["n_layers"] == 8 and info["tokenizer"] == "kronos-tokenizer-base"
+    text = cli("show", "kronos-small")
+    assert text.code == 0 and "not synced (run `kronos-registry sync kronos-small`)" in text.stdout
+
+
+def test_show_unknown_name_exit_4_with_suggestion(cli):
+    result = cli("show", "kronos-smal")
+    assert result.code == 4
+    assert "error: no entry named 'kronos-smal'" in result.stderr
+    assert "did you mean 'kronos-small'" in result.stderr
+    assert no_traceback(result)
+
+
+def test_debug_shows_a_traceback(cli):
+    plain = cli("show", "nope")
+    debug = cli("--debug", "show", "nope")
+    assert plain.code == debug.code == 4
+    assert no_traceback(plain)
+    assert "Traceback (most recent call last)" in debug.stderr
+
+
+def test_unexpected_error_is_a_bug_report_exit_1(cli, tmp_path):
+    # A bug injected at start-up (sitecustomize) stands for any unexpected exception.
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(
+        "from registry.spec import RegistrySpec\n"
+        "def broken(self):\n    raise RuntimeError('injected bug')\n"
+        "RegistrySpec.entries = broken\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(inject), cli.env()["PYTHONPATH"]])}
+    plain = cli("list", env=env)
+    assert plain.code == 1
+    assert "internal error (RuntimeError: injected bug)" in plain.stderr and "--debug" in plain.stderr
+    assert no_traceback(plain)
+    debug = cli("--debug", "list", env=env)
+    assert debug.code == 1 and "Traceback" in debug.stderr
+
+
+# --- validate ------------------------------------------------------------------------------------
+
+
+def test_validate_packaged_registry(cli):
+    result = cli("validate")
+    assert result.code == 0, result.output
+    assert result.stdout.startswith("OK: 5 models (4 available), 3 tokenizers")
+    assert str(PACKAGE_DIR / "models.yaml") in result.stdout
+
+
+def test_validate_broken_file_exit_3_names_file_and_line(cli):
+    broken = cli.root / "broken.yaml"
+    broken.write_text(
+        "schema: 1\n"
+        "models:\n"
+        "  my-model:\n"
+        "    source: ./somewhere\n"
+        "    tokenizer: kronos-tokenizer-base\n"
+        "    context_lenght: 512\n")
+    result = cli("--registry", broken, "validate")
+    assert result.code == 3, result.output
+    assert f"{broken}:6:" in result.stderr
+    assert "context_length" in result.stderr  # the did-you-mean for the misspelt key
+    assert no_traceback(result)
+
+
+# --- sync / verify ------------------------------------------------------------------------------
+
+
+def test_sync_demo_then_list_shows_synced(demo):
+    again = demo("sync", DEMO)
+    assert again.code == 0, again.output
+    lines = again.stdout.splitlines()
+    assert lines[0].startswith("present  kronos-demo-tokenizer") and "local--kronos-demo-tokenizer--" in lines[0]
+    assert lines[1].startswith("present  kronos-demo ")
+    entries = {item["name"]: item for item in json.loads(demo("list", "--json").stdout)}
+    assert entries[DEMO]["synced"] and entries[DEMO_TOKENIZER]["synced"]
+    assert entries[DEMO]["artifact_id"].startswith("local--kronos-demo--")
+
+
+def test_verify_and_verify_deep(demo):
+    cheap = demo("verify")
+    assert cheap.code == 0, cheap.output
+    assert "ok      'kronos-demo'" in cheap.stdout and "ok      'kronos-demo-tokenizer'" in cheap.stdout
+    deep = demo("verify", "--deep", "--json", DEMO)
+    assert deep.code == 0, deep.output
+    [report] = json.loads(deep.stdout)
+    assert report["ok"] and report["deep"] and "store-deep-hash" in report["checks"]
+
+
+def test_corrupted_store_fails_verification_exit_6(demo_copy):
+    weights = demo_object(demo_copy) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF  # same size: only a re-hash notices
+    weights.chmod(0o644)
+    weights.write_bytes(bytes(data))
+    assert demo_copy("verify", DEMO).code == 0
+    deep = demo_copy("verify", "--deep", DEMO)
+    assert deep.code == 6, deep.output
+    assert "sha256" in deep.stdout and "model.safetensors" in deep.stdout
+    weights.write_bytes(bytes(data[:-10]))  # truncated: the cheap check sees the size
+    cheap = demo_copy("verify")
+    assert cheap.code == 6, cheap.output
+    assert "FAILED  'kronos-demo'" in cheap.stdout and "ok      'kronos-demo-tokenizer'" in cheap.stdout
+    assert "kronos-registry sync --force" in cheap.stderr
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_sync_from_dead_endpoint_exit_5_quickly(tmp_path):
+    registry = tmp_path / "dead.yaml"
+    registry.write_text(
+        "schema: 1\n"
+        "tokenizers:\n"
+        "  dead-tokenizer:\n"
+        "    source: hf://acme/dead-tokenizer@0123456789abcdef0123456789abcdef01234567\n")
+    online = Cli(tmp_path, offline=False, env={"HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"})
+    result = online("--registry", registry, "sync", "dead-tokenizer", timeout=60)
+    assert result.code == 5, result.output
+    assert "127.0.0.1" in result.stderr and no_traceback(result)
+    assert result.seconds < 20
+
+
+def test_lock_held_elsewhere_exit_8(cli):
+    from kronos_registry.api import Registry
+
+    registry = Registry(store=cli.store, offline=True, env={})
+    artifact = registry.loader.artifact_id(DEMO_TOKENIZER)
+    lock = filelock.FileLock(str(registry.store.lock_path(artifact)))
+    with lock.acquire(timeout=5):
+        result = cli("sync", DEMO, env={"KRONOS_REGISTRY_LOCK_TIMEOUT": "0.5"})
+    assert result.code == 8, result.output
+    assert f"waiting for another process syncing {DEMO_TOKENIZER}" in result.stderr
+    assert "gave up after 0.5 s" in result.stderr and no_traceback(result)
+
+
+# --- predict -------------------------------------------------------------------------------------
+
+
+def test_predict_demo_writes_csv_and_png_and_repeats_with_a_seed(demo, tmp_path):
+    out, png, again = tmp_path / "out.csv", tmp_path / "out.png", tmp_path / "again.csv"
+    common = ["predict", DEMO, "--input", SAMPLE_CSV, "--pred-len", "24", "--seed", "7"]
+    result = demo(*common, "--output", out, "--plot", png, "--samples", "3")
+    assert result.code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0] == "timestamps,open,high,low,close,volume,amount"
+    assert len(lines) == 1 + 24
+    assert lines[1].startswith("2024-01-04 04:10:00,")  # the bar after the input's last, 5 min on
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    assert "horizon   24 bars of 5min" in result.stderr and "random weights" in result.stderr
+    repeat = demo(*common, "--output", again, "--samples", "3")
+    assert repeat.code == 0, repeat.output
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_predict_prints_a_table_without_output(demo):
+    result = demo("-q", "predict", DEMO, "-i", SAMPLE_CSV, "-n", "5", "--lookback", "64", "--seed", "1")
+    assert result.code == 0, result.output
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["TIMESTAMP", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "AMOUNT"]
+    assert len(rows) == 5 and result.stderr == ""
+
+
+def test_predict_bad_csv_exit_9_names_line_and_column(cli, tmp_path):
+    bad = tmp_path / "bad.csv"
+    lines = SAMPLE_CSV.read_text().splitlines()[:40]
+    cells = lines[3].split(",")
+    cells[4] = "oops"  # the close of the third bar, on line 4
+    lines[3] = ",".join(cells)
+    bad.write_text("\n".join(lines) + "\n")
+    result = cli("predict", DEMO, "--input", bad, "--pred-len", "4")
+    assert result.code == 9, result.output
+    assert "line 4" in result.stderr and "close" in result.stderr
+    assert no_traceback(result)
+
+
+def test_predict_unavailable_model_exit_4(cli):
+    result = cli("predict", "kronos-large", "--input", SAMPLE_CSV, "--pred-len", "4")
+    assert result.code == 4, result.output
+    assert "'kronos-large' is not available" in result.stderr and "not released" in result.stderr
+
+
+def test_predict_offline_not_synced_exit_7(cli):
+    result = cli("--offline", "predict", "kronos-small", "--input", SAMPLE_CSV, "--pred-len", "4")
+    assert result.code == 7, result.output
+    assert "'kronos-small' is not in the store" in result.stderr
+    assert "kronos-registry sync kronos-small" in result.stderr and "kronos-registry import" in result.stderr
+
+
+def test_predict_plot_without_matplotlib_exit_10(cli, tmp_path):
+    fake = tmp_path / "no-matplotlib" / "matplotlib"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('matplotlib is hidden by the test')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(fake.parent), cli.env()["PYTHONPATH"]])}
+    result = cli("predict", DEMO, "-i", SAMPLE_CSV, "-n", "4", "--plot", tmp_path / "x.png", env=env)
+    assert result.code == 10, result.output
+    assert "pip install 'kronos-registry[plot]'" in result.stderr
+
+
+# --- export / import ------------------------------------------------------------------------------
+
+
+def test_export_import_round_trip_then_offline_predict(demo, tmp_path):
+    bundle = tmp_path / "demo.tar"
+    exported = demo("export", DEMO, "-o", bundle)
+    assert exported.code == 0, exported.output
+    assert "kronos-demo-tokenizer, kronos-demo" in exported.stdout
+
+    fresh = Cli(tmp_path / "air-gapped")
+    imported = fresh("import", bundle)
+    assert imported.code == 0, imported.output
+    registry = fresh.store / "registries" / "demo.yaml"
+    assert f"registry {registry}" in imported.stdout
+    objects = sorted(p.name for p in (fresh.store / "objects").iterdir())
+    assert len(objects) == 2
+
+    listed = {i["name"]: i for i in json.loads(fresh("--registry", registry, "list", "--json").stdout)}
+    assert listed[DEMO]["synced"] and listed[DEMO]["source"].startswith(str(fresh.store / "objects"))
+    out = tmp_path / "out.csv"
+    result = fresh("--offline", "--registry", registry, "predict", DEMO, "-i", SAMPLE_CSV, "-n", "6",
+                   "-o", out, "--seed", "3")
+    assert result.code == 0, result.output
+    assert len(out.read_text().splitlines()) == 7
+    assert sorted(p.name for p in (fresh.store / "objects").iterdir()) == objects  # nothing re-synced
+
+
+def test_import_rejects_a_climbing_member_exit_9(cli, tmp_path):
+    bundle = tmp_path / "evil.tar"
+    with tarfile.open(bundle, "w") as tar:
+        data = b"gotcha"
+        info = tarfile.TarInfo("../evil.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    result = cli("import", bundle)
+    assert result.code == 9, result.output
+    assert "../evil.txt" in result.stderr and no_traceback(result)
+    assert not (cli.store / "evil.txt").exists() and not (cli.store.parent / "evil.txt").exists()
+
+
+# --- rm / gc --------------------------------------------------------------------------------------
+
+
+def test_rm_keeps_a_tokenizer_in_use(demo_copy):
+    refused = demo_copy("rm", DEMO_TOKENIZER)
+    assert refused.code == 2, refused.output
+    assert "kronos-demo" in refused.stderr and "--force" in refused.stderr
+    model_dir = demo_object(demo_copy)
+    removed = demo_copy("rm", DEMO)
+    assert removed.code == 0, removed.output
+    assert removed.stdout.startswith("removed kronos-demo (local--kronos-demo--")
+    assert not model_dir.exists()
+    assert demo_copy("rm", DEMO_TOKENIZER).code == 0
+    listed = {i["name"]: i for i in json.loads(demo_copy("list", "--json").stdout)}
+    assert not listed[DEMO]["synced"] and not listed[DEMO_TOKENIZER]["synced"]
+
+
+def test_gc_removes_unreferenced_artifacts(demo_copy):
+    model_dir = demo_object(demo_copy)
+    (demo_copy.store / "refs" / f"{DEMO}.json").unlink()
+    dry = demo_copy("gc", "--dry-run")
+    assert dry.code == 0 and f"would remove {model_dir.name}" in dry.stdout
+    assert model_dir.exists()
+    done = demo_copy("gc")
+    assert done.code == 0 and f"removed {model_dir.name}" in done.stdout
+    assert not model_dir.exists() and demo_object(demo_copy, DEMO_TOKENIZER).exists()
+    assert demo_copy("gc").stdout.strip() == "nothing to remove"
+
+
+# --- doctor ---------------------------------------------------------------------------------------
+
+
+def test_doctor_reports_without_leaking_the_token(demo):
+    secret = "hf_do_not_print_me_123456"
+    result = demo("doctor", "--json", env={"HF_TOKEN": secret})
+    assert result.code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {"version", "python", "torch", "huggingface_hub", "registry", "store", "endpoints",
+            "offline", "hf_token", "entries"} <= report.keys()
+    assert report["hf_token"] == "set" and secret not in result.output
+    assert report["offline"] is True and report["registry"]["valid"]
+    assert report["store"]["writable"] and report["store"]["free_bytes"] > 0
+    assert report["endpoints"][0]["reachable"] is None  # offline: not asked
+    health = {e["name"]: e for e in report["entries"]}
+    assert health[DEMO]["check"] == "ok" and health["kronos-small"]["check"] == "not synced"
+    text = demo("doctor")
+    assert text.code == 0 and "HF_TOKEN         not set" in text.stdout
