@@ -33,7 +33,9 @@ WORKER = textwrap.dedent("""
     import json, os, sys, time
     from pathlib import Path
     from kronos_registry import Registry
-    import kronos_registry.model, kronos_registry.predictor  # torch: import before the start
+    # The heavy imports (torch, huggingface_hub) before the start, so the race is the sync's.
+    import huggingface_hub, huggingface_hub.file_download, safetensors.torch
+    import kronos_registry.checks, kronos_registry.model, kronos_registry.predictor
 
     index, name, mode, registry_path, signal_dir = sys.argv[1:6]
     signals = Path(signal_dir)
