@@ -115,12 +115,13 @@ def worker(impl, name, ckpt, out_npy, quick):
     before = _mem()["VmRSS"]
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
+    load = os.getloadavg()[0]
     t0 = time.perf_counter()
     out = predictor.predict(x_df, x_ts, y_ts, pred, T=1.0, top_k=1, top_p=0.9, sample_count=samples, verbose=False)
     seconds = time.perf_counter() - t0
     peak = _mem()["VmHWM"] - before
     np.save(out_npy, out.to_numpy())
-    print(json.dumps({"seconds": seconds, "peak_bytes": peak}))
+    print(json.dumps({"seconds": seconds, "peak_bytes": peak, "load": load}))
 
 
 # --------------------------------------------------------------------------- driver
@@ -169,6 +170,7 @@ def main(argv=None):
     data = "real candles " + str(CANDLES) if CANDLES.is_file() else "synthetic candles"
     print(f"torch threads: {__import__('torch').get_num_threads()}, cpu count: {os.cpu_count()}, input: {data}")
     print("peak memory = VmHWM - VmRSS around the timed forecast (RSS, not tracemalloc), weights excluded")
+    print("load avg = 1-minute load average when each timed forecast started (other work on the machine)")
     rows, failed = [], False
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "ckpt"
@@ -181,9 +183,10 @@ def main(argv=None):
             failed |= not ok
             rows.append((f"{name} (L={lookback}, pred={pred}, S={samples}, ctx={ctx})", off["seconds"], ours["seconds"],
                          off["seconds"] / ours["seconds"], off["peak_bytes"] / 2**20, ours["peak_bytes"] / 2**20,
-                         "yes" if ok else "NO"))
+                         "yes" if ok else "NO", f"{off['load']:.1f} / {ours['load']:.1f}"))
             print(f"  done {name}: official {off['seconds']:.2f}s, ours {ours['seconds']:.3f}s", flush=True)
-    head = ("case", "official s", "ours s", "speed-up", "official peak MiB", "ours peak MiB", "greedy equal")
+    head = ("case", "official s", "ours s", "speed-up", "official peak MiB", "ours peak MiB", "greedy equal",
+            "load avg (off / ours)")
     widths = [max(len(head[i]), *(len(_fmt(r[i])) for r in rows)) for i in range(len(head))]
     print()
     print(" | ".join(h.ljust(w) for h, w in zip(head, widths)))

@@ -251,7 +251,16 @@ class KronosWeights:
             actual = {name: tuple(info["shape"]) for name, info in tensors.items()}
             weights_file = SAFETENSORS_FILE
         else:
-            state = load_pickle_weights(pickle_path)
+            try:
+                state = load_pickle_weights(pickle_path)
+            except Exception as exc:  # weights_only refuses anything but tensors: say so plainly
+                yield Problem(
+                    f"refused to unpickle: it holds more than tensors ({type(exc).__name__}), "
+                    "which can run code when loaded",
+                    file=PICKLE_FILE, field="allow_pickle",
+                    hint=f"do not load it; get {SAFETENSORS_FILE} weights from a source you trust",
+                )
+                return
             actual = {name: tuple(t.shape) for name, t in state.items()}
             weights_file = PICKLE_FILE
         yield from _shape_problems(expected, actual, entry, weights_file)

@@ -795,19 +795,25 @@ def probe_endpoint(url: str, timeout: float = 3.0) -> dict:
     return {"url": url, "reachable": True, "detail": f"HTTP {status} in {elapsed:.0f} ms"}
 
 
+def store_state(store: dict) -> str:
+    if store["exists"]:
+        return ""
+    return " (NOT A FOLDER)" if store["not_a_folder"] else " (not created yet)"
+
+
 def store_health(root: Path) -> dict:
     existing = root
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    writable = os.access(existing, os.W_OK)
+    writable = existing.is_dir() and os.access(existing, os.W_OK)
     if root.is_dir():
         try:  # os.access lies on some network filesystems: try for real
             with tempfile.NamedTemporaryFile(dir=root, prefix=".doctor-"):
                 writable = True
         except OSError:
             writable = False
-    return {"path": str(root), "exists": root.is_dir(), "writable": writable,
-            "free_bytes": shutil.disk_usage(existing).free}
+    return {"path": str(root), "exists": root.is_dir(), "not_a_folder": root.exists() and not root.is_dir(),
+            "writable": writable, "free_bytes": shutil.disk_usage(existing).free}
 
 
 def entry_health(registry, entry) -> dict:
@@ -846,20 +852,24 @@ def doctor_report(app: App) -> tuple[dict, RegistryError | None]:
     except RegistryError as error:
         # Report what can be known without a registry, then fail with the file's problems.
         from registry.sources import is_offline
-        from registry.store import Store, default_store_root
+        from registry.store import default_store_root
 
         report.update(registry={"files": [], "valid": False, "problems": error.message},
-                      store=store_health(Store(default_store_root(app.store)).root),
+                      store=store_health(default_store_root(app.store).expanduser().absolute()),
                       offline=is_offline(app.offline), endpoints=[], entries=[])
         return report, error
     report["registry"] = {"files": list(registry.spec.paths), "valid": True,
                           "warnings": [str(w) for w in registry.spec.warnings]}
     report["store"] = store_health(registry.store.root)
     report["offline"] = registry.offline
+    from registry.sources import plain_url
+
     urls = list(registry.endpoints.urls)
     report["endpoints"] = [{"url": url, "reachable": None, "detail": "not checked (offline)"} for url in urls]
     if not registry.offline and urls:
         report["endpoints"][0] = probe_endpoint(urls[0])
+    for probe in report["endpoints"]:  # a token may ride in the URL (user:token@host): never show it
+        probe["url"] = plain_url(probe["url"])
     report["entries"] = [entry_health(registry, entry) for entry in registry.entries()]
     return report, None
 
@@ -896,7 +906,7 @@ def render_doctor(report: dict) -> str:
     lines += [f"  file           {path}" for path in report["registry"]["files"]]
     lines += [f"  {w}" for w in report["registry"].get("warnings", [])]
     lines += [
-        f"store            {store['path']}{'' if store['exists'] else ' (not created yet)'}",
+        f"store            {store['path']}{store_state(store)}",
         f"  writable       {'yes' if store['writable'] else 'NO'}",
         f"  free space     {human_size(store['free_bytes'])}",
         f"offline          {'yes' if report['offline'] else 'no'}",

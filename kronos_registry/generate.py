@@ -21,6 +21,7 @@ s1/s2 heads evaluated at the last position only.
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -154,6 +155,59 @@ class _Tables:
         self.half = half
 
 
+class _StepThreads:
+    """Pick the intra-op thread count for cached CPU steps by timing them.
+
+    A cached step is ~150 tiny operations; each parallel region waits for every OpenMP
+    thread, so when other processes compete for the cores a preempted thread stalls
+    every operation (measured here under load: ~400 ms a step with 2 threads against
+    ~15 ms with 1; on an idle machine 2 threads win, ~4.5 vs ~7 ms). So now and then
+    one step runs with the other count, and we switch when it clearly beats the recent
+    mean. The costs are lopsided, so are the probes: one thread is probed every 16
+    steps (and right after a slow step), all threads rarely (32 steps, doubling to 256
+    while one thread keeps winning). The arithmetic does not depend on the choice; the
+    caller's setting is restored at the end.
+    """
+
+    def __init__(self, device: torch.device):
+        self.full = torch.get_num_threads()
+        self.enabled = device.type == "cpu" and self.full > 1
+        self.best, self.n, self.next_probe, self.backoff = self.full, 0, 1, 32
+        self.recent: list[float] = []
+        self.threads, self.t0 = self.full, 0.0
+
+    def begin(self):
+        if not self.enabled:
+            return
+        probing = self.n >= self.next_probe and len(self.recent) > 0
+        self.threads = (1 if self.best == self.full else self.full) if probing else self.best
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        self.t0 = time.perf_counter()
+
+    def end(self):
+        if not self.enabled:
+            return
+        dt = time.perf_counter() - self.t0
+        mean = sum(self.recent) / len(self.recent) if self.recent else dt
+        if self.threads != self.best:  # a probe
+            if dt < 0.8 * mean:
+                self.best, self.recent = self.threads, [dt]
+                self.backoff = 32
+            elif self.best == 1:
+                self.backoff = min(2 * self.backoff, 256)
+            self.next_probe = self.n + (16 if self.best == self.full else self.backoff)
+        else:
+            if self.best == self.full and len(self.recent) >= 2 and dt > 2.5 * mean:
+                self.next_probe = self.n + 1  # a stall: are we competing for the cores?
+            self.recent = (self.recent + [dt])[-4:]
+        self.n += 1
+
+    def restore(self):
+        if self.enabled and torch.get_num_threads() != self.full:
+            torch.set_num_threads(self.full)
+
+
 # --------------------------------------------------------------------------- generation
 
 
@@ -207,66 +261,77 @@ def generate_tokens(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: to
     co_w, co_b, cn_w = cross["out_w"], cross["out_b"], cross["norm"]
 
     steps = range(pred_len) if progress is None else progress(range(pred_len))
+    threads = _StepThreads(torch.device(dev))
     c_last = None
-    for i in steps:
-        cur = L + i                       # tokens known before this step's sample
-        if cur > max_context:
-            # Window slides: positions restart at 0, every key changes -> full recompute.
-            lo = cur - max_context
-            R = B if i == 0 else N
-            rows = slice(None) if R == N else slice(None, None, S)
-            tw = temb[:, lo:cur] if R == B else temb[:, lo:cur].repeat_interleave(S, dim=0)
-            c = _window_forward(model, W, out1[rows, lo:cur], out2[rows, lo:cur], tw)
-            if R != N:
-                c = c.repeat_interleave(S, dim=0)
-            _store_cross(cross, c, ck, cv, 0)
-            c_last = c[:, -1]
-            n_ctx = max_context
-        elif i == 0:
-            # Prefill once per series, then share the cache with the series' samples.
-            first = lambda t: t.view(B, S, *t.shape[1:])[:, 0]  # noqa: E731  sample 0 of each series
-            c = _window_forward(model, W, s1, s2, temb[:, :L], [first(t) for t in kc], [first(t) for t in vc],
-                                chunk=PREFILL_CHUNK, cross_k=first(ck), cross_v=first(cv))
-            if S > 1:
-                for t in (*kc, *vc, ck, cv):
-                    t5 = t.view(B, S, *t.shape[1:])
-                    t5[:, 1:, :, :L].copy_(t5[:, :1, :, :L])
-            c_last = c[:, -1].repeat_interleave(S, dim=0)
-            n_ctx = L
-        else:
-            # One token (the previous sample, at position p) through the cached stack.
-            p = cur - 1
-            e = torch.cat((E1[out1[:, p]], E2[out2[:, p]]), dim=-1) * scale
-            x = F.linear(e, fuse_w, fuse_b).view(B, S, d) + temb[:, p].unsqueeze(1)
-            x = x.view(N, d)
-            for li, Lw in enumerate(layers):
-                tb = tabs[li]
-                h = _rms(x, Lw["norm1"])
-                qkv = F.linear(h, Lw["qkv_w"], Lw["qkv_b"]).view(N, 3, H, hd)
-                qk = qkv[:, :2]
-                qk = torch.addcmul(qk * tb.cos[p], torch.roll(qk, tb.half, -1), tb.sin[p])  # (N, 2, H, hd)
-                kl, vl = kc[li], vc[li]
-                kl.select(2, p).copy_(qk[:, 1])
-                vl.select(2, p).copy_(qkv[:, 2])
-                y = F.scaled_dot_product_attention(qk[:, 0].unsqueeze(2), kl[:, :, :cur], vl[:, :, :cur])
-                x = x + F.linear(y.reshape(N, d), Lw["out_w"], Lw["out_b"])
-                a = F.linear(_rms(x, Lw["norm2"]), Lw["w13"])
-                ff = a.shape[-1] // 2
-                x = x + F.linear(F.silu(a[:, :ff]) * a[:, ff:], Lw["w2"])
-            c_last = _rms(x, norm_w)                                   # (N, d)
-            kv = F.linear(c_last, ckv_w, ckv_b).view(N, 2, Hc, hdc)
-            ck.select(2, p).copy_(kv[:, 0])
-            cv.select(2, p).copy_(kv[:, 1])
-            n_ctx = cur
+    try:
+        for i in steps:
+            cur = L + i                       # tokens known before this step's sample
+            cached = 0 < i and cur <= max_context
+            if cached:
+                threads.begin()
+            else:
+                threads.restore()
+            if cur > max_context:
+                # Window slides: positions restart at 0, every key changes -> full recompute.
+                lo = cur - max_context
+                R = B if i == 0 else N
+                rows = slice(None) if R == N else slice(None, None, S)
+                tw = temb[:, lo:cur] if R == B else temb[:, lo:cur].repeat_interleave(S, dim=0)
+                c = _window_forward(model, W, out1[rows, lo:cur], out2[rows, lo:cur], tw)
+                if R != N:
+                    c = c.repeat_interleave(S, dim=0)
+                _store_cross(cross, c, ck, cv, 0)
+                c_last = c[:, -1]
+                n_ctx = max_context
+            elif i == 0:
+                # Prefill once per series, then share the cache with the series' samples.
+                first = lambda t: t.view(B, S, *t.shape[1:])[:, 0]  # noqa: E731  sample 0 of each series
+                c = _window_forward(model, W, s1, s2, temb[:, :L], [first(t) for t in kc], [first(t) for t in vc],
+                                    chunk=PREFILL_CHUNK, cross_k=first(ck), cross_v=first(cv))
+                if S > 1:
+                    for t in (*kc, *vc, ck, cv):
+                        t5 = t.view(B, S, *t.shape[1:])
+                        t5[:, 1:, :, :L].copy_(t5[:, :1, :, :L])
+                c_last = c[:, -1].repeat_interleave(S, dim=0)
+                n_ctx = L
+            else:
+                # One token (the previous sample, at position p) through the cached stack.
+                p = cur - 1
+                e = torch.cat((E1[out1[:, p]], E2[out2[:, p]]), dim=-1) * scale
+                x = F.linear(e, fuse_w, fuse_b).view(B, S, d) + temb[:, p].unsqueeze(1)
+                x = x.view(N, d)
+                for li, Lw in enumerate(layers):
+                    tb = tabs[li]
+                    h = _rms(x, Lw["norm1"])
+                    qkv = F.linear(h, Lw["qkv_w"], Lw["qkv_b"]).view(N, 3, H, hd)
+                    qk = qkv[:, :2]
+                    qk = torch.addcmul(qk * tb.cos[p], torch.roll(qk, tb.half, -1), tb.sin[p])  # (N, 2, H, hd)
+                    kl, vl = kc[li], vc[li]
+                    kl.select(2, p).copy_(qk[:, 1])
+                    vl.select(2, p).copy_(qkv[:, 2])
+                    y = F.scaled_dot_product_attention(qk[:, 0].unsqueeze(2), kl[:, :, :cur], vl[:, :, :cur])
+                    x = x + F.linear(y.reshape(N, d), Lw["out_w"], Lw["out_b"])
+                    a = F.linear(_rms(x, Lw["norm2"]), Lw["w13"])
+                    ff = a.shape[-1] // 2
+                    x = x + F.linear(F.silu(a[:, :ff]) * a[:, ff:], Lw["w2"])
+                c_last = _rms(x, norm_w)                                   # (N, d)
+                kv = F.linear(c_last, ckv_w, ckv_b).view(N, 2, Hc, hdc)
+                ck.select(2, p).copy_(kv[:, 0])
+                cv.select(2, p).copy_(kv[:, 1])
+                n_ctx = cur
 
-        # s1 from the last position, then s2 given the sampled s1 (dependency-aware layer).
-        nxt1 = sample_tokens(F.linear(c_last, h1_w, h1_b), T, top_k, top_p, generator)       # (N, 1)
-        q = F.linear(E1[nxt1[:, 0]], cq_w, cq_b).view(N, Hc, 1, hdc)
-        y = F.scaled_dot_product_attention(q, ck[:, :, :n_ctx], cv[:, :, :n_ctx]).reshape(N, d)
-        x2 = _rms(c_last + F.linear(y, co_w, co_b), cn_w)
-        nxt2 = sample_tokens(F.linear(x2, h2_w, h2_b), T, top_k, top_p, generator)
-        out1[:, cur] = nxt1[:, 0]
-        out2[:, cur] = nxt2[:, 0]
+            # s1 from the last position, then s2 given the sampled s1 (dependency-aware layer).
+            nxt1 = sample_tokens(F.linear(c_last, h1_w, h1_b), T, top_k, top_p, generator)       # (N, 1)
+            q = F.linear(E1[nxt1[:, 0]], cq_w, cq_b).view(N, Hc, 1, hdc)
+            y = F.scaled_dot_product_attention(q, ck[:, :, :n_ctx], cv[:, :, :n_ctx]).reshape(N, d)
+            x2 = _rms(c_last + F.linear(y, co_w, co_b), cn_w)
+            nxt2 = sample_tokens(F.linear(x2, h2_w, h2_b), T, top_k, top_p, generator)
+            out1[:, cur] = nxt1[:, 0]
+            out2[:, cur] = nxt2[:, 0]
+            if cached:
+                threads.end()
+    finally:
+        threads.restore()
     return out1, out2
 
 

@@ -149,10 +149,13 @@ class Rotary(nn.Module):
         """cos, sin of shape (n, head_dim) for positions 0..n-1."""
         t = self._tables
         if t is None or t[0] < n or t[1] != torch.device(device) or t[2].dtype != self.inv_freq.dtype:
-            pos = torch.arange(n, device=device).type_as(self.inv_freq)
-            freqs = torch.outer(pos, self.inv_freq.to(device))       # (n, head_dim/2)
-            emb = torch.cat((freqs, freqs), dim=-1)                   # (n, head_dim)
-            t = (n, torch.device(device), emb.cos(), emb.sin())
+            # ordinary tensors even when first asked for under inference_mode, so that a
+            # model used for forecasting can still be trained afterwards
+            with torch.inference_mode(False), torch.no_grad():
+                pos = torch.arange(n, device=device).type_as(self.inv_freq)
+                freqs = torch.outer(pos, self.inv_freq.to(device))   # (n, head_dim/2)
+                emb = torch.cat((freqs, freqs), dim=-1)               # (n, head_dim)
+                t = (n, torch.device(device), emb.cos(), emb.sin())
             self._tables = t
         return t[2][:n], t[3][:n]
 
@@ -299,8 +302,12 @@ class _HubMixin:
 
     # ---- writing
 
-    def save_pretrained(self, save_directory, **_ignored) -> Path:
+    def save_pretrained(self, save_directory, *, push_to_hub: bool = False, **_ignored) -> Path:
+        """Write config.json (the constructor arguments) and model.safetensors."""
         from safetensors.torch import save_file
+
+        if push_to_hub:
+            raise NotImplementedError("save locally, then upload with huggingface_hub.upload_folder")
 
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
@@ -810,12 +817,14 @@ def _fuse(params: list[nn.Parameter]) -> torch.Tensor:
     if ok:
         total = sum(p.shape[0] for p in params)
         return first.detach().as_strided((total, *first.shape[1:]), first.stride(), offset)
-    fused = torch.cat([p.detach() for p in params], dim=0)
-    start = 0
-    for p in params:
-        n = p.shape[0]
-        p.data = fused[start:start + n]
-        start += n
+    # outside inference_mode: the parameters must stay usable for training afterwards
+    with torch.inference_mode(False), torch.no_grad():
+        fused = torch.cat([p.detach() for p in params], dim=0)
+        start = 0
+        for p in params:
+            n = p.shape[0]
+            p.data = fused[start:start + n]
+            start += n
     return fused
 
 

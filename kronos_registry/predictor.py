@@ -91,6 +91,8 @@ class KronosPredictor:
         """Validate one series -> (normalised x, x_stamp, y_stamp, mean, std)."""
         if not isinstance(df, pd.DataFrame):
             raise ValueError(f"Input{where} must be a pandas DataFrame.")
+        if int(pred_len) < 1:
+            raise ValueError(f"pred_len must be at least 1, got {pred_len}.")
         missing = [c for c in self.price_cols if c not in df.columns]
         if missing:
             raise ValueError(f"Price columns {self.price_cols} not found in DataFrame{where} (missing {missing}).")

@@ -41,8 +41,8 @@ import yaml
 from .errors import InputDataError, NotSyncedError, Problem, RegistryFileError, VerificationError
 from .spec import COMMIT_RE, DEFAULT_FILES, ENTRY_NAME_RE, Entry, HfSource, LocalSource, RegistrySpec, parse_registry
 from .store import (
-    MANIFEST_NAME, FileRecord, Manifest, Ref, Store, hf_artifact_id, redact_secrets, safe_component, tool_version,
-    utc_now,
+    MANIFEST_NAME, FileRecord, Manifest, Ref, Store, hf_artifact_id, make_dirs, redact_secrets, safe_component,
+    tool_version, utc_now,
     validate_id, write_atomic,
 )
 
@@ -710,7 +710,7 @@ def _stage_file(bundle: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, sta
                 record: FileRecord) -> Problem | None:
     """Copy one member into staging; a Problem when its size or sha256 is not the manifest's."""
     target = staging / record.name
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(target.parent)
     digest = hashlib.sha256()
     size = 0
     source = _open_member(bundle, tar, member)

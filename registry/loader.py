@@ -12,7 +12,6 @@ import os
 import shutil
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
@@ -37,17 +36,6 @@ class SyncResult:
     manifest: Manifest
     report: Report | None = None
     tokenizer: "SyncResult | None" = None
-
-
-def _plain_url(url: str | None) -> str | None:
-    """The endpoint without credentials or query, fit for a manifest."""
-    if not url:
-        return None
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _local_fingerprint(folder: Path, names: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
@@ -281,7 +269,7 @@ class Loader:
         manifest = Manifest(
             artifact_id=artifact_id, kind=entry.kind, entry=entry.name, source=str(entry.source),
             resolved_revision=resolved.revision, files=records, checks=report.checks_run,
-            warnings=tuple(str(p) for p in report.warnings), endpoint=_plain_url(resolved.endpoint),
+            warnings=tuple(str(p) for p in report.warnings), endpoint=sources.plain_url(resolved.endpoint),
         )
         published = self.store.publish(artifact_id, staging, manifest)
         if not published:

@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path, PurePosixPath
 from typing import Callable, Mapping, Sequence, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import attrs
 
@@ -146,6 +146,17 @@ class Endpoints:
     def scrub(self, text: str) -> str:
         """``text`` with the token blanked out, for anything that may be shown or logged."""
         return text.replace(self.token, "***") if self.token else text
+
+
+def plain_url(url: str | None) -> str | None:
+    """The endpoint without credentials or query: fit to show, log or record."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def is_offline(explicit: bool | None = None, env: Mapping[str, str] = os.environ) -> bool:
@@ -620,7 +631,8 @@ def _download_timeout(seconds: float):
 
     hf_hub_download takes no such argument and reads the module constant (default 10 s, up
     to six tries): without this, a stalled transfer hangs for a minute whatever
-    KRONOS_REGISTRY_TIMEOUT says. The constant is process-wide, so changes are serialised.
+    KRONOS_REGISTRY_TIMEOUT says. The constant is process-wide: the lock keeps each change
+    whole, and threads downloading at once with different timeouts may read each other's.
     """
     from huggingface_hub import constants
 

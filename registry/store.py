@@ -263,12 +263,39 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+FOLDER_MODE = 0o775  # less the umask; never world-writable, even under umask 000
+FILE_MODE = 0o664
+
+
+def make_dirs(path: Path) -> None:
+    """``mkdir -p`` whose every new folder gets FOLDER_MODE less the umask.
+
+    Path.mkdir(parents=True) creates the parents 0777 less the umask, world-writable under a
+    umask of 000; a world-writable store would let any user swap a published model file.
+    """
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=FOLDER_MODE)
+
+
+def _drop_world_write(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        mode = path.stat().st_mode
+        if mode & stat.S_IWOTH:
+            os.chmod(path, stat.S_IMODE(mode) & ~stat.S_IWOTH)
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` so a reader sees the old or the new content, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with open(temp, "w", encoding="utf-8") as handle:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        with open(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
@@ -317,6 +344,12 @@ class Store:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser().absolute()
+        if self.root.exists() and not self.root.is_dir():
+            # Caught here, once, rather than as "Not a directory" from whichever call comes first.
+            raise InputDataError(
+                f"the store path {self.root} is not a folder", path=str(self.root), field="store",
+                hint="point --store or KRONOS_REGISTRY_HOME at a folder (it is created when missing)",
+            )
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -430,8 +463,8 @@ class Store:
         that changed nothing leaves the store as it found it.
         """
         path = self.lock_path(artifact_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(str(path))
+        make_dirs(path.parent)
+        lock = filelock.FileLock(str(path))  # no explicit mode: filelock then honours the umask
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
@@ -441,6 +474,7 @@ class Store:
                 lock.acquire(timeout=-1 if timeout is None else max(timeout, 0))
             except filelock.Timeout:
                 raise LockTimeoutError(artifact_id, str(path), -1 if timeout is None else timeout) from None
+        _drop_world_write(path)
         try:
             yield path
         finally:
@@ -466,7 +500,7 @@ class Store:
         Only touch it while holding the artifact's lock.
         """
         path = self.staging_dir(artifact_id)
-        path.mkdir(parents=True, exist_ok=True)
+        make_dirs(path)
         return path
 
     def discard_staging(self, artifact_id: str) -> None:
@@ -505,7 +539,7 @@ class Store:
             return False
         (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         self._make_durable(staging)
-        self.objects_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.objects_dir)
         if target.exists():  # a folder without a manifest is debris, never a published object
             self._to_trash(target)
         try:
@@ -527,15 +561,14 @@ class Store:
                 path = Path(dirpath) / name
                 info = path.lstat()
                 if stat.S_ISREG(info.st_mode):
-                    if info.st_mode & stat.S_IWOTH:  # never leave a world-writable file behind
-                        os.chmod(path, info.st_mode & ~stat.S_IWOTH & 0o7777)
+                    _drop_world_write(path)  # a file copied from a 0666 source keeps its bits
                     _fsync_file(path)
             _fsync_dir(Path(dirpath))
 
     # removal and garbage collection ------------------------------------------------------
 
     def _to_trash(self, path: Path) -> Path:
-        self.trash_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.trash_dir)
         aside = self.trash_dir / f"{path.name}.{secrets.token_hex(4)}"
         os.rename(path, aside)
         return aside

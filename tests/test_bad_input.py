@@ -494,7 +494,7 @@ CASES: list[Case] = [
     Case("args-registry-file-missing", "args", cli_args("--registry", "{dir}/nowhere.yaml", "list"),
          3, ("{dir}/nowhere.yaml", "does not exist")),
     Case("args-store-is-a-regular-file", "args", store_is_a_file,
-         1, ("{dir}/not-a-folder",)),
+         9, ("{dir}/not-a-folder", "not a folder")),
     Case("args-top-k-negative", "args", cli_args("predict", DEMO, "-i", "{csv}", "-n", "3", "--top-k", "-1"),
          2, ("--top-k",)),
     Case("args-device-unknown", "args", cli_args("predict", DEMO, "-i", "{csv}", "-n", "3", "--device", "gpu9"),
@@ -507,10 +507,10 @@ CASES: list[Case] = [
     # `doctor` is where a person looks when syncs fail with "Not a directory": it must say so.
     Case("args-doctor-store-is-a-regular-file", "args", lambda folder, assets: (
         (folder / "not-a-folder").write_text("x\n"), ["--store", folder / "not-a-folder", "doctor"])[1],
-         1, ("{dir}/not-a-folder", "not a folder"),
-         bug="kronos_registry/cli.py store_health(): with --store naming a regular file, doctor prints "
-             "'(not created yet)' and 'writable yes' (os.access on the file itself) and exits 0, "
-             "while every sync then fails with 'Not a directory'"),
+         9, ("{dir}/not-a-folder", "not a folder", "KRONOS_REGISTRY_HOME")),
+    Case("args-list-store-is-a-regular-file", "args", lambda folder, assets: (
+        (folder / "not-a-folder").write_text("x\n"), ["--store", folder / "not-a-folder", "list"])[1],
+         9, ("{dir}/not-a-folder", "not a folder")),
     Case("args-sync-unknown-entry", "args", cli_args("sync", "kronos-smol"),
          4, ("no entry named 'kronos-smol'", "did you mean 'kronos-small'")),
 

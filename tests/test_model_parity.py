@@ -25,6 +25,9 @@ from kronos_registry.model import PUBLISHED_CONFIGS, count_parameters  # noqa: E
 
 CANDLES = Path(__file__).resolve().parents[2] / "shared/data/xshg_5min_regression_input.csv"
 
+# the official predictor uses Series.dt.weekday, which pandas deprecates
+pytestmark = pytest.mark.filterwarnings("ignore:.*weekday is deprecated")
+
 TOK_CFG = dict(d_in=6, d_model=32, n_heads=2, ff_dim=64, n_enc_layers=3, n_dec_layers=3, ffn_dropout_p=0.0,
                attn_dropout_p=0.0, resid_dropout_p=0.0, s1_bits=4, s2_bits=4, beta=0.05, gamma0=1.0, gamma=1.1,
                zeta=0.05, group_size=4)

@@ -45,12 +45,13 @@ def test_return_samples_gives_every_path_and_their_mean(predictor):
     assert len({tuple(np.round(s[:, 3], 6)) for s in samples}) > 1
 
 
-def test_seed_reproduces_and_leaves_global_rng_alone(predictor):
+def test_seed_reproduces_and_leaves_global_state_alone(predictor):
     df, ts = _walk(50)
     args = (df.iloc[:40], ts[:40], ts[40:], 10)
-    state = torch.get_rng_state()
+    state, threads = torch.get_rng_state(), torch.get_num_threads()
     a = predictor.predict(*args, sample_count=2, verbose=False, seed=7)
     assert torch.equal(state, torch.get_rng_state())
+    assert torch.get_num_threads() == threads  # the step-thread tuner restores the setting
     b = predictor.predict(*args, sample_count=2, verbose=False, generator=torch.Generator().manual_seed(7))
     c = predictor.predict(*args, sample_count=2, verbose=False, seed=8)
     pd.testing.assert_frame_equal(a, b)
@@ -142,3 +143,21 @@ def test_forecast_is_in_input_units(predictor):
     for col in ["open", "close", "volume"]:
         m, s = x[col].mean(), x[col].std(ddof=0)
         assert ((out[col] > m - 5.1 * s) & (out[col] < m + 5.1 * s)).all()
+
+
+def test_model_still_trains_after_forecasting():
+    """Forecasting fuses weights and caches rotary tables under inference_mode; neither may
+    leave inference tensors behind that break a later backward pass."""
+    torch.manual_seed(0)
+    model, tok = Kronos(**MODEL_CFG), KronosTokenizer(**TOK_CFG)
+    p = KronosPredictor(model, tok, device="cpu", max_context=64)
+    df, ts = _walk(50)
+    p.predict(df.iloc[:40], ts[:40], ts[40:], 10, verbose=False, seed=0)
+    model.train()
+    s1 = torch.randint(0, 16, (2, 12))
+    s2 = torch.randint(0, 16, (2, 12))
+    l1, l2 = model(s1, s2, use_teacher_forcing=True, s1_targets=s1)
+    loss, _, _ = model.head.compute_loss(l1, l2, s1, s2)
+    loss.backward()
+    assert model.transformer[0].self_attn.q_proj.weight.grad is not None
+    assert torch.isfinite(loss)

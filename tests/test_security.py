@@ -232,11 +232,6 @@ def test_opted_in_malicious_pickle_is_not_executed(demo, pickles, tmp_path):
     assert again.code == 6 and not marker.exists(), again.output
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kronos_registry/checks.py KronosWeights.run lets torch's UnpicklingError from load_pickle_weights "
-    "escape to registry/checks.py run_checks, which reports \"check 'kronos-weights' could not run\" "
-    "against the (already deleted) staging folder instead of naming pytorch_model.bin, and relays "
-    "torch's advice to re-run with weights_only=False or allowlist the payload's global"))
 def test_refused_malicious_pickle_is_named_without_unsafe_advice(demo, pickles, tmp_path):
     _, evil, marker = pickles
     registry = _pickle_entry(tmp_path, evil, allow_pickle=True)
@@ -322,17 +317,11 @@ def test_token_never_leaks_from_a_failing_sync_against_a_dead_endpoint(tmp_path)
     assert not leaks.places, leaks.places
 
 
-DOCTOR_SHOWS_ENDPOINT_CREDENTIALS = pytest.mark.xfail(strict=True, reason=(
-    "kronos_registry/cli.py doctor_report()/render_doctor() print the endpoint URL as given "
-    "(registry.endpoints.urls, probe_endpoint's 'url'), credentials included, without "
-    "Endpoints.scrub or registry.loader._plain_url: a token in HF_ENDPOINT's user:password shows"))
-
-
 @pytest.mark.parametrize("args", [
     pytest.param(("sync", "far-away"), id="sync"),
     pytest.param(("--debug", "sync", "far-away"), id="sync-debug"),
-    pytest.param(("doctor",), id="doctor", marks=DOCTOR_SHOWS_ENDPOINT_CREDENTIALS),
-    pytest.param(("doctor", "--json"), id="doctor-json", marks=DOCTOR_SHOWS_ENDPOINT_CREDENTIALS),
+    pytest.param(("doctor",), id="doctor"),
+    pytest.param(("doctor", "--json"), id="doctor-json"),
 ])
 def test_token_in_the_endpoint_url_is_never_shown(tmp_path, args):
     # A private mirror behind basic auth is often written http://user:TOKEN@host/: the same secret.
@@ -470,11 +459,6 @@ def test_world_writable_source_files_do_not_stay_world_writable(tmp_path):
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o666 for p in source.iterdir())  # source untouched
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "under umask 000 every store folder is created 0777 (Store.staging/lock/publish and write_atomic's "
-    "parent.mkdir in registry/store.py) and refs/*.json and registries/*.yaml 0666 (write_atomic); "
-    "only the files inside a staged artifact lose o+w (Store._make_durable). A world-writable "
-    "objects/<id>/ lets any user replace a published model file"))
 def test_never_world_writable_even_with_umask_000(demo_bundle, tmp_path):
     # The design promises "never world-writable" on top of the umask: a umask of 000 (some
     # containers and CI images run with it) must not give other users write access to the store.
