@@ -3,9 +3,6 @@ stays unchanged after each, and a synced entry loads fully offline."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -26,13 +23,11 @@ from tests.support.kronos_checkpoints import (
     TINY_MODEL, TINY_TOKENIZER, model_checkpoint, param_count, tokenizer_checkpoint, write_checkpoint,
 )
 from tests.support.olah import dead_endpoint
+from tests.support.registry_files import flow
+from tests.support.trees import tree_digest
 
 TOKENIZER_PARAMS = param_count("tokenizer", TINY_TOKENIZER)
 MODEL_PARAMS = param_count("model", TINY_MODEL)
-
-
-def flow(mapping: dict) -> str:
-    return "{" + ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in mapping.items()) + "}"
 
 
 def registry_file(folder: Path, *, model_source="./ckpt/model", tokenizer_source="./ckpt/tokenizer",
@@ -68,18 +63,6 @@ def workspace(tmp_path, monkeypatch):
     tokenizer_checkpoint(tmp_path / "ckpt" / "tokenizer")
     model_checkpoint(tmp_path / "ckpt" / "model")
     return tmp_path
-
-
-def tree_digest(root: Path) -> str:
-    """Every path and every file's bytes under root (lock files included: nothing may change)."""
-    digest = hashlib.sha256()
-    if not root.exists():
-        return "absent"
-    for path in sorted(root.rglob("*")):
-        digest.update(str(path.relative_to(root)).encode())
-        if path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def candles(n=48, seed=0):
@@ -213,19 +196,6 @@ def test_tokenizer_is_not_a_predictor(workspace):
 
 
 # --- offline, after a sync ---------------------------------------------------------------------
-
-@pytest.fixture
-def no_sockets(monkeypatch):
-    attempts = []
-
-    def refuse(self, address, *args):
-        attempts.append(address)
-        raise OSError(f"test guard: network access to {address} attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    return attempts
-
 
 def test_synced_entry_loads_offline_with_forecasts_equal_to_direct_load(workspace, monkeypatch, no_sockets):
     path = registry_file(workspace)

@@ -19,12 +19,9 @@ subprocess spends most of its time importing torch) and each test only checks it
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import io
 import json
-import os
 import shutil
-import stat
 import tarfile
 from collections import Counter
 from dataclasses import dataclass
@@ -33,12 +30,11 @@ from typing import Callable, Sequence
 
 import pytest
 
-from tests.support.cli import PACKAGE_DIR, SAMPLE_CSV, Cli, Result
+from tests.support.cli import (
+    DEMO, DEMO_MODEL_DIR, DEMO_TOKENIZER, DEMO_TOKENIZER_DIR, SAMPLE_CSV, Cli, Result,
+)
+from tests.support.trees import describe_changes, tree_digest
 
-DEMO = "kronos-demo"
-DEMO_TOKENIZER = "kronos-demo-tokenizer"
-DEMO_MODEL_DIR = PACKAGE_DIR / "data" / "demo" / "model"
-DEMO_TOKENIZER_DIR = PACKAGE_DIR / "data" / "demo" / "tokenizer"
 REGISTRY = "models.yaml"  # every case writes its registry file, CSV, bundle under its own folder
 CSV = "candles.csv"
 BUNDLE = "bundle.tar"
@@ -567,31 +563,6 @@ def test_catalogue_is_large_and_covers_every_category():
 # =============================================================================================
 
 
-def snapshot(root: Path) -> dict[str, tuple]:
-    """Every path under ``root``: its type, permission bits and (for files) the sha256 of its bytes."""
-    if not root.exists():
-        return {}
-    tree = {}
-    for path in [root, *sorted(root.rglob("*"))]:
-        info = path.lstat()
-        key = path.relative_to(root).as_posix()
-        mode = stat.S_IMODE(info.st_mode)
-        if stat.S_ISLNK(info.st_mode):
-            tree[key] = ("link", os.readlink(path))
-        elif stat.S_ISDIR(info.st_mode):
-            tree[key] = ("dir", oct(mode))
-        else:
-            tree[key] = ("file", oct(mode), hashlib.sha256(path.read_bytes()).hexdigest())
-    return tree
-
-
-def describe_changes(before: dict, after: dict) -> str:
-    added = sorted(after.keys() - before.keys())
-    removed = sorted(before.keys() - after.keys())
-    changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
-    return f"added {added}, removed {removed}, changed {changed}"
-
-
 @dataclass(frozen=True)
 class Outcome:
     folder: Path
@@ -604,12 +575,12 @@ class Outcome:
 def run_case(case: Case, assets: Assets, root: Path) -> Outcome:
     folder = root / case.id
     cli = assets.template.clone(folder)  # a private copy of the synced template store
-    before = snapshot(cli.store)
+    before = tree_digest(cli.store)
     try:
         result = cli(*case.prepare(folder, assets))
     except Exception as error:  # noqa: BLE001 - reported by this case's test, not the whole module
-        return Outcome(folder=folder, result=None, before=before, after=snapshot(cli.store), error=error)
-    return Outcome(folder=folder, result=result, before=before, after=snapshot(cli.store))
+        return Outcome(folder=folder, result=None, before=before, after=tree_digest(cli.store), error=error)
+    return Outcome(folder=folder, result=result, before=before, after=tree_digest(cli.store))
 
 
 @pytest.fixture(scope="module")

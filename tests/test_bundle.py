@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
-import os
 import tarfile
 from pathlib import Path
 from typing import Callable
@@ -20,6 +19,7 @@ from registry.bundle import ImportSummary, export_bundle, import_bundle
 from registry.errors import InputDataError, NotSyncedError, UnknownEntryError, VerificationError
 from registry.spec import LocalSource, parse_registry
 from registry.store import FileRecord, Manifest, Ref, Store, hf_artifact_id, local_artifact_id
+from tests.support.trees import tree_digest
 
 TOK_SHA = "1a" * 20
 OTHER_SHA = "2b" * 20
@@ -90,20 +90,6 @@ def bundle(source, tmp_path) -> Path:
     return output
 
 
-def tree(root: Path) -> dict[str, str] | None:
-    """Every path under ``root`` with its kind and content hash: equal trees, equal dicts."""
-    if not root.exists():
-        return None
-    found = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames:
-            found[os.path.relpath(os.path.join(dirpath, name), root)] = "dir"
-        for name in filenames:
-            path = Path(dirpath) / name
-            found[os.path.relpath(path, root)] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return found
-
-
 # --- round trip ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["tiny.tar", "tiny.tar.gz"])
@@ -125,7 +111,7 @@ def test_round_trip_gives_equal_objects_and_refs(source, tmp_path, name):
     assert result.bytes == summary.bytes
     assert set(result.refs) == {"tiny-tok", "tiny-model"}
     for artifact_id in (TOK_ID, MODEL_ID):
-        assert tree(target.object_dir(artifact_id)) == tree(store.object_dir(artifact_id))
+        assert tree_digest(target.object_dir(artifact_id)) == tree_digest(store.object_dir(artifact_id))
         assert target.check(artifact_id, deep=True) == []
 
     tok_ref = target.get_ref("tiny-tok")
@@ -180,11 +166,11 @@ def test_loader_finds_imported_entries_offline(bundle, tmp_path):
 def test_import_twice_skips_the_second_time(bundle, tmp_path):
     target = Store(tmp_path / "store-b")
     import_bundle(target, bundle)
-    objects_before = tree(target.objects_dir)
+    objects_before = tree_digest(target.objects_dir)
     again = import_bundle(target, bundle)
     assert again.artifacts == () and again.skipped == tuple(sorted((TOK_ID, MODEL_ID)))
     assert again.bytes == 0
-    assert tree(target.objects_dir) == objects_before
+    assert tree_digest(target.objects_dir) == objects_before
 
 
 def test_import_repairs_a_damaged_stored_copy(bundle, tmp_path):
@@ -347,7 +333,7 @@ def target(request, tmp_path) -> Store:
 def test_bad_bundle_is_refused_and_the_store_unchanged(case, bundle, target, tmp_path):
     make, error, culprit = CASES[case]
     bad = make(bundle, tmp_path / ("bad.tar.gz" if case.endswith(".gz") else "bad.tar"))
-    before = tree(target.root)
+    before = tree_digest(target.root)
     with pytest.raises(error) as caught:
         import_bundle(target, bad)
     message = str(caught.value)
@@ -355,15 +341,15 @@ def test_bad_bundle_is_refused_and_the_store_unchanged(case, bundle, target, tmp
     assert culprit in message, message
     if error is VerificationError:
         assert MODEL_ID in message
-    assert tree(target.root) == before
+    assert tree_digest(target.root) == before
 
 
 def test_bundle_over_the_size_bound_is_refused(bundle, target):
-    before = tree(target.root)
+    before = tree_digest(target.root)
     with pytest.raises(InputDataError, match="limit") as caught:
         import_bundle(target, bundle, max_bytes=1000)
     assert str(bundle) in str(caught.value)
-    assert tree(target.root) == before
+    assert tree_digest(target.root) == before
 
 
 def test_missing_bundle_file(target, tmp_path):

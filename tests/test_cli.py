@@ -10,17 +10,15 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import tarfile
 from pathlib import Path
 
 import filelock
 import pytest
 
-from tests.support.cli import PACKAGE_DIR, SAMPLE_CSV, Cli
+from tests.support.cli import DEMO, DEMO_TOKENIZER, PACKAGE_DIR, SAMPLE_CSV, Cli, synced_demo
+from tests.support.olah import dead_endpoint
 
-DEMO = "kronos-demo"
-DEMO_TOKENIZER = "kronos-demo-tokenizer"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -33,10 +31,7 @@ def cli(tmp_path) -> Cli:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Cli:
     """A store holding kronos-demo and its tokenizer, synced through the CLI. Do not modify it."""
-    runner = Cli(tmp_path_factory.mktemp("demo"))
-    result = runner("sync", DEMO)
-    assert result.code == 0, result.output
-    return runner
+    return synced_demo(tmp_path_factory.mktemp("demo"))
 
 
 @pytest.fixture
@@ -213,12 +208,6 @@ def test_corrupted_store_fails_verification_exit_6(demo_copy):
     assert "kronos-registry sync --force" in cheap.stderr
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_sync_from_dead_endpoint_exit_5_quickly(tmp_path):
     registry = tmp_path / "dead.yaml"
     registry.write_text(
@@ -226,7 +215,7 @@ def test_sync_from_dead_endpoint_exit_5_quickly(tmp_path):
         "tokenizers:\n"
         "  dead-tokenizer:\n"
         "    source: hf://acme/dead-tokenizer@0123456789abcdef0123456789abcdef01234567\n")
-    online = Cli(tmp_path, offline=False, env={"HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"})
+    online = Cli(tmp_path, offline=False, env={"HF_ENDPOINT": dead_endpoint()})
     result = online("--registry", registry, "sync", "dead-tokenizer", timeout=60)
     assert result.code == 5, result.output
     assert "127.0.0.1" in result.stderr and no_traceback(result)
@@ -323,7 +312,7 @@ def test_export_import_round_trip_then_offline_predict(demo, tmp_path):
     assert imported.code == 0, imported.output
     registry = fresh.store / "registries" / "demo.yaml"
     assert f"registry {registry}" in imported.stdout
-    objects = sorted(p.name for p in (fresh.store / "objects").iterdir())
+    objects = fresh.object_ids()
     assert len(objects) == 2
 
     listed = {i["name"]: i for i in json.loads(fresh("--registry", registry, "list", "--json").stdout)}
@@ -333,7 +322,7 @@ def test_export_import_round_trip_then_offline_predict(demo, tmp_path):
                    "-o", out, "--seed", "3")
     assert result.code == 0, result.output
     assert len(out.read_text().splitlines()) == 7
-    assert sorted(p.name for p in (fresh.store / "objects").iterdir()) == objects  # nothing re-synced
+    assert fresh.object_ids() == objects  # nothing re-synced
 
 
 def test_import_rejects_a_climbing_member_exit_9(cli, tmp_path):

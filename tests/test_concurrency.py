@@ -16,11 +16,10 @@ import pytest
 
 from registry.store import Store
 from tests.support.faultproxy import FaultProxy
-from tests.support.kronos_checkpoints import TINY_TOKENIZER, model_checkpoint, tokenizer_checkpoint
-from tests.support.olah import olah_missing_reason, start_olah, stop_olah
-from tests.test_integration_olah import (
-    isolated_env, model_keys, publish_checkpoint, published_problems, registry_yaml, run_cli,
-)
+from tests.support.kronos_checkpoints import model_checkpoint, tokenizer_checkpoint
+from tests.support.mirror import isolated_env, publish_checkpoint, published_problems, run_cli
+from tests.support.olah import require_olah, running_olah
+from tests.support.registry_files import model_keys, registry_yaml, tokenizer_keys
 
 PROCESSES = 8
 # Slow enough that the first download is still running when the others ask for the lock.
@@ -60,24 +59,19 @@ WORKER = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    reason = olah_missing_reason()
-    if reason:
-        pytest.skip(reason)
+    require_olah()
     root = tmp_path_factory.mktemp("concurrency-hub")
     mirrors = root / "mirrors"
     _, tok = publish_checkpoint(mirrors, "TestOrg/Tokenizer-c", tokenizer_checkpoint(root / "t"))
     _, a = publish_checkpoint(mirrors, "TestOrg/Kronos-ca", model_checkpoint(root / "a", seed=11))
     _, b = publish_checkpoint(mirrors, "TestOrg/Kronos-cb", model_checkpoint(root / "b", seed=12))
     text = registry_yaml(
-        {"tok": {"source": f"hf://TestOrg/Tokenizer-c@{tok}", "config": dict(TINY_TOKENIZER)}},
+        {"tok": tokenizer_keys(f"hf://TestOrg/Tokenizer-c@{tok}")},
         {"model-a": model_keys(f"hf://TestOrg/Kronos-ca@{a}", "tok"),
          "model-b": model_keys("hf://TestOrg/Kronos-cb@main", "tok")},
     )
-    server = start_olah(mirrors, root / "olah")
-    try:
+    with running_olah(mirrors, root / "olah") as server:
         yield server, text
-    finally:
-        stop_olah(server)
 
 
 def start_workers(env: dict, registry_path: Path, signals: Path) -> list[subprocess.Popen]:

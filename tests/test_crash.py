@@ -31,11 +31,10 @@ import pytest
 
 from registry.store import Store
 from tests.support.faultproxy import FaultProxy
-from tests.support.kronos_checkpoints import TINY_MODEL, TINY_TOKENIZER, model_checkpoint, tokenizer_checkpoint
-from tests.support.olah import olah_missing_reason, start_olah, stop_olah
-from tests.test_integration_olah import (
-    CLI, isolated_env, model_keys, publish_checkpoint, published_problems, registry_yaml, run_cli,
-)
+from tests.support.kronos_checkpoints import TINY_MODEL, model_checkpoint, tokenizer_checkpoint
+from tests.support.mirror import CLI, isolated_env, publish_checkpoint, published_problems, run_cli
+from tests.support.olah import require_olah, running_olah
+from tests.support.registry_files import model_keys, registry_yaml, tokenizer_keys
 
 # Kronos-mini's shape (16 MB of weights): hashing and checking it takes measurable time.
 BIG_MODEL = {**TINY_MODEL, "d_model": 256, "n_heads": 4, "ff_dim": 512, "n_layers": 4}
@@ -98,24 +97,19 @@ class Layout:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    reason = olah_missing_reason()
-    if reason:
-        pytest.skip(reason)
+    require_olah()
     root = tmp_path_factory.mktemp("crash-hub")
     mirrors = root / "mirrors"
     _, tok = publish_checkpoint(mirrors, "TestOrg/Tokenizer-k", tokenizer_checkpoint(root / "t"))
     big = model_checkpoint(root / "m", seed=21, **BIG_MODEL)
     _, mod = publish_checkpoint(mirrors, "TestOrg/Kronos-big", big)
     text = registry_yaml(
-        {"tok": {"source": f"hf://TestOrg/Tokenizer-k@{tok}", "config": dict(TINY_TOKENIZER)}},
+        {"tok": tokenizer_keys(f"hf://TestOrg/Tokenizer-k@{tok}")},
         {"big": model_keys(f"hf://TestOrg/Kronos-big@{mod}", "tok", BIG_MODEL)},
     )
     model_id = f"hf--TestOrg--Kronos-big--{mod}"
-    server = start_olah(mirrors, root / "olah")
-    try:
+    with running_olah(mirrors, root / "olah") as server:
         yield server, text, model_id, (big / "model.safetensors").stat().st_size
-    finally:
-        stop_olah(server)
 
 
 class Checker:

@@ -21,11 +21,11 @@ import pytest
 from kronos_registry import Registry
 from registry.errors import NetworkError, VerificationError
 from tests.support.faultproxy import FaultProxy
-from tests.support.kronos_checkpoints import TINY_TOKENIZER, model_checkpoint, tokenizer_checkpoint
-from tests.support.olah import olah_missing_reason, start_olah, stop_olah
-from tests.test_integration_olah import (
-    isolate, model_keys, publish_checkpoint, published_problems, registry_yaml, tree_digest,
-)
+from tests.support.kronos_checkpoints import model_checkpoint, tokenizer_checkpoint
+from tests.support.mirror import FILES, isolate, publish_checkpoint, published_problems
+from tests.support.olah import require_olah, running_olah
+from tests.support.registry_files import model_keys, registry_yaml, tokenizer_keys
+from tests.support.trees import tree_digest
 
 WEIGHTS = re.compile(r"^/TestOrg/Kronos-f/resolve/[0-9a-f]{40}/model\.safetensors$")
 RESOLVE = "/resolve/"
@@ -35,23 +35,18 @@ TIMEOUT_S = 0.5
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     """olah serving a tokenizer and a model; yields (server, registry text, model weights size)."""
-    reason = olah_missing_reason()
-    if reason:
-        pytest.skip(reason)
+    require_olah()
     root = tmp_path_factory.mktemp("faults-hub")
     _, tok = publish_checkpoint(root / "mirrors", "TestOrg/Tokenizer-f", tokenizer_checkpoint(root / "t"))
     model = model_checkpoint(root / "m", seed=4)
     _, mod = publish_checkpoint(root / "mirrors", "TestOrg/Kronos-f", model)
     text = registry_yaml(
-        {"tok": {"source": f"hf://TestOrg/Tokenizer-f@{tok}", "config": dict(TINY_TOKENIZER)}},
+        {"tok": tokenizer_keys(f"hf://TestOrg/Tokenizer-f@{tok}")},
         {"model": model_keys(f"hf://TestOrg/Kronos-f@{mod}", "tok")},
     )
-    sizes = {name: (model / name).stat().st_size for name in ("config.json", "model.safetensors")}
-    server = start_olah(root / "mirrors", root / "olah")
-    try:
+    sizes = {name: (model / name).stat().st_size for name in FILES}
+    with running_olah(root / "mirrors", root / "olah") as server:
         yield server, text, sizes
-    finally:
-        stop_olah(server)
 
 
 @pytest.fixture

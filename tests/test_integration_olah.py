@@ -4,18 +4,12 @@ Every entry of a test registry is synced over ``hf://`` with the Kronos checks o
 recorded as its commit; a dead first endpoint falls back to the next mirror; unknown repos and
 revisions fail with errors that name them (and exit code 5 from the CLI); a tokenizer shared by
 two models is stored once; Tokenizer-2k files paired with NeoQuasar/Kronos-small are refused.
-
-The helpers at the top (hub building, registry files, isolated environments, the CLI runner)
-are shared with test_faults, test_concurrency and test_crash.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Mapping
@@ -26,103 +20,19 @@ import pytest
 from kronos_registry import Registry, load_predictor
 from registry.errors import RepoNotFoundError, RevisionNotFoundError, SourceError, VerificationError
 from registry.store import MANIFEST_NAME, Store
-from tests.support.hubrepos import HubRepo, make_repo
+from tests.support.hubrepos import HubRepo
 from tests.support.kronos_checkpoints import (
     TINY_MODEL, TINY_TOKENIZER, TINY_TOKENIZER_2K, model_checkpoint, param_count, tokenizer_checkpoint,
 )
-from tests.support.olah import OlahServer, dead_endpoint, olah_missing_reason, start_olah, stop_olah
+from tests.support.mirror import FILES, isolate, isolated_env, publish_checkpoint, published_problems, run_cli
+from tests.support.olah import OlahServer, dead_endpoint, require_olah, running_olah
+from tests.support.registry_files import model_keys, registry_yaml, tokenizer_keys
+from tests.support.trees import tree_digest
 
-CLI = Path(sys.executable).with_name("kronos-registry")
-FILES = ("config.json", "model.safetensors")
 UNKNOWN_COMMIT = "0123456789abcdef0123456789abcdef01234567"
-# Settings of the person running the tests that must not leak into an isolated run.
-_LEAKY_VARS = ("KRONOS_REGISTRY_", "HF_", "HUGGING_FACE_", "XDG_CACHE_HOME")
 
 
-# =============================================================================== shared helpers
-
-
-def publish_checkpoint(mirrors: Path, repo_id: str, folder: Path) -> tuple[HubRepo, str]:
-    """A hub repo holding ``folder``'s config.json and model.safetensors (LFS) plus a README."""
-    repo = make_repo(mirrors, repo_id)
-    files = {name: (folder / name).read_bytes() for name in FILES}
-    commit = repo.commit({**files, "README.md": f"# {repo_id}\n".encode()}, "upload checkpoint")
-    return repo, commit
-
-
-def flow(mapping: Mapping) -> str:
-    """A YAML flow mapping: {a: 1, b: true}."""
-    def value(v):
-        return str(v).lower() if isinstance(v, bool) else v
-    return "{" + ", ".join(f"{k}: {value(v)}" for k, v in mapping.items()) + "}"
-
-
-def registry_yaml(tokenizers: Mapping[str, Mapping], models: Mapping[str, Mapping],
-                  mirrors: tuple[str, ...] = ()) -> str:
-    """A registry file; each entry is a mapping of its keys (dict values become flow maps)."""
-    def block(entries):
-        lines = []
-        for name, keys in entries.items():
-            lines.append(f"  {name}:")
-            lines += [f"    {k}: {flow(v) if isinstance(v, dict) else v}" for k, v in keys.items()]
-        return lines
-    lines = ["schema: 1"]
-    if mirrors:
-        lines += ["mirrors:"] + [f"  - {url}" for url in mirrors]
-    lines += ["tokenizers:", *block(tokenizers), "models:", *block(models)]
-    return "\n".join(lines) + "\n"
-
-
-def model_keys(source: str, tokenizer: str, config: Mapping = TINY_MODEL) -> dict:
-    return {"source": source, "tokenizer": tokenizer, "context_length": 64, "config": dict(config)}
-
-
-def isolated_env(tmp: Path, endpoint: str, **extra: str) -> dict:
-    """An environment for a subprocess: our stores and caches under ``tmp``, loopback only."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(_LEAKY_VARS) and not k.lower().endswith("_proxy")}
-    env.update(KRONOS_REGISTRY_HOME=str(tmp / "store"), HF_HOME=str(tmp / "hf-home"),
-               HF_ENDPOINT=endpoint, NO_PROXY="127.0.0.1,localhost", HF_HUB_DISABLE_TELEMETRY="1",
-               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    env.update(extra)
-    return env
-
-
-def isolate(monkeypatch, tmp: Path, endpoint: str, **extra: str) -> None:
-    """The same isolation for code running in this test process (cwd included)."""
-    for key in list(os.environ):
-        if key.startswith(_LEAKY_VARS) or key.lower().endswith("_proxy"):
-            monkeypatch.delenv(key, raising=False)
-    for key, value in isolated_env(tmp, endpoint, **extra).items():
-        if os.environ.get(key) != value:
-            monkeypatch.setenv(key, value)
-    monkeypatch.chdir(tmp)
-
-
-def run_cli(args: list[str], env: Mapping[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    """The real console script in its own process."""
-    return subprocess.run([str(CLI), *args], env=dict(env), cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """Every path under ``root`` with its bytes' sha256 ('dir' for folders): a store's full state."""
-    if not root.exists():
-        return {}
-    return {p.relative_to(root).as_posix(): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*"))}
-
-
-def published_problems(store: Store) -> list[str]:
-    """Anything under objects/ that is not a complete, intact artifact (deep re-hash)."""
-    problems = []
-    if store.objects_dir.is_dir():
-        for folder in sorted(store.objects_dir.iterdir()):
-            if not (folder / MANIFEST_NAME).is_file():
-                problems.append(f"{folder.name}: no {MANIFEST_NAME}")
-            else:
-                problems += [f"{folder.name}: {p}" for p in store.check(folder.name, deep=True)]
-    return problems
+# =============================================================================== helpers
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -152,9 +62,7 @@ class KronosHub:
 
 @pytest.fixture(scope="module")
 def kronos_hub(tmp_path_factory) -> KronosHub:
-    reason = olah_missing_reason()
-    if reason:
-        pytest.skip(reason)
+    require_olah()
     root = tmp_path_factory.mktemp("kronos-hub")
     mirrors, ckpt = root / "mirrors", root / "ckpt"
     checkpoints = {
@@ -167,21 +75,16 @@ def kronos_hub(tmp_path_factory) -> KronosHub:
     repos, commits = {}, {}
     for repo_id, folder in checkpoints.items():
         repos[repo_id], commits[repo_id] = publish_checkpoint(mirrors, repo_id, folder)
-    server = start_olah(mirrors, root / "olah")
-    try:
+    with running_olah(mirrors, root / "olah") as server:
         yield KronosHub(server=server, repos=repos, commits=commits)
-    finally:
-        stop_olah(server)
 
 
 def write_test_registry(hub: KronosHub, folder: Path, mirrors: tuple[str, ...] = ()) -> Path:
     """The test registry: two tokenizers, good models and deliberately broken ones."""
     c = hub.commits
     tokenizers = {
-        "tok-base": {"source": f"hf://TestOrg/Tokenizer-base@{c['TestOrg/Tokenizer-base']}",
-                     "config": dict(TINY_TOKENIZER)},
-        "tok-2k": {"source": f"hf://TestOrg/Tokenizer-2k@{c['TestOrg/Tokenizer-2k']}",
-                   "config": dict(TINY_TOKENIZER_2K)},
+        "tok-base": tokenizer_keys(f"hf://TestOrg/Tokenizer-base@{c['TestOrg/Tokenizer-base']}", TINY_TOKENIZER),
+        "tok-2k": tokenizer_keys(f"hf://TestOrg/Tokenizer-2k@{c['TestOrg/Tokenizer-2k']}", TINY_TOKENIZER_2K),
     }
     models = {
         "kronos-a": model_keys(f"hf://TestOrg/Kronos-a@{c['TestOrg/Kronos-a']}", "tok-base"),
@@ -194,8 +97,6 @@ def write_test_registry(hub: KronosHub, folder: Path, mirrors: tuple[str, ...] =
     path = folder / "models.yaml"
     path.write_text(registry_yaml(tokenizers, models, mirrors))
     return path
-
-
 
 
 @pytest.fixture

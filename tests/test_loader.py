@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -26,6 +25,7 @@ from registry.loader import Loader
 from registry.sources import RemoteFile
 from registry.spec import Entry, HfSource, LocalSource, Location, RegistrySpec
 from registry.store import MANIFEST_NAME, Store
+from tests.support.trees import tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMIT = "26966d0035065a0cae0ebad7af8ece35bc1fb51c"
@@ -52,29 +52,9 @@ def make_spec(*entries: Entry) -> RegistrySpec:
                         models={e.name: e for e in entries if e.kind == "model"})
 
 
-def tree_digest(root: Path) -> dict[str, str]:
-    """Every path under ``root`` with the hash of its bytes (folders included, as 'dir')."""
-    return {p.relative_to(root).as_posix(): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*"))}
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return Store(tmp_path / "store")
-
-
-@pytest.fixture
-def no_sockets(monkeypatch):
-    """Any attempt to open a connection fails the test loudly (and is recorded)."""
-    attempts = []
-
-    def refuse(self, address, *args):
-        attempts.append(address)
-        raise AssertionError(f"network connection attempted to {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    return attempts
 
 
 # --- sync from a local folder -----------------------------------------------------------------

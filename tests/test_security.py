@@ -16,7 +16,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -26,11 +25,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import PACKAGE_DIR, SAMPLE_CSV, Cli, Result, console_script
+from tests.support.cli import (
+    DEMO, DEMO_MODEL_DIR, DEMO_TOKENIZER, SAMPLE_CSV, Cli, Result, console_script, synced_demo,
+)
+from tests.support.olah import dead_endpoint, free_port
+from tests.support.trees import every_path
 
-DEMO = "kronos-demo"
-DEMO_TOKENIZER = "kronos-demo-tokenizer"
-DEMO_MODEL_DIR = PACKAGE_DIR / "data" / "demo" / "model"
 # Distinctive, so a grep cannot match anything by chance; long enough for every redactor.
 FAKE_TOKEN = "hf_KronosRegistryTestToken_4c1d9e7a2b6f0835"
 
@@ -38,10 +38,7 @@ FAKE_TOKEN = "hf_KronosRegistryTestToken_4c1d9e7a2b6f0835"
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> Cli:
     """A store holding kronos-demo and its tokenizer. Do not modify it."""
-    runner = Cli(tmp_path_factory.mktemp("security-demo"))
-    result = runner("sync", DEMO)
-    assert result.code == 0, result.output
-    return runner
+    return synced_demo(tmp_path_factory.mktemp("security-demo"))
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +47,6 @@ def demo_bundle(demo, tmp_path_factory) -> Path:
     result = demo("export", DEMO, "-o", bundle)
     assert result.code == 0, result.output
     return bundle
-
-
-def every_path(root: Path) -> list[Path]:
-    return [root, *sorted(root.rglob("*"))] if root.exists() else []
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # =============================================================================================
@@ -198,12 +185,12 @@ def test_pickle_weights_are_refused_by_default(demo, pickles, tmp_path):
     _, evil, marker = pickles
     registry = _pickle_entry(tmp_path, evil, allow_pickle=False)
     copy = demo.clone(tmp_path / "copy")
-    objects_before = sorted(p.name for p in (copy.store / "objects").iterdir())
+    objects_before = copy.object_ids()
     result = copy("--registry", registry, "sync", "bad-model")
     assert result.code in (5, 6), result.output
     assert "allow_pickle" in result.stderr and "Traceback" not in result.output
     assert not marker.exists()
-    assert sorted(p.name for p in (copy.store / "objects").iterdir()) == objects_before
+    assert copy.object_ids() == objects_before
     assert not list((copy.store / "staging").iterdir())
 
 
@@ -220,12 +207,12 @@ def test_opted_in_malicious_pickle_is_not_executed(demo, pickles, tmp_path):
     _, evil, marker = pickles
     registry = _pickle_entry(tmp_path, evil, allow_pickle=True)
     copy = demo.clone(tmp_path / "copy")
-    objects_before = sorted(p.name for p in (copy.store / "objects").iterdir())
+    objects_before = copy.object_ids()
     result = copy("--registry", registry, "sync", "bad-model")
     assert not marker.exists(), "the pickle's payload ran"
     assert result.code == 6, result.output
     assert "Traceback" not in result.output
-    assert sorted(p.name for p in (copy.store / "objects").iterdir()) == objects_before
+    assert copy.object_ids() == objects_before
     assert not list((copy.store / "staging").iterdir())
     # Loading it through the CLI (which would sync it first) refuses it the same way.
     again = copy("--registry", registry, "predict", "bad-model", "-i", SAMPLE_CSV, "-n", "2")
@@ -302,7 +289,7 @@ def test_token_never_leaks_from_a_failing_sync_against_a_dead_endpoint(tmp_path)
     registry.write_text("schema: 1\ntokenizers:\n  far-away:\n"
                         "    source: hf://acme/far-away@0123456789abcdef0123456789abcdef01234567\n"
                         "  far-away-branch:\n    source: hf://acme/far-away@main\n")
-    endpoint = f"http://127.0.0.1:{closed_port()}"
+    endpoint = dead_endpoint()
     cli = Cli(tmp_path, offline=False, env=_token_env(HF_ENDPOINT=endpoint, KRONOS_REGISTRY_TIMEOUT="2"))
     leaks = Leaks()
     for args in (("sync", "far-away"), ("--debug", "sync", "far-away-branch"), ("sync", "--all"),
@@ -327,7 +314,7 @@ def test_token_in_the_endpoint_url_is_never_shown(tmp_path, args):
     # A private mirror behind basic auth is often written http://user:TOKEN@host/: the same secret.
     registry = tmp_path / "dead.yaml"
     registry.write_text("schema: 1\ntokenizers:\n  far-away:\n    source: hf://acme/far-away@main\n")
-    endpoint = f"http://robot:{FAKE_TOKEN}@127.0.0.1:{closed_port()}"
+    endpoint = f"http://robot:{FAKE_TOKEN}@127.0.0.1:{free_port()}"
     cli = Cli(tmp_path, offline=False, env=_token_env(HF_ENDPOINT=endpoint, KRONOS_REGISTRY_TIMEOUT="2"))
     result = cli("--registry", registry, *args, timeout=120)
     assert result.code == (5 if "sync" in args else 0), result.output
@@ -343,11 +330,9 @@ def kronos_mirror(tmp_path_factory):
     """olah on 127.0.0.1 serving one tiny Kronos tokenizer repo; yields (url, registry text)."""
     from tests.support.hubrepos import make_repo
     from tests.support.kronos_checkpoints import TINY_TOKENIZER, tokenizer_checkpoint
-    from tests.support.olah import olah_missing_reason, start_olah, stop_olah
+    from tests.support.olah import require_olah, running_olah
 
-    reason = olah_missing_reason()
-    if reason:
-        pytest.skip(reason)
+    require_olah()
     root = tmp_path_factory.mktemp("security-olah")
     folder = tokenizer_checkpoint(root / "checkpoint", group_size=4, seed=7)
     repo = make_repo(root / "mirrors", "SecOrg/Tiny-Tokenizer")
@@ -355,11 +340,8 @@ def kronos_mirror(tmp_path_factory):
                          "upload")
     registry = ("schema: 1\ntokenizers:\n  mirrored:\n"
                 f"    source: hf://SecOrg/Tiny-Tokenizer@{commit}\n    config: {json.dumps(TINY_TOKENIZER)}\n")
-    server = start_olah(root / "mirrors", root / "olah")
-    try:
+    with running_olah(root / "mirrors", root / "olah") as server:
         yield server.url, registry
-    finally:
-        stop_olah(server)
 
 
 def test_token_never_leaks_from_a_sync_through_an_olah_mirror(kronos_mirror, tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -35,6 +34,7 @@ from registry.sources import (
 from registry.spec import HfSource, LocalSource
 from tests.support.hubrepos import tiny_config, tiny_safetensors
 from tests.support.olah import dead_endpoint
+from tests.support.sockets import guard_sockets
 
 FAKE_TOKEN = "hf_FAKEtokenFORtestsONLY1234567890"
 FILES = ("config.json", "model.safetensors")
@@ -46,24 +46,6 @@ def hf_cache(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "hf-cache"
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     return cache
-
-
-def guard_sockets(monkeypatch) -> list:
-    """From now on, fail any outgoing connection; the list records the addresses tried."""
-    tried: list = []
-
-    def refuse(self, address, *args):
-        tried.append(address)
-        raise AssertionError(f"network connection attempted to {address!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    return tried
-
-
-@pytest.fixture
-def no_sockets(monkeypatch) -> list:
-    return guard_sockets(monkeypatch)
 
 
 def endpoints_for(*urls: str, **kwargs) -> Endpoints:

@@ -17,6 +17,7 @@ from registry.store import (
     MANIFEST_NAME, FileRecord, Manifest, Ref, Store, default_store_root, hf_artifact_id,
     local_artifact_id, validate_id,
 )
+from tests.support.trees import tree_digest
 
 COMMIT = "0e0117387f39004a9016484a186a908917e22426"
 
@@ -249,9 +250,9 @@ def test_gc_removes_only_what_nothing_needs(store: Store):
     store.locks_dir.mkdir(exist_ok=True)
     (store.locks_dir / "local--g--0000000000000001.lock").touch()  # left by an old filelock
 
-    before = sorted(p.relative_to(store.root) for p in store.root.rglob("*"))
+    before = tree_digest(store.root)
     assert store.gc(keep=[kept_by_arg], dry_run=True).objects == (garbage,)
-    assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
+    assert tree_digest(store.root) == before
 
     holder = hold_in_thread(store, "local--f--0000000000000001", 1.0)
     result = store.gc(keep=[kept_by_arg])

@@ -8,6 +8,8 @@ endpoint) says so.
     cli = Cli(tmp_path)
     result = cli("list", "--json")
     assert result.code == 0, result.output
+
+``synced_demo(root)`` is a Cli whose store already holds the packaged demo entries.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ import attrs
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = REPO_ROOT / "kronos_registry"
 SAMPLE_CSV = PACKAGE_DIR / "data" / "sample_candles.csv"
+# The packaged demo entries (a tiny random model and its tokenizer, shipped in the package).
+DEMO = "kronos-demo"
+DEMO_TOKENIZER = "kronos-demo-tokenizer"
+DEMO_MODEL_DIR = PACKAGE_DIR / "data" / "demo" / "model"
+DEMO_TOKENIZER_DIR = PACKAGE_DIR / "data" / "demo" / "tokenizer"
 
 # Settings of the machine that would leak into a test: the user's store, registry, hub
 # cache, endpoint, token and offline switches.
@@ -88,9 +95,21 @@ class Cli:
                               capture_output=True, text=True, timeout=timeout)
         return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
 
+    def object_ids(self) -> list[str]:
+        """The artifacts published in this store (the folders under objects/), sorted."""
+        return sorted(p.name for p in (self.store / "objects").iterdir())
+
     def clone(self, root: Path) -> "Cli":
         """A Cli over a copy of this one's store (cheaper than syncing again)."""
         copy = Cli(root, offline=self.offline, env=self.extra_env)
         if self.store.exists():
             shutil.copytree(self.store, copy.store, symlinks=True)
         return copy
+
+
+def synced_demo(root: Path) -> Cli:
+    """A Cli whose store holds kronos-demo and its tokenizer, synced through the CLI."""
+    runner = Cli(root)
+    result = runner("sync", DEMO)
+    assert result.code == 0, result.output
+    return runner

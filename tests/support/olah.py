@@ -5,6 +5,16 @@ olah lives in its own venv (``.venv-olah``) because its dependencies clash with 
 ``mirrors/models/ORG/REPO`` in offline mode (it never calls huggingface.co), starts it on
 a free 127.0.0.1 port, and waits until it answers HTTP. ``stop_olah`` ends that process
 only. ``dead_endpoint()`` gives a loopback URL where nothing listens.
+
+Module fixtures skip first (before building their hub), then serve it for their tests:
+
+    @pytest.fixture(scope="module")
+    def hub(tmp_path_factory):
+        require_olah()
+        root = tmp_path_factory.mktemp("my-hub")
+        ...  # publish repos under root / "mirrors"
+        with running_olah(root / "mirrors", root / "olah") as server:
+            yield server
 """
 
 from __future__ import annotations
@@ -14,10 +24,12 @@ import os
 import socket
 import subprocess
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import attrs
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 OLAH_CLI = ROOT / ".venv-olah" / "bin" / "olah-cli"
@@ -29,6 +41,13 @@ def olah_missing_reason() -> str | None:
         return (f"olah is not installed at {OLAH_CLI}; create it with "
                 "`python -m venv .venv-olah && .venv-olah/bin/pip install olah`")
     return None
+
+
+def require_olah() -> None:
+    """Skip the calling test or fixture, with the reason, when olah is not installed."""
+    reason = olah_missing_reason()
+    if reason:
+        pytest.skip(reason)
 
 
 def free_port() -> int:
@@ -126,3 +145,14 @@ def stop_olah(server: OlahServer) -> None:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait(timeout=10)
+
+
+@contextmanager
+def running_olah(mirrors: Path, workdir: Path, *, timeout: float = 60.0) -> Iterator[OlahServer]:
+    """olah serving ``mirrors`` for the ``with`` block, stopped after it (skips when not installed)."""
+    require_olah()
+    server = start_olah(mirrors, workdir, timeout=timeout)
+    try:
+        yield server
+    finally:
+        stop_olah(server)
