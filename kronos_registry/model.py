@@ -193,7 +193,6 @@ class Attention(nn.Module):
         return x.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
 
     def forward(self, query, key=None, value=None, key_padding_mask=None, causal: bool = True):
-        self_attn = key is None
         key = query if key is None else key
         value = key if value is None else value
         B, Tq, _ = query.shape

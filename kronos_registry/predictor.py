@@ -14,8 +14,6 @@ series is tokenized and prefilled once however many samples are drawn from it.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 import pandas as pd
 import torch

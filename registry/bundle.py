@@ -26,7 +26,6 @@ import hashlib
 import io
 import json
 import os
-import secrets
 import shutil
 import tarfile
 import tempfile
@@ -41,7 +40,7 @@ import yaml
 from .errors import InputDataError, NotSyncedError, Problem, RegistryFileError, VerificationError
 from .spec import COMMIT_RE, DEFAULT_FILES, ENTRY_NAME_RE, Entry, HfSource, LocalSource, RegistrySpec, parse_registry
 from .store import (
-    MANIFEST_NAME, FileRecord, Manifest, Ref, Store, hf_artifact_id, make_dirs, redact_secrets, safe_component,
+    MANIFEST_NAME, FileRecord, Manifest, Ref, Store, atomic_file, hf_artifact_id, make_dirs, redact_secrets, safe_component,
     tool_version, utc_now,
     validate_id, write_atomic,
 )
@@ -266,20 +265,10 @@ def _stored_damage(artifact_id: str, file_name: str, what: str) -> VerificationE
 
 def _write_atomically(output: Path, fill: Callable[[tarfile.TarFile], int]) -> int:
     """Build the tar in a temp file beside ``output`` and rename it: no half-written bundle."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temp = output.with_name(f".{output.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     mode = "w:gz" if output.name.endswith((".gz", ".tgz")) else "w"
-    try:
-        with open(temp, "wb") as raw:
-            with tarfile.open(fileobj=raw, mode=mode, format=tarfile.PAX_FORMAT) as tar:
-                payload = fill(tar)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(temp, output)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
+    with atomic_file(output, suffix=".part") as raw:
+        with tarfile.open(fileobj=raw, mode=mode, format=tarfile.PAX_FORMAT) as tar:
+            payload = fill(tar)
     return payload
 
 

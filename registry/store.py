@@ -27,7 +27,7 @@ import stat
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import IO, Callable, Iterable, Iterator, Mapping
 
 import attrs
 import filelock
@@ -289,14 +289,16 @@ def _drop_world_write(path: Path) -> None:
             os.chmod(path, stat.S_IMODE(mode) & ~stat.S_IWOTH)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so a reader sees the old or the new content, never half."""
+@contextlib.contextmanager
+def atomic_file(path: Path, suffix: str = ".tmp") -> Iterator[IO[bytes]]:
+    """A binary file that appears at ``path`` complete or not at all: a temp file beside it,
+    fsynced, then one ``os.replace``; on any error the temp file is removed."""
     make_dirs(path.parent)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
-        with open(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(fd, "wb") as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
@@ -305,6 +307,12 @@ def write_atomic(path: Path, text: str) -> None:
             temp.unlink()
         raise
     _fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so a reader sees the old or the new content, never half."""
+    with atomic_file(path) as handle:
+        handle.write(text.encode("utf-8"))
 
 
 def list_files(folder: Path) -> list[str]:
