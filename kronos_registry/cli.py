@@ -400,6 +400,25 @@ def sync_info(result) -> dict:
     }
 
 
+def each_entry(names, action, results: list, failures: list, hints: set):
+    """Yield (name, action(name)) for each name, going on past failures.
+
+    A failure is printed and recorded in ``results`` and ``failures``; a single name
+    re-raises instead, so its own message and exit code stand.
+    """
+    for name in names:
+        try:
+            outcome = action(name)
+        except RegistryError as error:
+            if len(names) == 1:
+                raise
+            print_error(error, hints)
+            failures.append((name, error.exit_code))
+            results.append(failure_info(name, error))
+            continue
+        yield name, outcome
+
+
 def failure_info(name: str, error: RegistryError) -> dict:
     return {"name": name, "status": "failed", "error": error.message, "hint": error.hint,
             "exit_code": error.exit_code}
@@ -435,16 +454,7 @@ def sync(app: App, names: tuple[str, ...], all_entries: bool, force: bool, as_js
     if all_entries:
         names = tuple(e.name for e in registry.entries() if e.available and e.source is not None)
     results, failures, seen, hints = [], [], set(), set()
-    for name in names:
-        try:
-            result = registry.sync(name, force=force)
-        except RegistryError as error:
-            if len(names) == 1:
-                raise
-            print_error(error, hints)
-            failures.append((name, error.exit_code))
-            results.append(failure_info(name, error))
-            continue
+    for _, result in each_entry(names, lambda name: registry.sync(name, force=force), results, failures, hints):
         for record in sync_records(result):
             if record.entry.name in seen:
                 continue
@@ -495,16 +505,7 @@ def verify(app: App, names: tuple[str, ...], deep: bool, as_json: bool):
             emit_json([])
         return
     reports, failures, hints = [], [], set()
-    for name in targets:
-        try:
-            report = registry.verify(name, deep=deep)
-        except RegistryError as error:
-            if len(targets) == 1:
-                raise
-            print_error(error, hints)
-            failures.append((name, error.exit_code))
-            reports.append(failure_info(name, error))
-            continue
+    for name, report in each_entry(targets, lambda name: registry.verify(name, deep=deep), reports, failures, hints):
         info = {"name": name, "artifact": report.artifact, "ok": report.ok, "deep": deep,
                 "checks": list(report.checks_run), "errors": [str(p) for p in report.errors],
                 "warnings": [str(p) for p in report.warnings]}

@@ -181,6 +181,18 @@ def test_sync_demo_then_list_shows_synced(demo):
     assert entries[DEMO]["artifact_id"].startswith("local--kronos-demo--")
 
 
+def test_a_batch_goes_on_past_a_failing_name_and_exits_with_its_code(demo):
+    batch = demo("sync", "--json", "no-such-model", DEMO)
+    assert batch.code == 4, batch.output
+    results = {item["name"]: item for item in json.loads(batch.stdout)}
+    assert results["no-such-model"]["status"] == "failed" and results["no-such-model"]["exit_code"] == 4
+    assert results[DEMO]["status"] == "present"
+    assert "1 of 2 entries failed to sync: no-such-model" in batch.stderr
+    checked = demo("verify", DEMO, "no-such-model")
+    assert checked.code == 4 and "ok      'kronos-demo'" in checked.stdout, checked.output
+    assert "1 of 2 entries failed to pass verification: no-such-model" in checked.stderr
+
+
 def test_verify_and_verify_deep(demo):
     cheap = demo("verify")
     assert cheap.code == 0, cheap.output
