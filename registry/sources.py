@@ -623,6 +623,7 @@ def _known_absent(source: HfSource, commit: str, name: str, cache_dir: Path) -> 
 
 
 _TIMEOUT_LOCK = threading.Lock()
+_timeout_state = {"users": 0, "saved": None}  # downloads in flight, and the value to restore
 
 
 @contextlib.contextmanager
@@ -631,19 +632,24 @@ def _download_timeout(seconds: float):
 
     hf_hub_download takes no such argument and reads the module constant (default 10 s, up
     to six tries): without this, a stalled transfer hangs for a minute whatever
-    KRONOS_REGISTRY_TIMEOUT says. The constant is process-wide: the lock keeps each change
-    whole, and threads downloading at once with different timeouts may read each other's.
+    KRONOS_REGISTRY_TIMEOUT says. The constant is process-wide, so threads downloading at
+    once share it (the last to start wins); the original value comes back when the last
+    download in flight ends, never one a concurrent download had set.
     """
     from huggingface_hub import constants
 
     with _TIMEOUT_LOCK:
-        before = constants.HF_HUB_DOWNLOAD_TIMEOUT
+        if _timeout_state["users"] == 0:
+            _timeout_state["saved"] = constants.HF_HUB_DOWNLOAD_TIMEOUT
+        _timeout_state["users"] += 1
         constants.HF_HUB_DOWNLOAD_TIMEOUT = seconds
     try:
         yield
     finally:
         with _TIMEOUT_LOCK:
-            constants.HF_HUB_DOWNLOAD_TIMEOUT = before
+            _timeout_state["users"] -= 1
+            if _timeout_state["users"] == 0:
+                constants.HF_HUB_DOWNLOAD_TIMEOUT = _timeout_state["saved"]
 
 
 def _download(resolved: ResolvedSource, name: str, endpoints: Endpoints, cache_dir: Path,

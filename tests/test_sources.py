@@ -322,3 +322,18 @@ def test_offline_fetch_of_a_file_never_downloaded_says_which(olah_hub, hf_cache,
         fetch(cached, FILES, tmp_path / "dest", endpoints_for(server.url), offline=True)
     assert caught.value.missing == "model.safetensors" and "model.safetensors" in str(caught.value)
     assert tried == []
+
+
+def test_overlapping_downloads_restore_huggingface_hubs_timeout():
+    from huggingface_hub import constants
+
+    from registry.sources import _download_timeout
+
+    original = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    first, second = _download_timeout(2.0), _download_timeout(5.0)
+    first.__enter__()
+    second.__enter__()   # a second thread's download starts while the first runs
+    first.__exit__(None, None, None)
+    assert constants.HF_HUB_DOWNLOAD_TIMEOUT == 5.0  # still in flight: not restored yet
+    second.__exit__(None, None, None)
+    assert constants.HF_HUB_DOWNLOAD_TIMEOUT == original
