@@ -488,14 +488,14 @@ def stored_candidates(registry) -> list[str]:
 
 @cli.command()
 @click.argument("names", nargs=-1, metavar="[NAME]...")
-@click.option("--deep", is_flag=True, help="Re-hash every file and scan the weights for NaN/Inf.")
+@click.option("--deep", is_flag=True, help="Also re-hash every file against its manifest.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of reports.")
 @pass_app
 def verify(app: App, names: tuple[str, ...], deep: bool, as_json: bool):
     """Re-check stored entries (all that are synced, by default); changes nothing.
 
-    Without --deep: the manifest, file sizes, config, tensor names and shapes and the
-    pairing. With --deep also every sha256 and every tensor value. Exit 6 on a problem.
+    Without --deep: the manifest, file sizes, config, tensor names, shapes and dtypes, the
+    values (no NaN/Inf) and the pairing. With --deep also every sha256. Exit 6 on a problem.
     """
     registry = app.registry()
     targets = list(names) or stored_candidates(registry)
@@ -513,19 +513,22 @@ def verify(app: App, names: tuple[str, ...], deep: bool, as_json: bool):
         if not report.ok:
             failures.append((name, VerificationError.exit_code))
         if not as_json:
-            print_verify_lines(info)
+            print_verify_lines(info, report.problems)
     if as_json:
         emit_json(reports)
     finish_batch("pass verification", failures, len(targets),
                  hint=f"run `{PROG} sync --force NAME` to fetch a damaged entry again, or `{PROG} rm NAME` to remove it")
 
 
-def print_verify_lines(info: dict) -> None:
+def print_verify_lines(info: dict, problems: Sequence) -> None:
+    """One line per kind of problem (a count and two examples), its fix on the next line."""
+    from registry.errors import render_problems
+
     mark = "ok" if info["ok"] else "FAILED"
     kind = "deep" if info["deep"] else "cheap"
     click.echo(f"{mark:<7} {info['artifact']}  ({len(info['checks'])} checks, {kind})")
-    for line in info["errors"] + info["warnings"]:
-        click.echo(f"        - {line}")
+    for line in render_problems(problems, indent=" " * 8):
+        click.echo(line)
 
 
 # ==============================================================================================

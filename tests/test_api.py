@@ -173,8 +173,8 @@ def test_mis_shaped_safetensors(workspace):
     other = write_checkpoint(workspace / "other", "model", {**TINY_MODEL, "d_model": 48})
     (workspace / "ckpt" / "model" / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
     error = assert_failure_leaves_store_unchanged(registry_file(workspace), workspace / "store",
-                                                  VerificationError, "model.safetensors", "the config implies")
-    assert any(p.field and p.file == "model.safetensors" for p in error.problems)
+                                                  VerificationError, "model.safetensors", "looks like d_model=48")
+    assert any(p.field == "d_model" and p.file == "config.json" for p in error.problems)
 
 
 def test_unavailable_entry_shows_its_reason(workspace):
