@@ -81,7 +81,9 @@ def run_checks(artifact: str, checks: Sequence[Check], ctx: CheckContext) -> Rep
         try:
             problems.extend(check.run(ctx))
         except Exception as exc:  # a broken file must never turn into a traceback
-            problems.append(Problem(f"check '{check.name}' could not run: {exc}", file=str(ctx.folder)))
+            detail = str(exc) if len(str(exc)) <= 200 else f"{str(exc)[:200]}..."
+            problems.append(Problem(f"check '{check.name}' could not run: {type(exc).__name__}: {detail}",
+                                    file=str(ctx.folder)))
     return Report(artifact=artifact, problems=tuple(problems), checks_run=tuple(names))
 
 
