@@ -487,7 +487,7 @@ def _non_finite_problems(weights, weights_file: str, entry: Entry) -> Iterator[P
             continue
         low, high = torch.aminmax(tensor)
         if not (torch.isfinite(low) and torch.isfinite(high)):
-            yield Problem("holds NaN or Inf values", file=weights_file, field=name,
+            yield Problem("NaN or Inf values", file=weights_file, field=name,
                           kind="tensors holding NaN or Inf values",
                           hint=f"the checkpoint of '{entry.name}' is corrupt or diverged; use another revision")
 

@@ -124,9 +124,16 @@ def render_problems(problems: Sequence[Problem], *, indent: str = "  ",
         elif not first.kind:
             head = f"{first.headline()} ({len(group)} times)"
         else:
-            examples = "; ".join(_example(p) for p in group[:2])
+            what = f"{len(group):,} {first.kind}"
+            if len({p.message for p in group}) == 1 and all(p.field for p in group):
+                # One message for all (the same shape, NaN in each): say it once, name the fields.
+                if first.message not in first.kind:
+                    what += f" ({first.message})"
+                examples = ", ".join(f"'{_clip(p.field, 80)}'" for p in group[:2])
+            else:
+                examples = "; ".join(_example(p) for p in group[:2])
             head = (f"{'warning: ' if not first.is_error else ''}{first.where + ': ' if first.where else ''}"
-                    f"{len(group):,} {first.kind}, e.g. {examples}")
+                    f"{what}, e.g. {examples}")
         lines.append(f"{indent}- {_clip(head)}")
         if first.hint:
             lines.append(f"{indent}  fix: {_clip(first.hint)}")
