@@ -358,7 +358,7 @@ def _config_weights_problem(config: Mapping, implied: Mapping, entry: Entry,
         f"{_described(wrong)} does not fit the weights: {weights_file} looks like {_described(implied)}",
         file=CONFIG_FILE, field=next(iter(wrong)),
         hint=f"make sure config.json and {weights_file} of '{entry.name}' come from the same checkpoint "
-        f"(the weights need a config with {_described(implied)})",
+        f"(its `source:` at {entry.location_of('source')}); the weights need a config with {_described(implied)}",
     )
 
 

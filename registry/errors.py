@@ -33,8 +33,9 @@ class Problem:
     ``file`` is the file the problem is in (a registry file, ``config.json``, a weights file),
     ``field`` the key or tensor name, ``message`` what is wrong and ``hint`` how to fix it.
     ``severity`` is ``"error"`` (blocks publishing or loading) or ``"warning"`` (reported only).
-    ``kind`` names the sort of problem (``"shape"``, ``"dtype"``...) when one check may yield
-    many alike: a report shows each kind once, with a count and two examples.
+    ``kind`` names the sort of problem, plural, to follow a count (``"tensors of dtype U8"``),
+    when one check may yield many alike: a report shows each kind once, with a count and two
+    examples (see ``render_problems``).
     """
 
     message: str
@@ -89,7 +90,7 @@ def _problem_lines(problems: Iterable[Problem]) -> str:
 # A report names the cause in a screenful: at most this many lines of problems (one per kind),
 # each cut to a readable length; the rest is counted, never dropped silently.
 MAX_LISTED_KINDS = 8
-MAX_TEXT = 400
+MAX_TEXT = 600
 
 
 def _clip(text: str, limit: int = MAX_TEXT) -> str:

@@ -123,6 +123,7 @@ def test_weights_of_another_config_are_caught(tmp_path):
     assert problem.file == "config.json" and problem.field == "d_model"
     assert "d_model=32, n_layers=2 does not fit the weights" in problem.message
     assert "looks like d_model=64, ff_dim=64, n_layers=3, s1_bits=10, s2_bits=10" in problem.message
+    assert "`source:` at models.yaml:1:1" in problem.hint
 
 
 def test_truncated_safetensors_is_caught(tmp_path):
