@@ -80,7 +80,7 @@ def prepare_forecast(candles: Candles, *, pred_len: int, context: int, lookback:
         stamps = read_future_timestamps(future_file, pred_len=pred_len, after=last)
         future = FutureTimes(stamps, f"from {future_file}")
     else:
-        future = plan_future(used.timestamps, pred_len)
+        future = plan_future(candles.timestamps, pred_len)  # all the history: more evidence, same last bar
     gaps = None
     if len(used) >= 2:
         interval = future.interval or infer_interval(used.timestamps)
