@@ -85,5 +85,5 @@ def prepare_forecast(candles: Candles, *, pred_len: int, context: int, lookback:
     if len(used) >= 2:
         interval = future.interval or infer_interval(used.timestamps)
         business = future.business_days or is_business_daily(pd.DatetimeIndex(used.timestamps), interval)
-        gaps = find_gaps(used.timestamps, interval, business_days=business)
+        gaps = find_gaps(used.timestamps, interval, business_days=business, session=future.session)
     return ForecastInput(candles, used, why, future, gaps, tuple(notes))

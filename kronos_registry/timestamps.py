@@ -7,9 +7,11 @@ Pure pandas/numpy (no torch), shared by the candle reader and the forecast job.
   time is UTC; the timestamps become UTC wall-clock times without a zone.
 - Future timestamps continue the history's most common step (:func:`infer_interval`). A
   daily series with no Saturday or Sunday bar over a span that includes a weekend is a
-  business-day series: its future skips weekends (holidays cannot be inferred). Anything
-  else, intraday sessions included, steps by the interval from the last bar; for exact
-  session times pass them explicitly (``predict --future-timestamps FILE``).
+  business-day series: its future skips weekends (holidays cannot be inferred). An
+  intraday series whose every full day (all but the first and the last) holds the same bar
+  times, fewer than a whole day's, has a session: its future walks those bar times, on
+  business days when the history has no weekend bars. Anything else steps by the
+  interval from the last bar; for exact times pass them (``predict --future-timestamps FILE``).
 """
 
 from __future__ import annotations
@@ -77,10 +79,66 @@ def is_business_daily(index: pd.DatetimeIndex, interval: pd.Timedelta) -> bool:
     """Daily bars, none on a Saturday or Sunday, over a span that contains a weekend."""
     if interval != _DAY or len(index) < 2:
         return False
-    if np.any(index.day_of_week >= 5):
-        return False
+    return not np.any(index.day_of_week >= 5) and _spans_a_weekend(index)
+
+
+def _spans_a_weekend(index: pd.DatetimeIndex) -> bool:
     days = pd.date_range(index[0].normalize(), index[-1].normalize(), freq="D")
     return bool(np.any(days.day_of_week == 5))
+
+
+@attrs.frozen
+class Session:
+    """The bar times of every full day (offsets from midnight), and whether weekends are closed."""
+
+    times: tuple[pd.Timedelta, ...]
+    business_days: bool
+
+    def next_day(self, day: pd.Timestamp) -> pd.Timestamp:
+        return day + (pd.offsets.BDay(1) if self.business_days else pd.Timedelta(days=1))
+
+    def describe(self) -> str:
+        days = "business days" if self.business_days else "every day"
+        return (f"the history's daily session ({len(self.times)} bars, {_clock(self.times[0])}.."
+                f"{_clock(self.times[-1])}), {days}")
+
+
+def infer_session(index: pd.DatetimeIndex, interval: pd.Timedelta) -> Session | None:
+    """The session when it can be inferred safely (see the module docstring), else None."""
+    if interval >= _DAY or len(index) < 2:
+        return None
+    days = index.normalize()
+    offsets = pd.Series(list(index - days))  # Timedelta objects, whatever the index's resolution
+    per_day = offsets.groupby(np.asarray(days), sort=True).agg(tuple)
+    if len(per_day) < 4:  # the first and last days may be partial: want two full ones between
+        return None
+    full = set(per_day.iloc[1:-1])
+    if len(full) != 1:
+        return None
+    grid = next(iter(full))
+    if len(grid) * interval >= _DAY:  # no closure at all: plain steps are right
+        return None
+    if per_day.iloc[-1] != grid[:len(per_day.iloc[-1])] or not set(per_day.iloc[0]) <= set(grid):
+        return None
+    business = not np.any(index.day_of_week >= 5) and _spans_a_weekend(index)
+    return Session(tuple(grid), business)
+
+
+def _session_future(last: pd.Timestamp, session: Session, pred_len: int) -> pd.DatetimeIndex:
+    day = last.normalize()
+    position = session.times.index(last - day) + 1
+    out = []
+    while len(out) < pred_len:
+        if position == len(session.times):
+            day, position = session.next_day(day), 0
+        out.append(day + session.times[position])
+        position += 1
+    return pd.DatetimeIndex(out)
+
+
+def _clock(offset: pd.Timedelta) -> str:
+    minutes = int(offset.total_seconds()) // 60
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 @attrs.frozen(eq=False)
@@ -91,6 +149,7 @@ class FutureTimes:
     method: str
     interval: pd.Timedelta | None = None
     business_days: bool = False
+    session: Session | None = None
 
 
 def plan_future(timestamps: Sequence | pd.Series | pd.DatetimeIndex, pred_len: int) -> FutureTimes:
@@ -104,6 +163,11 @@ def plan_future(timestamps: Sequence | pd.Series | pd.DatetimeIndex, pred_len: i
         future = pd.DatetimeIndex([last + pd.offsets.BDay(int(k)) for k in steps])
         method = "business days after the last bar (the history has no weekend bars; holidays not skipped)"
         return FutureTimes(pd.Series(future, name=OUTPUT_TIMESTAMP_COLUMN), method, interval, True)
+    session = infer_session(index, interval)
+    if session is not None:
+        future = _session_future(index[-1], session, int(pred_len))
+        return FutureTimes(pd.Series(future, name=OUTPUT_TIMESTAMP_COLUMN), session.describe(), interval,
+                           session=session)
     future = index[-1] + pd.to_timedelta(steps * interval.value, unit="ns")
     method = f"every {interval_text(interval)} after the last bar"
     if interval < _DAY:
@@ -134,12 +198,17 @@ class Gaps:
 
 
 def find_gaps(timestamps: Sequence | pd.Series | pd.DatetimeIndex, interval: pd.Timedelta,
-              *, business_days: bool = False) -> Gaps:
+              *, business_days: bool = False, session: Session | None = None) -> Gaps:
+    """With a session, a gap is a missing session bar (closures are not gaps)."""
     index = pd.DatetimeIndex(timestamps)
     if len(index) < 2:
         return Gaps(0)
     steps = index[1:] - index[:-1]
-    if business_days:
+    if session is not None:
+        expected = [_session_future(bar, session, 1)[0] if bar - bar.normalize() in session.times else bar
+                    for bar in index[:-1]]
+        gap = np.asarray(index[1:] > pd.DatetimeIndex(expected))
+    elif business_days:
         days = index.normalize().to_numpy().astype("datetime64[D]")
         gap = np.busday_count(days[:-1], days[1:]) > 1
     else:

@@ -581,3 +581,51 @@ def test_default_lookback_fits_the_context_with_the_forecast():
     lookback, why, notes = choose_lookback(2500, 512, 24, 500)  # explicit: honoured, slides, says so
     assert lookback == 500 and why == "--lookback"
     assert any("recompute the whole window" in note and "488" in note for note in notes)
+
+
+def a_share_days(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """5-minute bars 09:35..11:30 and 13:05..15:00 (48 a day) on the given days."""
+    morning = pd.timedelta_range("09:35:00", "11:30:00", freq="5min")
+    afternoon = pd.timedelta_range("13:05:00", "15:00:00", freq="5min")
+    offsets = morning.append(afternoon)
+    return pd.DatetimeIndex([day + offset for day in days for offset in offsets])
+
+
+def test_future_of_an_intraday_session_walks_its_bar_times_on_business_days():
+    from kronos_registry.timestamps import find_gaps, plan_future
+
+    stamps = a_share_days(pd.bdate_range("2024-01-01", "2024-01-11"))[10:-24]  # partial first and last days
+    assert stamps[-1] == pd.Timestamp("2024-01-11 11:30")  # a Thursday, before lunch
+    plan = plan_future(stamps, 30)
+    assert plan.method == "the history's daily session (48 bars, 09:35..15:00), business days"
+    future = list(plan.timestamps)
+    assert future[:2] == [pd.Timestamp("2024-01-11 13:05"), pd.Timestamp("2024-01-11 13:10")]
+    assert future[23:25] == [pd.Timestamp("2024-01-11 15:00"), pd.Timestamp("2024-01-12 09:35")]
+    friday_end = a_share_days(pd.bdate_range("2024-01-01", "2024-01-12"))
+    assert plan_future(friday_end, 1).timestamps.iloc[0] == pd.Timestamp("2024-01-15 09:35")  # Monday
+    # closures are not gaps; a missing bar is
+    assert find_gaps(stamps, pd.Timedelta("5min"), session=plan.session).count == 0
+    missing = stamps.delete([100, 101, 102])
+    gaps = find_gaps(missing, pd.Timedelta("5min"), session=plan.session)
+    assert gaps.count == 1 and gaps.largest == pd.Timedelta("20min")
+
+
+def test_an_irregular_session_is_not_guessed():
+    from kronos_registry.timestamps import plan_future
+
+    stamps = a_share_days(pd.bdate_range("2024-01-01", "2024-01-11"))
+    half_day = stamps.delete(range(130, 144))  # one full day closes early
+    assert "every 5min after the last bar" in plan_future(half_day, 3).method
+
+
+def test_real_xshg_file_continues_in_its_session():
+    if not REAL_CSV.is_file():
+        pytest.skip(f"{REAL_CSV} is absent (the shared regression input)")
+    from kronos_registry.timestamps import plan_future
+
+    stamps = read_candles(REAL_CSV).timestamps
+    assert stamps.iloc[-1] == pd.Timestamp("2024-08-29 11:30")
+    plan = plan_future(stamps, 25)
+    assert "daily session (48 bars, 09:35..15:00), business days" in plan.method
+    assert plan.timestamps.iloc[0] == pd.Timestamp("2024-08-29 13:05")
+    assert plan.timestamps.iloc[-1] == pd.Timestamp("2024-08-30 09:35")
