@@ -591,7 +591,8 @@ def need_matplotlib() -> None:
               "context - N, at most the rows]. A longer one recomputes the window every step (slow).")
 @click.option("--future-timestamps", "future_file", metavar="CSV",
               help="The forecast's timestamps, one column, N rows, after the last input bar "
-              "[default: continue the input's interval; business days for a weekday-only daily series].")
+              "[default: continue the input's interval, or its daily session; business days when it "
+              "has no weekend bars].")
 @click.option("--output", "-o", metavar="CSV", help="Write the forecast here (else print a short table).")
 @click.option("--samples", default=1, show_default=True, type=click.IntRange(min=1), metavar="N",
               help="Sampled paths to average; with --plot their spread is drawn.")
@@ -612,8 +613,8 @@ def predict(app: App, name, input_path, pred_len, lookback, future_file, output,
     """Forecast the next N candles of a CSV with the model NAME.
 
     The model is loaded from the store (synced first when missing and online).
-    Future timestamps continue the input's bar interval (business days for a daily
-    series without weekend bars), or come from --future-timestamps. Prints a summary; the
+    Future timestamps continue the input's bar interval or daily session (business
+    days when it has no weekend bars), or come from --future-timestamps. Prints a summary; the
     forecast (timestamps, open, high, low, close, volume, amount) goes to
     --output, or to the screen as a short table.
 

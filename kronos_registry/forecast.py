@@ -8,8 +8,10 @@ and records why, so that the CLI (and later the server) can say it in a summary:
   the key/value cache. A longer explicit ``lookback`` is honoured with upstream's
   sliding window: each step past the context recomputes the whole window (much slower).
 - Future timestamps: read from a file when given (validated), else continued from the
-  history (business days for a business-day daily series; see ``timestamps.py``).
-- Gaps: steps in the used history longer than the bar interval, counted.
+  history (its interval or daily session, business days when it has no weekend bars;
+  see ``timestamps.py``).
+- Gaps: steps in the used history longer than the bar interval (closures of a session
+  or weekends of a business-day series are not gaps), counted.
 
 Pure pandas: nothing here imports torch.
 """
