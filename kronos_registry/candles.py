@@ -67,12 +67,14 @@ class Candles:
 
     ``frame`` holds the six float64 columns ``open, high, low, close, volume, amount`` with a
     0-based RangeIndex; ``timestamps`` is the matching datetime64 Series named
-    ``timestamps``; ``path`` is the CSV it came from (None for a DataFrame).
+    ``timestamps``; ``path`` is the CSV it came from (None for a DataFrame);
+    ``epoch_unit`` is 's' or 'ms' when the timestamps were Unix epoch numbers (UTC).
     """
 
     frame: pd.DataFrame
     timestamps: pd.Series
     path: Path | None = None
+    epoch_unit: str | None = None
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -154,7 +156,7 @@ def tail_lookback(candles: Candles, lookback: int) -> Candles:
         )
     frame = candles.frame.iloc[-lookback:].reset_index(drop=True)
     timestamps = candles.timestamps.iloc[-lookback:].reset_index(drop=True)
-    return Candles(frame=frame, timestamps=timestamps, path=candles.path)
+    return Candles(frame=frame, timestamps=timestamps, path=candles.path, epoch_unit=candles.epoch_unit)
 
 
 def write_forecast(path: str | os.PathLike, timestamps: Sequence | pd.Series, frame: pd.DataFrame) -> Path:
@@ -454,7 +456,8 @@ def _validate_table(table: pd.DataFrame, *, source: str, path: Path | None,
     if log.total:
         _raise_problems(log, source=source, path=path, locate=locate)
     frame = fill_volume_and_amount(pd.DataFrame(values))[list(CANDLE_COLUMNS)].astype("float64")
-    return Candles(frame=frame, timestamps=timestamps.rename(OUTPUT_TIMESTAMP_COLUMN), path=path)
+    return Candles(frame=frame, timestamps=timestamps.rename(OUTPUT_TIMESTAMP_COLUMN), path=path,
+                   epoch_unit=_column_epoch_unit(table[timestamp_column]))
 
 
 def _check_row_count(rows: int, min_rows: int, log: _ProblemLog) -> None:
@@ -515,6 +518,18 @@ def _parse_timestamps(values: pd.Series, column: str, log: _ProblemLog) -> pd.Se
                   lambda position: f"{text.iloc[position]!r} is not a date and time",
                   "write timestamps like 2024-01-02 09:30:00 (ISO 8601)")
     return parsed
+
+
+def _column_epoch_unit(values: pd.Series) -> str | None:
+    """'s' or 'ms' when the column was read as Unix time (see _parse_epoch), else None."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return None
+    text = _as_clean_text(values)
+    missing = _missing_mask(text)
+    numbers = pd.to_numeric(text.mask(missing), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    if not (~missing).any() or np.isnan(numbers[~missing]).any():
+        return None
+    return epoch_unit(numbers[~missing])
 
 
 def _parse_epoch(text: pd.Series, missing: np.ndarray, column: str, log: _ProblemLog) -> pd.Series | None:

@@ -692,6 +692,8 @@ def predict_summary(*, entry, artifact, job, forecast, samples, seed, sampling, 
     def stamp(ts) -> str:
         return ts.strftime("%Y-%m-%d %H:%M")
 
+    from .timestamps import EPOCH_UNIT_NAMES
+
     candles, used, future = job.candles, job.used, job.future.timestamps
     temperature, top_p, top_k = sampling
     interval = job.future.interval
@@ -701,7 +703,9 @@ def predict_summary(*, entry, artifact, job, forecast, samples, seed, sampling, 
     rows = [
         ("model", f"{entry.name} ({artifact})" if artifact else entry.name),
         ("input", f"{candles.source}: {len(candles)} rows, used the last {len(used)} ({job.lookback_reason}; "
-                  f"{stamp(used.timestamps.iloc[0])} .. {stamp(used.timestamps.iloc[-1])})"),
+                  f"{stamp(used.timestamps.iloc[0])} .. {stamp(used.timestamps.iloc[-1])})"
+                  + (f"; timestamps read as Unix {EPOCH_UNIT_NAMES[candles.epoch_unit]} (UTC)"
+                     if candles.epoch_unit else "")),
         ("gaps", job.gaps.describe() if job.gaps is not None else "n/a (one bar)"),
         ("horizon", f"{len(future)} bars of {_interval_text(interval)} "
                     f"({stamp(future.iloc[0])} .. {stamp(future.iloc[-1])})"),

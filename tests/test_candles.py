@@ -472,8 +472,11 @@ def epoch_rows(scale: int) -> list[str]:
 @pytest.mark.parametrize("scale", [1, 1000], ids=["seconds", "milliseconds"])
 def test_epoch_timestamps_are_read_as_utc(tmp_path, scale):
     path = write_csv(tmp_path, [HEADER, *epoch_rows(scale)])
-    stamps = read_candles(path).timestamps
+    candles = read_candles(path)
+    stamps = candles.timestamps
     assert list(stamps) == list(pd.date_range(EPOCH_FIRST, periods=3, freq="5min"))
+    assert candles.epoch_unit == {1: "s", 1000: "ms"}[scale]
+    assert read_candles(SAMPLE_CSV).epoch_unit is None
     frame = pd.DataFrame({"timestamps": [int(c.split(",")[0]) for c in epoch_rows(scale)],
                           "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0})
     assert list(validate_frame(frame).timestamps) == list(stamps)

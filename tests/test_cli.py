@@ -435,6 +435,7 @@ def test_predict_epoch_millisecond_business_days_skip_the_weekend_and_report_gap
     stamps = [line.split(",")[0] for line in out.read_text().splitlines()[1:]]
     assert stamps == ["2024-04-01", "2024-04-02", "2024-04-03"]  # not Saturday 30 March
     assert "business days after the last bar" in result.stderr
+    assert "timestamps read as Unix milliseconds (UTC)" in result.stderr
     assert "gaps      1 (largest 4d: 2024-02-16 00:00 -> 2024-02-20 00:00)" in result.stderr
 
 
