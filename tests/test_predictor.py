@@ -176,6 +176,12 @@ predictor = load_predictor("kronos-demo", device="cpu")
 predictor.predict(candles.frame, candles.timestamps, future_timestamps(candles.timestamps, 8), 8,
                   verbose=False, seed=0)
 print("dynamo" if "torch._dynamo" in sys.modules else "no-dynamo", time.perf_counter() - started)
+from kronos_registry.cli import main
+try:
+    main(["-q", "predict", "kronos-demo", "-i", sys.argv[1], "-n", "8", "--seed", "0", "-o", "out.csv"])
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print("dynamo" if "torch._dynamo" in sys.modules else "no-dynamo")
 """
 
 
@@ -190,7 +196,8 @@ def test_load_and_predict_do_not_import_torch_dynamo(tmp_path):
     done = subprocess.run([sys.executable, "-c", _LOAD_AND_PREDICT, str(SAMPLE_CSV)], env=runner.env(),
                           cwd=runner.cwd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split()[0] == "no-dynamo", done.stdout
+    first, _seconds, after_cli = done.stdout.split()
+    assert (first, after_cli) == ("no-dynamo", "no-dynamo"), done.stdout  # API load+predict, then CLI predict
 
 
 def test_uninitialised_build_adopts_the_loaded_tensors_and_still_trains(tmp_path):
