@@ -82,18 +82,17 @@ class Registry:
 
 def load_module(role: str, folder: Path):
     """Build the role's module from a verified store folder and load its weights (strict)."""
-    import torch
     from safetensors.torch import load_file
 
     from .model import Kronos, KronosTokenizer
 
     config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     cls = KronosTokenizer if role == "tokenizer" else Kronos
-    with torch.device("meta"):
-        module = cls(**config)
+    # Built without initialisation, then given the loaded tensors: no random init, no second
+    # copy, and no meta device (whose first use imports torch._dynamo, ~1 s).
+    module = cls.uninitialised(**config)
     weights = folder / SAFETENSORS_FILE
     state = load_file(str(weights)) if weights.is_file() else load_pickle_weights(folder / PICKLE_FILE)
-    # Built on the meta device and then given the loaded tensors: no random init, no second copy.
     module.load_weights(state, label=str(folder), strict=True)
     return module.eval()
 

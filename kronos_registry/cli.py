@@ -590,7 +590,12 @@ def need_matplotlib() -> None:
 @click.option("--pred-len", "-n", required=True, type=click.IntRange(min=1), metavar="N",
               help="Number of bars to forecast.")
 @click.option("--lookback", type=click.IntRange(min=1), metavar="N",
-              help="Bars of history the model sees [default: all rows, up to the context length].")
+              help="Bars of history the model sees [default: what fits the context with the forecast: "
+              "context - N, at most the rows]. A longer one recomputes the window every step (slow).")
+@click.option("--future-timestamps", "future_file", metavar="CSV",
+              help="The forecast's timestamps, one column, N rows, after the last input bar "
+              "[default: continue the input's interval, or its daily session; business days when it "
+              "has no weekend bars].")
 @click.option("--output", "-o", metavar="CSV", help="Write the forecast here (else print a short table).")
 @click.option("--samples", default=1, show_default=True, type=click.IntRange(min=1), metavar="N",
               help="Sampled paths to average; with --plot their spread is drawn.")
@@ -606,12 +611,13 @@ def need_matplotlib() -> None:
 @click.option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps [default: cuda, else mps, else cpu].")
 @click.option("--plot", metavar="PNG", help="Save a chart of history, forecast and spread (needs matplotlib).")
 @pass_app
-def predict(app: App, name, input_path, pred_len, lookback, output, samples, temperature, top_p, top_k,
-            seed, device, plot):
+def predict(app: App, name, input_path, pred_len, lookback, future_file, output, samples, temperature, top_p,
+            top_k, seed, device, plot):
     """Forecast the next N candles of a CSV with the model NAME.
 
     The model is loaded from the store (synced first when missing and online).
-    Future timestamps continue the input's bar interval. Prints a summary; the
+    Future timestamps continue the input's bar interval or daily session (business
+    days when it has no weekend bars), or come from --future-timestamps. Prints a summary; the
     forecast (timestamps, open, high, low, close, volume, amount) goes to
     --output, or to the screen as a short table.
 
@@ -620,7 +626,8 @@ def predict(app: App, name, input_path, pred_len, lookback, output, samples, tem
       kronos-registry predict kronos-small -i btc_5min.csv -n 48 \\
           --samples 20 --seed 1 -o forecast.csv --plot forecast.png
     """
-    from .candles import future_timestamps, read_candles, tail_lookback, write_forecast
+    from .candles import read_candles, write_forecast
+    from .forecast import prepare_forecast
 
     registry = app.registry()
     entry = registry.spec.get_available(name)  # fail fast, before reading anything
@@ -631,13 +638,11 @@ def predict(app: App, name, input_path, pred_len, lookback, output, samples, tem
         need_matplotlib()
     check_device(device)
 
-    candles = read_candles(input_path)
-    context = entry.context_length or 512
-    used = tail_lookback(candles, lookback if lookback is not None else min(len(candles), context))
-    if len(used) > context:
-        app.note(f"note: a lookback of {len(used)} exceeds {name}'s context of {context}; "
-                 f"the model sees the last {context} bars")
-    future = future_timestamps(used.timestamps, pred_len)
+    job = prepare_forecast(read_candles(input_path), pred_len=pred_len, context=entry.context_length or 512,
+                           lookback=lookback, future_file=future_file)
+    for note in job.notes:
+        app.note(note)
+    candles, used, future = job.candles, job.used, job.future.timestamps
     seed = secrets.randbelow(2**31) if seed is None else seed
 
     started = time.perf_counter()
@@ -655,7 +660,7 @@ def predict(app: App, name, input_path, pred_len, lookback, output, samples, tem
     if plot:
         save_plot(plot, candles, future, forecast, paths, title=plot_title(name, pred_len))
     app.note(predict_summary(
-        entry=entry, artifact=registry.status(name), candles=candles, used=used, future=future,
+        entry=entry, artifact=registry.status(name), job=job,
         forecast=forecast, samples=samples, seed=seed, sampling=(temperature, top_p, top_k),
         device=str(predictor.device), times=(loaded - started, finished - loaded), output=output, plot=plot))
 
@@ -685,20 +690,29 @@ def forecast_table(future, forecast, head: int = 10) -> str:
     return table(["TIMESTAMP", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "AMOUNT"], rows)
 
 
-def predict_summary(*, entry, artifact, candles, used, future, forecast, samples, seed, sampling, device,
+def predict_summary(*, entry, artifact, job, forecast, samples, seed, sampling, device,
                     times, output, plot) -> str:
     def stamp(ts) -> str:
         return ts.strftime("%Y-%m-%d %H:%M")
 
+    from .timestamps import EPOCH_UNIT_NAMES
+
+    candles, used, future = job.candles, job.used, job.future.timestamps
     temperature, top_p, top_k = sampling
-    interval = future.iloc[1] - future.iloc[0] if len(future) > 1 else future.iloc[0] - used.timestamps.iloc[-1]
+    interval = job.future.interval
+    if interval is None:
+        interval = future.iloc[1] - future.iloc[0] if len(future) > 1 else future.iloc[0] - used.timestamps.iloc[-1]
     closes = forecast["close"].to_numpy()
     rows = [
         ("model", f"{entry.name} ({artifact})" if artifact else entry.name),
-        ("input", f"{candles.source}: {len(candles)} rows, used the last {len(used)} "
-                  f"({stamp(used.timestamps.iloc[0])} .. {stamp(used.timestamps.iloc[-1])})"),
+        ("input", f"{candles.source}: {len(candles)} rows, used the last {len(used)} ({job.lookback_reason}; "
+                  f"{stamp(used.timestamps.iloc[0])} .. {stamp(used.timestamps.iloc[-1])})"
+                  + (f"; timestamps read as Unix {EPOCH_UNIT_NAMES[candles.epoch_unit]} (UTC)"
+                     if candles.epoch_unit else "")),
+        ("gaps", job.gaps.describe() if job.gaps is not None else "n/a (one bar)"),
         ("horizon", f"{len(future)} bars of {_interval_text(interval)} "
                     f"({stamp(future.iloc[0])} .. {stamp(future.iloc[-1])})"),
+        ("future", job.future.method),
         ("sampling", f"{samples} sample{'s' if samples != 1 else ''}, T={temperature:g}, top_p={top_p:g}, "
                      f"top_k={top_k}, seed {seed}"),
         ("close", f"last {used.frame['close'].iloc[-1]:.4f} -> forecast first {closes[0]:.4f}, "

@@ -397,3 +397,59 @@ def test_doctor_reports_without_leaking_the_token(demo):
     assert health[DEMO]["check"] == "ok" and health["kronos-small"]["check"] == "not synced"
     text = demo("doctor")
     assert text.code == 0 and "HF_TOKEN         not set" in text.stdout
+
+
+# --- predict: lookback, timestamps (issue 10, items 3 and 6) --------------------------------------
+
+
+def test_predict_default_lookback_fits_the_context_with_the_forecast(demo):
+    """lookback + pred_len over the context makes every step recompute the window (13x slower)."""
+    result = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "24", "--seed", "1")  # 512 rows, context 512
+    assert result.code == 0, result.output
+    assert "used the last 488 (default: context 512 - pred_len 24;" in result.stderr
+    assert "recompute" not in result.stderr
+    longer = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "24", "--lookback", "500", "--seed", "1")
+    assert longer.code == 0, longer.output
+    assert "used the last 500 (--lookback;" in longer.stderr
+    assert "lookback 500 + pred-len 24 exceeds the context of 512" in longer.stderr
+    assert "the default 488 keeps every step cached" in longer.stderr
+
+
+def business_day_csv(path: Path, *, epoch_ms: bool) -> Path:
+    import pandas as pd
+
+    days = pd.bdate_range("2024-01-01", "2024-03-29")  # Mon 1 Jan .. Fri 29 Mar 2024
+    days = days.delete(days.get_loc(pd.Timestamp("2024-02-19")))  # a market holiday: one gap
+    stamps = [str(int(d.timestamp() * 1000)) for d in days] if epoch_ms else [f"{d:%Y-%m-%d}" for d in days]
+    lines = ["timestamps,open,high,low,close,volume"]
+    lines += [f"{t},{100 + i % 7},{101 + i % 7},{99 + i % 7},{100.5 + i % 7},{1000 + i}" for i, t in enumerate(stamps)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_predict_epoch_millisecond_business_days_skip_the_weekend_and_report_gaps(demo, tmp_path):
+    candles = business_day_csv(tmp_path / "daily.csv", epoch_ms=True)
+    out = tmp_path / "out.csv"
+    result = demo("predict", DEMO, "-i", candles, "-n", "3", "--seed", "1", "-o", out)
+    assert result.code == 0, result.output
+    stamps = [line.split(",")[0] for line in out.read_text().splitlines()[1:]]
+    assert stamps == ["2024-04-01", "2024-04-02", "2024-04-03"]  # not Saturday 30 March
+    assert "business days after the last bar" in result.stderr
+    assert "timestamps read as Unix milliseconds (UTC)" in result.stderr
+    assert "gaps      1 (largest 4d: 2024-02-16 00:00 -> 2024-02-20 00:00)" in result.stderr
+
+
+def test_predict_takes_explicit_future_timestamps_and_checks_them(demo, tmp_path):
+    future = tmp_path / "session.csv"
+    wanted = ["2024-01-04 09:30:00", "2024-01-04 09:35:00", "2024-01-04 13:00:00"]
+    future.write_text("timestamps\n" + "\n".join(wanted) + "\n")
+    out = tmp_path / "out.csv"
+    result = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "3", "--future-timestamps", future, "-o", out,
+                  "--seed", "1")
+    assert result.code == 0, result.output
+    assert [line.split(",")[0] for line in out.read_text().splitlines()[1:]] == wanted
+    assert f"future    from {future}" in result.stderr
+    wrong = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "4", "--future-timestamps", future)
+    assert wrong.code == 9, wrong.output
+    assert str(future) in wrong.stderr and "has 3 future timestamp(s), but --pred-len is 4" in wrong.stderr
+    assert "--pred-len 3" in wrong.stderr and no_traceback(wrong)
