@@ -201,6 +201,32 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 _INVALID = object()  # a value that failed validation; its problem is already recorded
 
+# A registry file needs five levels (models > entry > config > key); PyYAML composes nested
+# nodes recursively, so a 5,000-deep `[[[...]]]` would end in RecursionError. Refuse far
+# deeper than any real file, far shallower than Python's recursion limit.
+MAX_NESTING = 32
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark: yaml.Mark):
+        super().__init__("nested too deeply")
+        self.mark = mark
+
+
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """SafeLoader that stops composing at ``MAX_NESTING`` levels of lists and mappings."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """The closest candidate to a misspelt ``word``, if one is close enough to be a typo."""
@@ -444,7 +470,13 @@ class _FileParser:
                         hint="check that it is a readable file, not a folder")
             return None
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            root = yaml.compose(text, Loader=_DepthLimitedLoader)
+        except _TooDeep as error:
+            self.report(Location(self.file, error.mark.line + 1, error.mark.column + 1), None,
+                        f"lists or mappings nested more than {MAX_NESTING} levels deep",
+                        hint="a registry file needs a few levels (models > entry > config); "
+                        "remove the runaway nesting there")
+            return None
         except yaml.MarkedYAMLError as error:
             self._report_yaml_syntax(error)
             return None

@@ -500,3 +500,15 @@ def test_registry_engine_never_imports_kronos_registry():
             offenders += [f"{module.name}:{node.lineno} {n}" for n in names
                           if n == "kronos_registry" or n.startswith("kronos_registry.")]
     assert offenders == []
+
+
+@pytest.mark.parametrize("nesting", [
+    "[" * 5000 + "]" * 5000,                 # flow lists
+    "{a: " * 5000 + "1" + "}" * 5000,        # flow mappings
+])
+def test_runaway_nesting_is_a_registry_file_error_with_its_position(tmp_path, nesting):
+    path = write(tmp_path, f"schema: 1\nmodels:\n  m:\n    source: {nesting}\n")
+    [problem] = problems_of(path).problems
+    assert problem.location.path == str(path) and problem.location.line == 4
+    assert problem.location.column > 10
+    assert "nested more than" in problem.message
