@@ -534,23 +534,48 @@ def print_verify_lines(info: dict) -> None:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object (also when the file is invalid).")
 @pass_app
-def validate(app: App):
-    """Parse and check the registry file in use; exit 3 naming every problem (file:line:column)."""
+def validate(app: App, as_json: bool):
+    """Parse and check the registry file in use; exit 3 naming every problem (file:line:column).
+
+    An available entry whose local source folder does not exist is a problem too: a
+    sync of it could only fail.
+    """
+    from registry.errors import Problem, RegistryFileError
     from registry.spec import LocalSource
 
-    spec = app.registry().spec
+    try:
+        spec = app.registry().spec
+    except RegistryFileError as error:
+        if as_json:
+            emit_json({"valid": False, "files": [], "problems": [str(p) for p in error.problems],
+                       "warnings": []})
+        raise
+    problems = [
+        Problem(f"the source folder {entry.source} of '{entry.name}' does not exist",
+                file=entry.location_of("source").path, field=f"{entry.kind}s.{entry.name}.source",
+                location=entry.location_of("source"),
+                hint="point `source:` at the checkpoint folder (relative paths start at the registry "
+                     "file's folder), or mark the entry `available: false` with a `reason:`")
+        for entry in spec.entries()
+        if isinstance(entry.source, LocalSource) and entry.available and not Path(entry.source.path).is_dir()]
     models = list(spec.models.values())
     available = sum(1 for m in models if m.available)
+    if as_json:
+        emit_json({"valid": not problems, "files": list(spec.paths), "models": len(models),
+                   "available_models": available, "tokenizers": len(spec.tokenizers),
+                   "problems": [str(p) for p in problems], "warnings": [str(w) for w in spec.warnings]})
+    if problems:
+        blamed = {p.file for p in problems}
+        raise RegistryFileError(blamed.pop() if len(blamed) == 1 else spec.path, problems)
+    if as_json:
+        return
     click.echo(f"OK: {len(models)} models ({available} available), {len(spec.tokenizers)} tokenizers")
     for path in spec.paths:
         click.echo(f"  file  {path}")
     for warning in spec.warnings:
         click.echo(f"  {warning}")
-    for entry in spec.entries():
-        # Legal, but a sync of it would fail: worth saying now.
-        if isinstance(entry.source, LocalSource) and entry.available and not Path(entry.source.path).is_dir():
-            click.echo(f"  warning: {entry.origin}: source folder {entry.source} of '{entry.name}' does not exist")
 
 
 # ==============================================================================================
