@@ -397,3 +397,20 @@ def test_doctor_reports_without_leaking_the_token(demo):
     assert health[DEMO]["check"] == "ok" and health["kronos-small"]["check"] == "not synced"
     text = demo("doctor")
     assert text.code == 0 and "HF_TOKEN         not set" in text.stdout
+
+
+# --- messages name the model to sync, not its tokenizer (issue 10 item 4) -------------------------
+
+
+def test_offline_sync_all_and_export_name_the_model_to_sync(cli, tmp_path):
+    synced = cli("--offline", "sync", "--all")
+    assert synced.code == 7, synced.output
+    assert "error: 'kronos-small' is not in the store" in synced.stderr
+    assert "hint: run `kronos-registry sync kronos-small`" in synced.stderr
+    assert "error: 'kronos-mini' is not in the store" in synced.stderr
+    assert no_traceback(synced)
+    exported = cli("--offline", "export", "kronos-small", "-o", tmp_path / "x.tar")
+    assert exported.code == 7, exported.output
+    assert "'kronos-small' is not in the store" in exported.stderr
+    assert "kronos-registry sync kronos-small`" in exported.stderr
+    assert "sync kronos-tokenizer-base" not in exported.stderr
