@@ -317,3 +317,14 @@ def test_a_missing_tokenizer_names_the_model_in_sync_and_locate(workspace, no_so
         assert info.value.name == "tiny" and info.value.__cause__ is None
         assert "kronos-registry sync tiny`" in str(info.value) and "'tiny-tokenizer'" in str(info.value)
     assert no_sockets == []
+
+
+def test_cache_keys_the_default_device_and_its_name_alike(workspace):
+    """`get(n)` and `get(n, device=<the default>)` are one predictor, loaded once (issue 10 item 7)."""
+    from kronos_registry.predictor import default_device
+
+    cache = PredictorCache(Registry(registry_file(workspace), workspace / "store"))
+    first = cache.get("tiny")
+    second = cache.get("tiny", device=default_device())
+    assert second is first
+    assert sum(cache.loads.values()) == 1 and len(cache) == 1
