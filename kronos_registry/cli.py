@@ -1263,4 +1263,6 @@ def main(argv: Sequence[str] | None = None, prog_name: str = PROG) -> None:
     cli.main(args=list(argv) if argv is not None else None, prog_name=prog_name)
 
 
+from . import cli_add  # noqa: E402,F401 - registers `add` on the group (it imports from here)
+
 __all__ = ["cli", "main", "MissingExtraError"]

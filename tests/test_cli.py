@@ -536,3 +536,93 @@ def test_local_sync_of_a_large_checkpoint_shows_progress_on_a_terminal(cli, tmp_
     assert "copying big:" in shown and "/15.7M" in shown and "B/s]" in shown, shown
     quiet = sync_on_a_terminal("--force", "-q")
     assert "copying big" not in quiet, quiet
+
+
+# --- add: register a checkpoint without editing YAML (issue 10 item 8) ------------------------------
+
+USER_REGISTRY = """\
+# my team's models -- keep this comment
+schema: 1
+
+models:
+  # the old one, kept for comparison
+  old-model:
+    source: ./nowhere-yet
+    tokenizer: zzz-tokenizer
+    context_length: 512
+    available: false
+    reason: retired   # trailing comment
+  # end of models
+
+tokenizers:
+  zzz-tokenizer:   # out of alphabetical order on purpose
+    source: hf://org/tok@main
+"""
+
+
+def test_add_appends_a_commented_entry_and_syncs_it(cli, tmp_path):
+    from tests.support.kronos_checkpoints import model_checkpoint
+
+    model_checkpoint(cli.cwd / "outputs" / "ft", seed=4)
+    registry = cli.cwd / "team.yaml"
+    registry.write_text(USER_REGISTRY)
+    result = cli("add", "my-ft", "outputs/ft", "--tokenizer", DEMO_TOKENIZER, "--context-length", "64",
+                 "--registry", registry)
+    assert result.code == 0, result.output
+    text = registry.read_text()
+    added = [line for line in text.splitlines() if line not in USER_REGISTRY.splitlines()]
+    # Every original line is there, in order; the entry sits at the end of `models:`.
+    assert "\n".join(line for line in text.splitlines() if line not in added) == USER_REGISTRY.rstrip("\n")
+    assert text.index("my-ft:") < text.index("  # end of models") < text.index("tokenizers:")
+    assert added[0].startswith("  # added by `kronos-registry add` on ") and added[0].endswith("/outputs/ft:")
+    assert "164,704 parameters" in added[1]
+    assert '    source: "./outputs/ft"' in added and f"    tokenizer: {DEMO_TOKENIZER}" in added
+    line = text.splitlines().index("  my-ft:") + 1
+    assert result.stdout.startswith(f"added    my-ft to {registry}:{line} (model, 164,704 params")
+    assert "fetched  my-ft" in result.stdout
+    listed = {i["name"]: i for i in json.loads(cli("--registry", registry, "list", "--json").stdout)}
+    assert listed["my-ft"]["synced"] and listed["old-model"]["reason"] == "retired"
+    predicted = cli("--registry", registry, "predict", "my-ft", "-i", SAMPLE_CSV, "-n", "2", "-q")
+    assert predicted.code == 0, predicted.output
+
+
+def test_add_creates_the_file_and_takes_tokenizer_and_context_from_the_published_shape(cli):
+    import shutil
+
+    shutil.copytree(PACKAGE_DIR / "data" / "demo" / "model", cli.cwd / "demo-finetune")
+    result = cli("add", "demo-ft", "./demo-finetune", "--json")
+    assert result.code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["registry"] == str(cli.cwd / "models.yaml") and info["params"] == 380608
+    assert (info["tokenizer"], info["context_length"]) == (DEMO_TOKENIZER, 512)
+    assert info["chosen"] == "the shape of kronos-demo"
+    assert [s["name"] for s in info["synced"]] == [DEMO_TOKENIZER, "demo-ft"]
+    text = (cli.cwd / "models.yaml").read_text()
+    assert text.splitlines()[2] == "schema: 1" and "  demo-ft:\n" in text
+    assert cli("validate").code == 0
+
+
+def test_add_refuses_a_checkpoint_that_fails_verification_and_leaves_the_file_as_it_was(cli):
+    from tests.support.kronos_checkpoints import model_checkpoint
+
+    model_checkpoint(cli.cwd / "bad", s1_bits=8, s2_bits=8)  # cannot pair with a 10+10-bit tokenizer
+    registry = cli.cwd / "team.yaml"
+    registry.write_text(USER_REGISTRY)
+    failed = cli("add", "bad-ft", "./bad", "--tokenizer", DEMO_TOKENIZER, "--registry", registry)
+    assert failed.code == 6, failed.output
+    assert "s1_bits" in failed.stderr and no_traceback(failed)
+    assert f"the entry was not added; {registry} is as it was" in failed.stderr
+    assert registry.read_text() == USER_REGISTRY
+    created = cli("add", "bad-ft", "./bad", "--tokenizer", DEMO_TOKENIZER)  # no file before: none after
+    assert created.code == 6 and not (cli.cwd / "models.yaml").exists()
+
+
+def test_add_refuses_clashes_and_the_packaged_file(cli):
+    taken = cli("add", DEMO, str(PACKAGE_DIR / "data" / "demo" / "model"))
+    assert taken.code == 2 and "already exists" in taken.stderr
+    packaged = cli("add", "x-ft", str(PACKAGE_DIR / "data" / "demo" / "model"),
+                   "--registry", PACKAGE_DIR / "models.yaml")
+    assert packaged.code == 2 and "packaged registry file" in packaged.stderr
+    missing = cli("add", "x-ft", "./no-such-folder")
+    assert missing.code == 2 and "is not a folder" in missing.stderr
+    assert not (cli.cwd / "models.yaml").exists()
