@@ -65,8 +65,12 @@ def add(app: App, name: str, source: str, tokenizer: str | None, context_length:
       kronos-registry add my-finetune ./outputs/finetune/model --tokenizer kronos-tokenizer-base
       kronos-registry predict my-finetune -i candles.csv -n 24
     """
+    from .api import PACKAGED_REGISTRY, Registry
+
     target = registry_target(app)
-    registry = app.registry()  # the current overlay (validates the target file when it exists)
+    # The registry as it stands: the target file over the packaged one (validating the target),
+    # or the packaged one alone while the target does not exist yet.
+    registry = app.registry() if target.exists() else Registry(PACKAGED_REGISTRY, app.store, offline=app.offline)
     if not ENTRY_NAME_RE.match(name):
         raise click.BadParameter(f"'{name}' is not a valid entry name: start with a letter or digit and use "
                                  "only letters, digits, '.', '_' and '-'", param_hint="NAME")

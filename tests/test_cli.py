@@ -613,8 +613,9 @@ def test_add_refuses_a_checkpoint_that_fails_verification_and_leaves_the_file_as
     assert "s1_bits" in failed.stderr and no_traceback(failed)
     assert f"the entry was not added; {registry} is as it was" in failed.stderr
     assert registry.read_text() == USER_REGISTRY
-    created = cli("add", "bad-ft", "./bad", "--tokenizer", DEMO_TOKENIZER)  # no file before: none after
-    assert created.code == 6 and not (cli.cwd / "models.yaml").exists()
+    created = cli("add", "bad-ft", "./bad", "--tokenizer", DEMO_TOKENIZER, "--registry", "new/models.yaml")
+    assert created.code == 6, created.output
+    assert not (cli.cwd / "new" / "models.yaml").exists()  # no file before: none after
 
 
 def test_add_refuses_clashes_and_the_packaged_file(cli):
