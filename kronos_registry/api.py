@@ -104,6 +104,19 @@ def load_predictor(name: str, *, device: str | None = None, registry: str | os.P
     return Registry(registry, store, offline=offline).load_predictor(name, device=device, max_context=max_context)
 
 
+def normalise_device(device: str | None) -> str:
+    """The device a predictor would run on, spelled one way: None -> the default (cuda, mps,
+    cpu), "cuda" -> "cuda:<current index>". Raises ValueError/RuntimeError for a bad name."""
+    import torch
+
+    from .predictor import default_device
+
+    resolved = torch.device(device if device is not None else default_device())
+    if resolved.type == "cuda" and resolved.index is None and torch.cuda.is_available():
+        resolved = torch.device("cuda", torch.cuda.current_device())
+    return str(resolved)
+
+
 class PredictorCache:
     """A bounded, thread-safe cache of predictors keyed by entry, device and context.
 
@@ -122,6 +135,7 @@ class PredictorCache:
         self._lock = threading.Lock()
 
     def get(self, name: str, *, device: str | None = None, max_context: int | None = None):
+        device = normalise_device(device)  # get(n) and get(n, device="cpu") on a CPU machine: one load
         key = (name, device, max_context)
         with self._lock:
             if key in self._predictors:

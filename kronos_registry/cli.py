@@ -103,6 +103,14 @@ class App:
         self.quiet = quiet
         self._registry = None
 
+    def override(self, registry_file=None, store=None, offline=False, debug=False, quiet=False) -> None:
+        """Global options given after the command (see ``KronosCommand``)."""
+        self.registry_file = registry_file if registry_file is not None else self.registry_file
+        self.store = store if store is not None else self.store
+        self.offline = True if offline else self.offline
+        self.debug = self.debug or debug
+        self.quiet = self.quiet or quiet
+
     @property
     def progress(self) -> bool:
         # Bars only for a person watching: never in logs, pipes or CI output.
@@ -176,6 +184,37 @@ class KronosGroup(click.Group):
 
 def _debug(ctx: click.Context) -> bool:
     return isinstance(ctx.obj, App) and ctx.obj.debug
+
+
+def _global_options() -> list[click.Option]:
+    """The group's options, repeated on every command so that they may follow it too."""
+    return [
+        click.Option(["--registry", "_registry_file"], metavar="FILE", hidden=True),
+        click.Option(["--store", "_store"], metavar="DIR", hidden=True),
+        click.Option(["--offline", "_offline"], is_flag=True, hidden=True),
+        click.Option(["--debug", "_debug"], is_flag=True, hidden=True),
+        click.Option(["-q", "--quiet", "_quiet"], is_flag=True, hidden=True),
+    ]
+
+
+class KronosCommand(click.Command):
+    """A command that also takes the global options after its name: `predict ... -q --offline`.
+
+    Given after the command, an option overrides the same one given before it. They are
+    hidden from each command's --help (the group's --help lists them once).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        taken = {opt for param in self.params for opt in param.opts + param.secondary_opts}
+        self.params += [option for option in _global_options() if not taken & set(option.opts)]
+
+    def invoke(self, ctx: click.Context):
+        values = {name: ctx.params.pop(name) for name in list(ctx.params) if name.startswith("_")}
+        app = ctx.find_object(App)
+        if app is not None:
+            app.override(**{name[1:]: value for name, value in values.items()})
+        return super().invoke(ctx)
 
 
 pass_app = click.make_pass_decorator(App)
@@ -252,8 +291,13 @@ def cli(ctx: click.Context, registry_file, store, offline, debug, quiet):
           --output forecast.csv --plot forecast.png
       kronos-registry sync kronos-small
       kronos-registry export kronos-small -o kronos.tar   # carry it offline
+
+    The options below may also follow the command (`predict ... -q --offline`).
     """
     ctx.obj = App(registry_file, store, offline, debug, quiet)
+
+
+cli.command_class = KronosCommand  # every command also takes the global options after its name
 
 
 # ==============================================================================================
@@ -263,6 +307,12 @@ def cli(ctx: click.Context, registry_file, store, offline, debug, quiet):
 
 def entry_info(registry, entry) -> dict:
     artifact = registry.status(entry.name) if entry.available and entry.source is not None else None
+    manifest = None
+    if artifact is not None:
+        try:
+            manifest = registry.store.read_manifest(artifact)
+        except RegistryError:
+            manifest = None
     return {
         "name": entry.name,
         "kind": entry.kind,
@@ -277,7 +327,18 @@ def entry_info(registry, entry) -> dict:
         "reason": entry.reason,
         "synced": artifact is not None,
         "artifact_id": artifact,
+        "size": manifest.total_size if manifest is not None else None,
+        "revision": manifest.resolved_revision if manifest is not None else None,
     }
+
+
+def revision_text(info: dict) -> str:
+    """The stored revision, short: a hub commit's first 12 digits, a local copy's content digest."""
+    if info.get("revision"):
+        return info["revision"][:12]
+    if info.get("artifact_id"):
+        return "local@" + info["artifact_id"].rsplit("--", 1)[-1][:12]
+    return "-"
 
 
 def status_word(info: dict) -> str:
@@ -288,18 +349,43 @@ def status_word(info: dict) -> str:
 
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of entries.")
+@click.option("--stored", is_flag=True, help="List every object in the store instead, with the entries "
+              "(of any registry file) whose refs name it; `rm ARTIFACT_ID` removes one.")
 @pass_app
-def list_entries(app: App, as_json: bool):
-    """List the registry's models and tokenizers, and whether each is synced."""
+def list_entries(app: App, as_json: bool, stored: bool):
+    """List the registry's models and tokenizers, whether each is synced, its size and revision."""
     registry = app.registry()
+    if stored:
+        list_stored(app, registry, as_json)
+        return
     infos = [entry_info(registry, entry) for entry in registry.entries()]
     if as_json:
         emit_json(infos)
         return
     rows = [[i["name"], i["kind"], human_params(registry.get(i["name"])), i["context_length"] or "-",
-             status_word(i), shorten(i["description"] or i["reason"], 56)] for i in infos]
-    click.echo(table(["NAME", "KIND", "PARAMS", "CONTEXT", "STATUS", "DESCRIPTION"], rows))
+             status_word(i), human_size(i["size"]) if i["synced"] else "-",
+             revision_text(i) if i["synced"] else "-", shorten(i["description"] or i["reason"], 48)]
+            for i in infos]
+    click.echo(table(["NAME", "KIND", "PARAMS", "CONTEXT", "STATUS", "SIZE", "REVISION", "DESCRIPTION"], rows))
     app.note(f"\nregistry: {', '.join(registry.spec.paths)}\nstore:    {registry.store.root}")
+
+
+def list_stored(app: App, registry, as_json: bool) -> None:
+    from .cli_store import stored_objects
+
+    objects = stored_objects(registry)
+    if as_json:
+        emit_json(objects)
+        return
+    rows = [[o["artifact_id"], o["kind"] or "?", human_size(o["size"]),
+             (o["revision"] or "-")[:12],
+             ", ".join(r["entry"] + (f" ({r['registry']})" if r["registry"] else "") for r in o["refs"])
+             or "(no ref: `gc` removes it)"]
+            for o in objects]
+    click.echo(table(["ARTIFACT", "KIND", "SIZE", "REVISION", "NAMED BY"], rows))
+    total = sum(o["size"] or 0 for o in objects)
+    app.note(f"\n{len(objects)} object{'s' if len(objects) != 1 else ''}, {human_size(total)}; "
+             f"store: {registry.store.root}")
 
 
 def stored_info(registry, artifact_id: str | None) -> dict | None:
@@ -334,16 +420,34 @@ def show(app: App, name: str, as_json: bool):
     if entry.kind == "tokenizer":
         info["used_by"] = [m.name for m in registry.spec.models.values() if m.tokenizer == entry.name]
     info["store"] = stored_info(registry, info["artifact_id"])
+    info["counted_params"], info["counted_in"] = counted_params_of(entry, info)
     if as_json:
         emit_json(info)
         return
     click.echo(render_show(entry, info, registry))
 
 
+def counted_params_of(entry, info: dict) -> tuple[int | None, str | None]:
+    """Parameters counted in the weights: the stored copy's, else a local source folder's."""
+    from registry.spec import LocalSource
+
+    from .cli_store import counted_params
+
+    if info["store"] is not None:
+        return counted_params(Path(info["store"]["path"]), entry.kind), "the stored checkpoint"
+    if isinstance(entry.source, LocalSource) and Path(entry.source.path).is_dir():
+        return counted_params(Path(entry.source.path), entry.kind), "the source folder"
+    return None, None
+
+
 def render_show(entry, info: dict, registry) -> str:
     params = "-"
     if entry.params is not None:
         params = f"{entry.params.value:,}" if entry.params.exact else f"{entry.params.text} (rounded)"
+        params += " declared"
+    if info.get("counted_params") is not None:
+        counted = f"{info['counted_params']:,} counted in {info['counted_in']}"
+        params = counted if params == "-" else f"{params}, {counted}"
     rows = [
         ("display name", info["display_name"]),
         ("description", info["description"]),
@@ -537,23 +641,48 @@ def print_verify_lines(info: dict, problems: Sequence) -> None:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object (also when the file is invalid).")
 @pass_app
-def validate(app: App):
-    """Parse and check the registry file in use; exit 3 naming every problem (file:line:column)."""
+def validate(app: App, as_json: bool):
+    """Parse and check the registry file in use; exit 3 naming every problem (file:line:column).
+
+    An available entry whose local source folder does not exist is a problem too: a
+    sync of it could only fail.
+    """
+    from registry.errors import Problem, RegistryFileError
     from registry.spec import LocalSource
 
-    spec = app.registry().spec
+    try:
+        spec = app.registry().spec
+    except RegistryFileError as error:
+        if as_json:
+            emit_json({"valid": False, "files": [], "problems": [str(p) for p in error.problems],
+                       "warnings": []})
+        raise
+    problems = [
+        Problem(f"the source folder {entry.source} of '{entry.name}' does not exist",
+                file=entry.location_of("source").path, field=f"{entry.kind}s.{entry.name}.source",
+                location=entry.location_of("source"),
+                hint="point `source:` at the checkpoint folder (relative paths start at the registry "
+                     "file's folder), or mark the entry `available: false` with a `reason:`")
+        for entry in spec.entries()
+        if isinstance(entry.source, LocalSource) and entry.available and not Path(entry.source.path).is_dir()]
     models = list(spec.models.values())
     available = sum(1 for m in models if m.available)
+    if as_json:
+        emit_json({"valid": not problems, "files": list(spec.paths), "models": len(models),
+                   "available_models": available, "tokenizers": len(spec.tokenizers),
+                   "problems": [str(p) for p in problems], "warnings": [str(w) for w in spec.warnings]})
+    if problems:
+        blamed = {p.file for p in problems}
+        raise RegistryFileError(blamed.pop() if len(blamed) == 1 else spec.path, problems)
+    if as_json:
+        return
     click.echo(f"OK: {len(models)} models ({available} available), {len(spec.tokenizers)} tokenizers")
     for path in spec.paths:
         click.echo(f"  file  {path}")
     for warning in spec.warnings:
         click.echo(f"  {warning}")
-    for entry in spec.entries():
-        # Legal, but a sync of it would fail: worth saying now.
-        if isinstance(entry.source, LocalSource) and entry.available and not Path(entry.source.path).is_dir():
-            click.echo(f"  warning: {entry.origin}: source folder {entry.source} of '{entry.name}' does not exist")
 
 
 # ==============================================================================================
@@ -830,8 +959,11 @@ def store_health(root: Path) -> dict:
                 writable = True
         except OSError:
             writable = False
+    from .cli_store import disk_usage
+
     return {"path": str(root), "exists": root.is_dir(), "not_a_folder": root.exists() and not root.is_dir(),
-            "writable": writable, "free_bytes": shutil.disk_usage(existing).free}
+            "writable": writable, "free_bytes": shutil.disk_usage(existing).free,
+            "usage": disk_usage(root)}
 
 
 def entry_health(registry, entry) -> dict:
@@ -910,6 +1042,15 @@ def doctor(app: App, as_json: bool):
         raise error
 
 
+def usage_text(usage: dict | None) -> str:
+    if not usage:
+        return "-"
+    parts = ", ".join(f"{name} {human_size(size)}" for name, size in usage["parts"].items() if size)
+    count = usage["objects"]
+    return (f"{human_size(usage['total_bytes'])} ({count} object{'s' if count != 1 else ''}"
+            + (f"; {parts}" if parts else "") + ")")
+
+
 def render_doctor(report: dict) -> str:
     store = report["store"]
     lines = [
@@ -926,6 +1067,7 @@ def render_doctor(report: dict) -> str:
     lines += [
         f"store            {store['path']}{store_state(store)}",
         f"  writable       {'yes' if store['writable'] else 'NO'}",
+        f"  disk usage     {usage_text(store.get('usage'))}",
         f"  free space     {human_size(store['free_bytes'])}",
         f"offline          {'yes' if report['offline'] else 'no'}",
         f"HF_TOKEN         {report['hf_token']}",
@@ -947,8 +1089,9 @@ def render_doctor(report: dict) -> str:
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @click.option("--output", "-o", required=True, metavar="FILE.tar",
               help="The bundle to write (gzip-compressed when it ends in .gz or .tgz).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object describing the bundle.")
 @pass_app
-def export_entries(app: App, names: tuple[str, ...], output: str):
+def export_entries(app: App, names: tuple[str, ...], output: str, as_json: bool):
     """Write synced entries (with their tokenizers) into a tar bundle for offline machines.
 
     The bundle holds the artifacts, their manifests and the entries' YAML; `import`
@@ -958,6 +1101,10 @@ def export_entries(app: App, names: tuple[str, ...], output: str):
 
     registry = app.registry()
     summary = export_bundle(registry.store, registry.spec, list(names), output)
+    if as_json:
+        emit_json({"path": str(summary.path), "entries": list(summary.entries),
+                   "artifacts": list(summary.artifacts), "bytes": summary.bytes})
+        return
     click.echo(f"exported {', '.join(summary.entries)} to {summary.path} ({human_size(summary.bytes)})")
     for artifact in summary.artifacts:
         click.echo(f"  {artifact}")
@@ -966,8 +1113,9 @@ def export_entries(app: App, names: tuple[str, ...], output: str):
 
 @cli.command("import")
 @click.argument("bundle", metavar="FILE.tar")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object of what was imported.")
 @pass_app
-def import_entries(app: App, bundle: str):
+def import_entries(app: App, bundle: str, as_json: bool):
     """Import a bundle made by `export`: verify every hash, reject unsafe members, publish.
 
     The bundle's entries are saved as a registry file in the store; hub entries are
@@ -978,6 +1126,11 @@ def import_entries(app: App, bundle: str):
 
     registry = app.registry()
     summary = import_bundle(registry.store, bundle, lock_timeout=registry.loader.lock_timeout)
+    if as_json:
+        emit_json({"imported": list(summary.artifacts), "present": list(summary.skipped),
+                   "entries": list(summary.refs), "bytes": summary.bytes,
+                   "registry": str(summary.registry_path)})
+        return
     for artifact in summary.artifacts:
         click.echo(f"imported {artifact}")
     for artifact in summary.skipped:
@@ -1008,45 +1161,75 @@ def stored_artifact(registry, entry) -> str | None:
 
 
 @cli.command("rm")
-@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.argument("names", nargs=-1, required=True, metavar="NAME|ARTIFACT_ID...")
 @click.option("--force", is_flag=True, help="Also remove a tokenizer that a synced model still uses.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of what was removed.")
 @pass_app
-def remove(app: App, names: tuple[str, ...], force: bool):
+def remove(app: App, names: tuple[str, ...], force: bool, as_json: bool):
     """Remove entries' stored artifacts and refs (a model's tokenizer stays).
 
     An artifact that another entry also points at is kept; only this entry's ref goes.
+    An ARTIFACT_ID (from `list --stored`) removes that object and every ref naming it,
+    also one synced through another registry file.
     """
+    from .cli_store import remove_artifact
+
     registry = app.registry()
-    store = registry.store
+    entries = set(registry.spec.names())
+    results = []
     for name in names:
-        entry = registry.get(name)
-        artifact = stored_artifact(registry, entry)
-        if artifact is None:
-            store.remove_ref(name)
-            app.note(f"'{name}' is not in the store; nothing to remove")
-            continue
-        if entry.kind == "tokenizer" and not force:
-            users = [m.name for m in registry.spec.models.values()
-                     if m.tokenizer == name and stored_artifact(registry, m) is not None]
-            if users:
-                raise RefusedError(f"kept '{name}': the synced model(s) {', '.join(users)} use it",
-                                   hint=f"remove them first, or pass --force to remove '{name}' anyway")
-        sharing = [other for other, ref in store.refs().items() if ref.artifact_id == artifact and other != name]
-        size = store.read_manifest(artifact).total_size
-        with store.lock(artifact, registry.loader.lock_timeout, on_wait=app.on_wait):
-            store.remove_ref(name)
-            if not sharing:
-                store.remove(artifact)
-        if sharing:
-            click.echo(f"removed {name} (kept {artifact}: also used by {', '.join(sharing)})")
+        if name not in entries and name in registry.store.list_artifacts():
+            info = remove_artifact(registry, name, registry.loader.lock_timeout, on_wait=app.on_wait)
         else:
-            click.echo(f"removed {name} ({artifact}, {human_size(size)})")
+            info = remove_entry(app, registry, name, force)
+        results.append(info)
+        if not as_json:
+            print_removed(app, info)
+    if as_json:
+        emit_json(results)
+
+
+def print_removed(app: App, info: dict) -> None:
+    if not info["removed"] and info["artifact_id"] is None:
+        app.note(f"'{info['name']}' is not in the store; nothing to remove")
+    elif not info["removed"]:
+        click.echo(f"removed {info['name']} (kept {info['artifact_id']}: also used by {', '.join(info['kept_because'])})")
+    elif info["name"] == info["artifact_id"]:
+        named = f"; refs removed: {', '.join(info['refs'])}" if info["refs"] else ""
+        click.echo(f"removed {info['artifact_id']} ({human_size(info['size'])}{named})")
+    else:
+        click.echo(f"removed {info['name']} ({info['artifact_id']}, {human_size(info['size'])})")
+
+
+def remove_entry(app: App, registry, name: str, force: bool) -> dict:
+    store = registry.store
+    entry = registry.get(name)
+    artifact = stored_artifact(registry, entry)
+    if artifact is None:
+        store.remove_ref(name)
+        return {"name": name, "artifact_id": None, "removed": False, "size": None, "refs": [],
+                "kept_because": None}
+    if entry.kind == "tokenizer" and not force:
+        users = [m.name for m in registry.spec.models.values()
+                 if m.tokenizer == name and stored_artifact(registry, m) is not None]
+        if users:
+            raise RefusedError(f"kept '{name}': the synced model(s) {', '.join(users)} use it",
+                               hint=f"remove them first, or pass --force to remove '{name}' anyway")
+    sharing = [other for other, ref in store.refs().items() if ref.artifact_id == artifact and other != name]
+    size = store.read_manifest(artifact).total_size
+    with store.lock(artifact, registry.loader.lock_timeout, on_wait=app.on_wait):
+        store.remove_ref(name)
+        if not sharing:
+            store.remove(artifact)
+    return {"name": name, "artifact_id": artifact, "removed": not sharing, "size": size, "refs": [name],
+            "kept_because": sharing or None}
 
 
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object of what was (or would be) removed.")
 @pass_app
-def gc(app: App, dry_run: bool):
+def gc(app: App, dry_run: bool, as_json: bool):
     """Remove what nothing needs: unreferenced artifacts, stale staging, locks and trash.
 
     Artifacts that an entry of the registry names (a pinned hub commit) are kept,
@@ -1068,6 +1251,12 @@ def gc(app: App, dry_run: bool):
     result = store.gc(keep=keep, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     freed = sum(sizes.get(a) or 0 for a in result.objects)
+    if as_json:
+        emit_json({"dry_run": dry_run, "freed_bytes": freed,
+                   "objects": [{"artifact_id": a, "size": sizes.get(a)} for a in result.objects],
+                   "staging": list(result.staging), "refs": list(result.refs), "trash": list(result.trash),
+                   "locks": list(result.locks), "temp_files": list(result.temp_files)})
+        return
     for artifact in result.objects:
         click.echo(f"{verb} {artifact} ({human_size(sizes.get(artifact))})")
     for label, items in (("staging folder", result.staging), ("dangling ref", result.refs),
@@ -1090,5 +1279,7 @@ def main(argv: Sequence[str] | None = None, prog_name: str = PROG) -> None:
     """The console script `kronos-registry`."""
     cli.main(args=list(argv) if argv is not None else None, prog_name=prog_name)
 
+
+from . import cli_add  # noqa: E402,F401 - registers `add` on the group (it imports from here)
 
 __all__ = ["cli", "main", "MissingExtraError"]

@@ -108,7 +108,12 @@ def export_bundle(store: Store, spec: RegistrySpec, names: Sequence[str], output
         raise InputDataError("nothing to export: name at least one entry",
                              hint="e.g. `kronos-registry export kronos-small -o bundle.tar`")
     output = Path(output)
-    chosen = [_exported(store, entry, artifact_of) for entry in _with_tokenizers(spec, names)]
+    chosen = []
+    for entry in _with_tokenizers(spec, names):
+        try:
+            chosen.append(_exported(store, entry, artifact_of))
+        except NotSyncedError as error:
+            raise _missing_for(spec, names, entry, error) from None
     registry_text = _render_registry([(item.entry, _bundle_source(item)) for item in chosen],
                                      header=_export_header())
     index = _index_json(chosen)
@@ -116,6 +121,15 @@ def export_bundle(store: Store, spec: RegistrySpec, names: Sequence[str], output
     artifacts = tuple(dict.fromkeys(item.artifact_id for item in chosen))
     return BundleSummary(path=output, artifacts=artifacts, entries=tuple(i.entry.name for i in chosen),
                          bytes=payload)
+
+
+def _missing_for(spec: RegistrySpec, names: Sequence[str], entry: Entry, error: NotSyncedError) -> NotSyncedError:
+    """A tokenizer nobody named is missing: name the model asked for, whose sync brings both."""
+    if entry.name in names:
+        return error
+    model = next(spec.get(n) for n in names if spec.get(n).tokenizer == entry.name)
+    return NotSyncedError(model.name, error.store_root,
+                          reason=f"nothing to export: it needs its tokenizer '{entry.name}', which is not in the store")
 
 
 def _with_tokenizers(spec: RegistrySpec, names: Sequence[str]) -> list[Entry]:

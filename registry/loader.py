@@ -96,7 +96,11 @@ class Loader:
         ``force`` fetches and verifies the entry again even when a good copy is stored.
         """
         entry = self.spec.get_available(name)
-        return self._sync_entry(entry, force=force, tokenizer=self._sync_tokenizer(entry))
+        try:
+            tokenizer = self._sync_tokenizer(entry)
+        except NotSyncedError as error:
+            raise self._needs_tokenizer(entry, error) from None
+        return self._sync_entry(entry, force=force, tokenizer=tokenizer)
 
     def locate(self, name: str, *, sync_missing: bool = True) -> SyncResult:
         """The stored copy of ``name`` (and its tokenizer) after a cheap check: manifest + sizes.
@@ -107,7 +111,10 @@ class Loader:
         (missing) or ``VerificationError`` (damaged).
         """
         entry = self.spec.get_available(name)
-        tokenizer = self._locate_tokenizer(entry, sync_missing)
+        try:
+            tokenizer = self._locate_tokenizer(entry, sync_missing)
+        except NotSyncedError as error:
+            raise self._needs_tokenizer(entry, error) from None
         artifact_id = self._stored_id(entry)
         problems = self.store.check(artifact_id) if artifact_id else []
         if artifact_id and not problems:
@@ -251,7 +258,7 @@ class Loader:
         try:
             sources.fetch(resolved, names, staging, self.endpoints, offline=self.offline, progress=self.progress)
         except sources.NotInCacheError as exc:
-            raise self._not_synced(entry) from exc
+            raise self._not_synced(entry, exc) from None
         self.store.prune_staging(artifact_id, keep=names)
         if isinstance(entry.source, LocalSource):
             _detach_links(staging)
@@ -332,11 +339,20 @@ class Loader:
         try:
             return sources.resolve(self._source(entry), self.endpoints, offline=self.offline)
         except sources.NotInCacheError as exc:
-            raise self._not_synced(entry) from exc
+            raise self._not_synced(entry, exc) from None
 
-    def _not_synced(self, entry: Entry) -> NotSyncedError:
+    def _not_synced(self, entry: Entry, cause: sources.NotInCacheError | None = None) -> NotSyncedError:
+        where = f" at {cause.cache_dir}" if cause is not None and getattr(cause, "cache_dir", None) else ""
         return NotSyncedError(entry.name, str(self.store.root),
-                              reason="offline, and the Hugging Face cache does not hold it")
+                              reason=f"offline, and the Hugging Face cache{where} does not hold it")
+
+    def _needs_tokenizer(self, entry: Entry, error: NotSyncedError) -> NotSyncedError:
+        """A model whose tokenizer is missing: one error naming the model, whose sync brings both."""
+        if error.name == entry.name:
+            return error
+        offline = "; offline, so nothing can be fetched" if self.offline else ""
+        return NotSyncedError(entry.name, error.store_root,
+                              reason=f"it needs its tokenizer '{error.name}', which is not in the store{offline}")
 
     @staticmethod
     def _wanted(entry: Entry, resolved: ResolvedSource) -> tuple[str, ...]:

@@ -555,17 +555,49 @@ def _already_there(target: Path, remote: RemoteFile | None) -> bool:
             and target.stat().st_size == remote.size)
 
 
-def _fetch_local(resolved: ResolvedSource, names: Sequence[str], dest: Path) -> dict[str, Path]:
+# A local copy this large gets a progress bar (when bars are on): a few hundred MB of weights
+# take seconds to copy, and a silent terminal looks hung.
+LOCAL_PROGRESS_BYTES = 8 * 1024 * 1024
+_COPY_CHUNK = 4 * 1024 * 1024
+
+
+def _fetch_local(resolved: ResolvedSource, names: Sequence[str], dest: Path,
+                 progress: bool = False) -> dict[str, Path]:
     root = _local_folder(resolved.source)
-    placed = {}
+    placed, todo = {}, []
     for name in names:
         origin = root / _check_name(name, resolved.source)
         if not origin.is_file():
             raise _missing_file_error(resolved, name, f"local folder {root}")
         target = dest / name
-        placed[name] = target if _already_there(target, RemoteFile(name, origin.stat().st_size)) \
-            else _place(origin, target)
+        if _already_there(target, RemoteFile(name, origin.stat().st_size)):
+            placed[name] = target
+        else:
+            todo.append((name, origin, target))
+    total = sum(origin.stat().st_size for _, origin, _ in todo)
+    if not progress or total < LOCAL_PROGRESS_BYTES:
+        placed.update((name, _place(origin, target)) for name, origin, target in todo)
+        return placed
+    from tqdm.auto import tqdm
+
+    # A private copy (the loader would detach a hard link right after anyway), with a bar.
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+              desc=f"copying {root.name}", leave=False) as bar:
+        for name, origin, target in todo:
+            placed[name] = _copy_with_progress(origin, target, bar.update)
     return placed
+
+
+def _copy_with_progress(origin: Path, target: Path, advance) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    partial.unlink(missing_ok=True)
+    with open(os.path.realpath(origin), "rb") as source, open(partial, "wb") as sink:
+        while chunk := source.read(_COPY_CHUNK):
+            sink.write(chunk)
+            advance(len(chunk))
+    os.replace(partial, target)
+    return target
 
 
 @functools.cache
@@ -751,6 +783,6 @@ def fetch(resolved: ResolvedSource, names: Sequence[str], dest: Path, endpoints:
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     if isinstance(resolved.source, LocalSource):
-        return _fetch_local(resolved, names, dest)
+        return _fetch_local(resolved, names, dest, progress)
     cache = Path(cache_dir) if cache_dir else hf_cache_dir()
     return _fetch_hf(resolved, names, dest, endpoints, offline, progress, cache)

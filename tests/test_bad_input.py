@@ -414,6 +414,9 @@ CASES: list[Case] = [
         "schema: 1\ntokenizers:\n  my-tokenizer:\n    source: ./checkpoint\n    context_length: 512\n",
         "validate"),
         3, (REG + ":5:", "'context_length' applies to models only")),
+    Case("registry-nested-5000-deep", "registry", registry_file(
+        "schema: 1\nmodels:\n  deep:\n    source: " + "[" * 5000 + "]" * 5000 + "\n", "list"),
+        3, (REG + ":4:", "nested more than")),
 
     # --- checkpoint configs: exit 6 (verification), config.json and the key ---------------------
     Case("config-missing", "config", checkpoint(remove_file("config.json")),
