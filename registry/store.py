@@ -231,7 +231,7 @@ class Ref:
 
 
 # user:password@ in a URL (a private mirror behind basic auth): never shown, never written.
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^\s/@]+@")
+_URL_CREDENTIALS = re.compile(r"\b(https?://)[^\s/@]+@", re.IGNORECASE)
 _ENDPOINT_VARS = ("HF_ENDPOINT",)
 
 
@@ -251,7 +251,7 @@ def _env_secrets() -> list[str]:
 def redact_secrets(text: str) -> str:
     """Belt and braces: a token or endpoint password from the environment, or the credentials
     of any URL, never reach a file we write or a message we show."""
-    text = _URL_CREDENTIALS.sub("", text)
+    text = _URL_CREDENTIALS.sub(r"\1", text)
     for secret in _env_secrets():
         text = text.replace(secret, "<redacted>")
     return text

@@ -391,6 +391,21 @@ def test_endpoint_credentials_are_scrubbed_without_hf_token(tmp_path, args):
         assert not leaked, leaked
 
 
+def test_redaction_strips_url_credentials_and_endpoint_passwords_but_keeps_hub_uris(monkeypatch):
+    from registry.store import Manifest, redact_secrets
+
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://robot:{ENDPOINT_PASSWORD}@mirror.example:8080")
+    text = (f"hf://gpt2@main hf://Org/Repo@abc http://robot:{ENDPOINT_PASSWORD}@mirror.example:8080/api "
+            f"https://token@other.example/x decoded {ENDPOINT_PASSWORD}")
+    assert redact_secrets(text) == ("hf://gpt2@main hf://Org/Repo@abc http://mirror.example:8080/api "
+                                    "https://other.example/x decoded <redacted>")
+    manifest = Manifest(artifact_id="hf--gpt2--main", kind="model", entry="m", source="hf://gpt2@main",
+                        resolved_revision=None, files=())
+    assert json.loads(manifest.to_json())["source"] == "hf://gpt2@main"
+
+
 def test_doctor_reaches_an_endpoint_given_with_credentials(kronos_mirror, tmp_path):
     url, registry_text = kronos_mirror
     registry = tmp_path / "mirror.yaml"
