@@ -488,7 +488,7 @@ def test_created_files_follow_the_umask(demo_bundle, tmp_path, umask):
 
 
 def test_hub_sync_through_the_cache_follows_the_umask(kronos_mirror, tmp_path):
-    # Hub files are hard-linked from the Hugging Face cache: their modes are the cache blobs'.
+    # Hub files are copied from the Hugging Face cache, with modes from the umask of the sync.
     url, registry_text = kronos_mirror
     registry = tmp_path / "mirror.yaml"
     registry.write_text(registry_text)

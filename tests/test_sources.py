@@ -108,7 +108,7 @@ def test_local_resolve_and_fetch_links_or_copies(tmp_path):
         assert placed[name] == tmp_path / "dest" / name
         assert placed[name].read_bytes() == files[name]
         assert os.path.samestat(os.stat(placed[name]), os.stat(tmp_path / "ckpt" / name)) or \
-            placed[name].stat().st_nlink == 1  # a hard link, or (across filesystems) a copy
+            placed[name].stat().st_nlink == 1  # a private copy, never a hard link
     assert not list((tmp_path / "dest").glob(".*partial"))
 
 
