@@ -141,13 +141,29 @@ def print_error(error: BaseException, hints_shown: set[str] | None = None) -> No
     ``hints_shown`` collects the hints of a batch (`sync --all`), so each is said once.
     """
     if isinstance(error, RegistryError):
-        click.echo(f"error: {error.message}", err=True)
+        click.echo(f"error: {redact_secrets(error.message)}", err=True)
         if error.hint and (hints_shown is None or error.hint not in hints_shown):
-            click.echo(f"hint: {error.hint}", err=True)
+            click.echo(f"hint: {redact_secrets(error.hint)}", err=True)
             if hints_shown is not None:
                 hints_shown.add(error.hint)
     else:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {redact_secrets(str(error))}", err=True)
+
+
+def redact_secrets(text: str) -> str:
+    """Tokens and URL credentials out of anything shown (see registry.store.redact_secrets)."""
+    from registry.store import redact_secrets as redact
+
+    return redact(text)
+
+
+def os_error_hint(error: OSError) -> str:
+    """What to do about a file-system error: a full disk gets its own advice."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ("the disk (or quota) is full; what this command had written is removed. Free space "
+                f"there: `{PROG} gc` removes unreferenced artifacts and stale downloads, `{PROG} rm NAME` "
+                f"removes an entry, `{PROG} doctor` shows the store's free space; then run it again")
+    return f"check that path, its permissions and the free space (`{PROG} doctor` shows the store's)"
 
 
 class KronosGroup(click.Group):
@@ -170,9 +186,8 @@ class KronosGroup(click.Group):
                 raise  # `kronos-registry list | head`: click exits quietly
             if _debug(ctx):
                 traceback.print_exc()
-            click.echo(f"error: {error}", err=True)
-            click.echo("hint: check that path, its permissions and the free space "
-                       "(`kronos-registry doctor` shows the store's)", err=True)
+            click.echo(f"error: {redact_secrets(str(error))}", err=True)
+            click.echo(f"hint: {os_error_hint(error)}", err=True)
             raise click.exceptions.Exit(1) from None
         except Exception as error:  # noqa: BLE001 - the last line of defence for the user
             if _debug(ctx):
@@ -524,7 +539,8 @@ def each_entry(names, action, results: list, failures: list, hints: set):
 
 
 def failure_info(name: str, error: RegistryError) -> dict:
-    return {"name": name, "status": "failed", "error": error.message, "hint": error.hint,
+    return {"name": name, "status": "failed", "error": redact_secrets(error.message),
+            "hint": redact_secrets(error.hint or "") or None,
             "exit_code": error.exit_code}
 
 
@@ -584,8 +600,9 @@ def stored_candidates(registry) -> list[str]:
     for entry in registry.entries():
         if not entry.available or entry.source is None:
             continue
-        ref = registry.store.get_ref(entry.name)
-        if (ref is not None and registry.store.has(ref.artifact_id)) or registry.status(entry.name):
+        ref = registry.store.get_ref(entry.name, entry.registry)
+        if (ref is not None and ref.source == str(entry.source) and registry.store.has(ref.artifact_id)) \
+                or registry.status(entry.name):
             names.append(entry.name)
     return names
 
@@ -929,15 +946,27 @@ def probe_endpoint(url: str, timeout: float = 3.0) -> dict:
     import urllib.error
     import urllib.request
 
+    import base64
+    from urllib.parse import unquote, urlsplit
+
+    from registry.sources import plain_url
+
+    # urllib cannot open http://user:password@host/ itself: probe the plain URL, with the
+    # credentials as the Basic authorization the hub client would send them.
+    parts = urlsplit(url)
+    request = urllib.request.Request(plain_url(url) or url, method="HEAD")
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as reply:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
             status = reply.status
     except urllib.error.HTTPError as exc:
         status = exc.code
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        return {"url": url, "reachable": False, "detail": f"no answer: {reason}"}
+        return {"url": url, "reachable": False, "detail": redact_secrets(f"no answer: {reason}")}
     elapsed = (time.perf_counter() - started) * 1000
     return {"url": url, "reachable": True, "detail": f"HTTP {status} in {elapsed:.0f} ms"}
 
@@ -977,8 +1006,8 @@ def entry_health(registry, entry) -> dict:
     if artifact:
         info.update(synced=True, check="ok", artifact_id=artifact)
         return info
-    ref = registry.store.get_ref(entry.name)
-    if ref is None or not registry.store.has(ref.artifact_id):
+    ref = registry.store.get_ref(entry.name, entry.registry)
+    if ref is None or ref.source != str(entry.source) or not registry.store.has(ref.artifact_id):
         info["check"] = "not synced"
         return info
     problems = registry.store.check(ref.artifact_id)
@@ -1150,14 +1179,34 @@ def stored_artifact(registry, entry) -> str | None:
     from registry.spec import HfSource
     from registry.store import hf_artifact_id
 
-    ref = registry.store.get_ref(entry.name)
-    if ref is not None and registry.store.has(ref.artifact_id):
+    ref = registry.store.get_ref(entry.name, entry.registry)
+    if ref is not None and ref.source == str(entry.source) and registry.store.has(ref.artifact_id):
         return ref.artifact_id
     source = entry.source
     if isinstance(source, HfSource) and source.is_pinned:
         artifact = hf_artifact_id(source.repo_id, source.revision, source.repo_type)
         return artifact if registry.store.has(artifact) else None
     return None
+
+
+def own_refs(store, entry) -> list[tuple[str, str | None]]:
+    """(entry, registry) of the entry's refs: its registry's, and a flat ref of no known
+    registry with the same name and source (written by an older version or by `import`)."""
+    own = [(entry.name, entry.registry)]
+    legacy = store.get_ref(entry.name)
+    if entry.registry is not None and legacy is not None and legacy.source == str(entry.source):
+        own.append((entry.name, None))
+    return own
+
+
+def remove_refs(store, refs: Iterable[tuple[str, str | None]]) -> None:
+    for name, registry_id in refs:
+        store.remove_ref(name, registry_id)
+
+
+def ref_label(ref) -> str:
+    """How another entry pointing at an artifact is named: its name and registry file."""
+    return f"{ref.entry} ({ref.registry})" if ref.registry else ref.entry
 
 
 @cli.command("rm")
@@ -1168,9 +1217,9 @@ def stored_artifact(registry, entry) -> str | None:
 def remove(app: App, names: tuple[str, ...], force: bool, as_json: bool):
     """Remove entries' stored artifacts and refs (a model's tokenizer stays).
 
-    An artifact that another entry also points at is kept; only this entry's ref goes.
-    An ARTIFACT_ID (from `list --stored`) removes that object and every ref naming it,
-    also one synced through another registry file.
+    An artifact that another entry (of this or any other registry file sharing the store)
+    also points at is kept; only this entry's ref goes. An ARTIFACT_ID (from `list --stored`)
+    removes that object and every ref naming it, also one synced through another registry file.
     """
     from .cli_store import remove_artifact
 
@@ -1205,8 +1254,9 @@ def remove_entry(app: App, registry, name: str, force: bool) -> dict:
     store = registry.store
     entry = registry.get(name)
     artifact = stored_artifact(registry, entry)
+    own = own_refs(store, entry)
     if artifact is None:
-        store.remove_ref(name)
+        remove_refs(store, own)
         return {"name": name, "artifact_id": None, "removed": False, "size": None, "refs": [],
                 "kept_because": None}
     if entry.kind == "tokenizer" and not force:
@@ -1215,10 +1265,11 @@ def remove_entry(app: App, registry, name: str, force: bool) -> dict:
         if users:
             raise RefusedError(f"kept '{name}': the synced model(s) {', '.join(users)} use it",
                                hint=f"remove them first, or pass --force to remove '{name}' anyway")
-    sharing = [other for other, ref in store.refs().items() if ref.artifact_id == artifact and other != name]
+    sharing = [ref_label(ref) for ref in store.refs().values()
+               if ref.artifact_id == artifact and (ref.entry, ref.registry) not in own]
     size = store.read_manifest(artifact).total_size
     with store.lock(artifact, registry.loader.lock_timeout, on_wait=app.on_wait):
-        store.remove_ref(name)
+        remove_refs(store, own)
         if not sharing:
             store.remove(artifact)
     return {"name": name, "artifact_id": artifact, "removed": not sharing, "size": size, "refs": [name],

@@ -67,10 +67,10 @@ def stored_objects(registry) -> list[dict[str, Any]]:
     for key, ref in store.refs().items():
         named.setdefault(ref.artifact_id, []).append({
             "entry": ref.entry,
-            "registry": getattr(ref, "registry", None),  # set once refs record their registry file
-            "key": key if isinstance(key, str) else "/".join(map(str, key)),
+            "registry": ref.registry,
+            "key": key,
         })
-    in_use = {e.name for e in registry.entries()}
+    in_use = {(e.name, e.registry) for e in registry.entries()}
     objects = []
     for artifact in store.list_artifacts():
         info: dict[str, Any] = {"artifact_id": artifact, "path": str(store.object_dir(artifact)),
@@ -84,7 +84,7 @@ def stored_objects(registry) -> list[dict[str, Any]]:
             info.update(kind=manifest.kind, entry=manifest.entry, source=manifest.source,
                         revision=manifest.resolved_revision, size=manifest.total_size,
                         created_at=manifest.created_at, damaged=None)
-        info["in_this_registry"] = any(r["entry"] in in_use for r in info["refs"])
+        info["in_this_registry"] = any((r["entry"], r["registry"]) in in_use for r in info["refs"])
         objects.append(info)
     return objects
 
@@ -101,7 +101,7 @@ def remove_artifact(registry, artifact: str, lock_timeout, on_wait=None) -> dict
     with store.lock(artifact, lock_timeout, on_wait=on_wait):
         for key, ref in store.refs().items():
             if ref.artifact_id == artifact:
-                store.remove_ref(key)
+                store.remove_ref(ref.entry, ref.registry)
                 removed_refs.append(ref.entry)
         store.remove(artifact)
     return {"name": artifact, "artifact_id": artifact, "removed": True, "size": size, "refs": removed_refs,

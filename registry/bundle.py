@@ -150,7 +150,7 @@ def stored_artifact(store: Store, entry: Entry) -> str | None:
     if isinstance(source, HfSource) and source.is_pinned:
         artifact_id = hf_artifact_id(source.repo_id, source.revision, source.repo_type)
         return artifact_id if store.has(artifact_id) else None
-    ref = store.get_ref(entry.name)
+    ref = store.get_ref(entry.name, entry.registry)
     if ref is None or source is None or ref.source != str(source) or not store.has(ref.artifact_id):
         return None
     return ref.artifact_id
@@ -165,12 +165,13 @@ def _exported(store: Store, entry: Entry, artifact_of: Callable[[Entry], str | N
         raise VerificationError(f"'{entry.name}' ({artifact_id})", problems,
                                 hint=f"run `kronos-registry sync {entry.name}` to repair it, then export again")
     manifest = store.read_manifest(artifact_id)
-    ref = store.get_ref(entry.name)
+    ref = store.get_ref(entry.name, entry.registry)
     if ref is None or ref.artifact_id != artifact_id:
         ref = Ref(entry=entry.name, artifact_id=artifact_id, source=str(entry.source),
                   resolved_revision=manifest.resolved_revision)
-    # The fingerprint describes files on this machine only; it means nothing on the target.
-    return _Exported(entry, artifact_id, manifest, attrs.evolve(ref, fingerprint=None))
+    # The fingerprint and the registry path describe this machine only; they mean nothing on
+    # the target (an imported ref belongs to no known registry there).
+    return _Exported(entry, artifact_id, manifest, attrs.evolve(ref, fingerprint=None, registry=None))
 
 
 def _bundle_source(item: _Exported) -> str:
@@ -366,7 +367,7 @@ def import_bundle(store: Store, bundle: str | os.PathLike, *, lock_timeout: floa
                 _publish(store, contents.artifacts[artifact_id])
             # Refs are set while the locks are held: gc never sees a fresh object unreferenced.
             for ref in refs:
-                store.set_ref(ref)
+                store.set_ref(attrs.evolve(ref, registry=None))  # flat: of no known registry here
         registry_path = store.root / REGISTRIES_DIR / f"{safe_component(_stem(bundle))}.yaml"
         write_atomic(registry_path, registry_text)
     return ImportSummary(bundle=bundle, artifacts=tuple(todo), skipped=tuple(skipped),

@@ -9,7 +9,6 @@ entry is synced. Model families plug their checks in through ``checks``.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -48,20 +47,6 @@ def _local_fingerprint(folder: Path, names: Sequence[str]) -> tuple[tuple[str, i
             continue
         found.append((name, info.st_size, info.st_mtime_ns))
     return tuple(found)
-
-
-def _detach_links(folder: Path) -> None:
-    """Replace hard-linked files by private copies.
-
-    A file linked from a user's checkpoint folder shares its inode: saving over the original
-    in place would silently change the published object. (Hub cache blobs are replaced, never
-    rewritten, so links to them are safe; only local sources need this.)
-    """
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink() and path.stat().st_nlink > 1:
-            private = path.with_name(f".{path.name}.copy")
-            shutil.copyfile(path, private)
-            os.replace(private, path)
 
 
 class Loader:
@@ -179,7 +164,7 @@ class Loader:
         if isinstance(source, HfSource) and source.is_pinned:
             artifact_id = hf_artifact_id(source.repo_id, source.revision, source.repo_type)
             return artifact_id if self.store.has(artifact_id) else None
-        ref = self.store.get_ref(entry.name)
+        ref = self.store.get_ref(entry.name, entry.registry)
         if ref is None or ref.source != str(source) or not self.store.has(ref.artifact_id):
             return None
         if current and self._source_changed(entry, ref):
@@ -189,7 +174,7 @@ class Loader:
     def _source_changed(self, entry: Entry, ref: Ref | None = None) -> bool:
         if not isinstance(entry.source, LocalSource):
             return False
-        ref = ref or self.store.get_ref(entry.name)
+        ref = ref or self.store.get_ref(entry.name, entry.registry)
         if ref is None or ref.fingerprint is None:
             return False
         return _local_fingerprint(Path(entry.source.path), [n for n, _, _ in ref.fingerprint]) != ref.fingerprint
@@ -239,7 +224,7 @@ class Loader:
             # Another process may have published it while we waited for the lock.
             if not force and self._intact(artifact_id):
                 return self._reuse(entry, artifact_id, tokenizer, resolved)
-            return self._fetch_and_publish(entry, resolved, names, artifact_id, tokenizer)
+            return self._fetch_and_publish(entry, resolved, names, artifact_id, tokenizer, force=force)
 
     def _intact(self, artifact_id: str) -> bool:
         return self.store.has(artifact_id) and not self.store.check(artifact_id)
@@ -252,16 +237,28 @@ class Loader:
                           fetched=False, manifest=manifest, tokenizer=tokenizer)
 
     def _fetch_and_publish(self, entry: Entry, resolved: ResolvedSource, names: tuple[str, ...],
-                           artifact_id: str, tokenizer: SyncResult | None) -> SyncResult:
+                           artifact_id: str, tokenizer: SyncResult | None, *, force: bool = False) -> SyncResult:
+        if force:  # a repair starts from nothing an earlier attempt left behind
+            self.store.discard_staging(artifact_id)
         staging = self.store.staging(artifact_id)
-        # Errors while fetching (network, cut transfers) keep staging, so the next try resumes.
+        # Errors while fetching (network, cut transfers) keep staging, so the next try resumes;
+        # a file-system error (a full disk) removes what this attempt wrote.
         try:
             sources.fetch(resolved, names, staging, self.endpoints, offline=self.offline, progress=self.progress)
         except sources.NotInCacheError as exc:
             raise self._not_synced(entry, exc) from None
+        except OSError:
+            self.store.discard_staging(artifact_id)
+            raise
+        try:
+            return self._verify_and_publish(entry, resolved, names, artifact_id, staging, tokenizer)
+        except OSError:
+            self.store.discard_staging(artifact_id)
+            raise
+
+    def _verify_and_publish(self, entry: Entry, resolved: ResolvedSource, names: tuple[str, ...],
+                            artifact_id: str, staging: Path, tokenizer: SyncResult | None) -> SyncResult:
         self.store.prune_staging(artifact_id, keep=names)
-        if isinstance(entry.source, LocalSource):
-            _detach_links(staging)
         report, records = self._verify_staging(entry, resolved, names, artifact_id, staging, tokenizer)
         if not report.ok:
             self.store.discard_staging(artifact_id)
@@ -386,7 +383,7 @@ class Loader:
             names = self._wanted(entry, resolved) if resolved else entry.files
             fingerprint = _local_fingerprint(Path(entry.source.path), names)
         return Ref(entry=entry.name, artifact_id=artifact_id, source=str(entry.source),
-                   resolved_revision=revision, fingerprint=fingerprint)
+                   resolved_revision=revision, fingerprint=fingerprint, registry=entry.registry)
 
     def _on_wait(self, entry: Entry) -> Callable[[LockWait], None] | None:
         if self.on_wait is None:

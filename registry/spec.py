@@ -108,6 +108,10 @@ class Entry:
     sha256: Mapping[str, str] = attrs.field(factory=dict)
     files: tuple[str, ...] = DEFAULT_FILES
     allow_pickle: bool = False
+    # Which registry file defined the entry, for its ref in a shared store: the file's real
+    # absolute path, or PACKAGED_REGISTRY_ID for the packaged default (whose path changes
+    # with every install). None for an entry not read from a file.
+    registry: str | None = attrs.field(default=None, eq=False)
     # Where each key's value sits in the YAML ("context_length", "config.d_model", ...), so a
     # later check (a config mismatch at sync) can point at the line to edit.
     locations: Mapping[str, Location] = attrs.field(factory=dict, eq=False, repr=False)
@@ -172,6 +176,8 @@ class RegistrySpec:
 SUPPORTED_SCHEMAS = (1,)
 REGISTRY_FILE_ENV = "KRONOS_REGISTRY_FILE"
 REGISTRY_FILE_NAME = "models.yaml"
+# The registry id of the packaged default file's entries (see Entry.registry).
+PACKAGED_REGISTRY_ID = "packaged"
 
 TOP_LEVEL_KEYS = ("schema", "tokenizers", "models", "endpoint", "mirrors")
 SECTION_KINDS = {"tokenizers": "tokenizer", "models": "model"}
@@ -381,9 +387,10 @@ class _ParsedFile:
 class _FileParser:
     """Reads one registry file into a ``_ParsedFile``, recording problems instead of raising."""
 
-    def __init__(self, path: Path, package_dir: Path | None = None):
+    def __init__(self, path: Path, package_dir: Path | None = None, registry_id: str | None = None):
         self.path = Path(path)
         self.file = str(path)
+        self.registry_id = registry_id or os.path.realpath(self.path)
         # The real folder: ./models.yaml may be a symlink to a file whose relative sources
         # point beside it, not beside the link.
         self.base_dir = Path(os.path.realpath(self.path)).parent
@@ -631,7 +638,8 @@ class _FileParser:
             draft.reference = (values["tokenizer"], locations["tokenizer"])
         if len(self.result.problems) == problems_before:
             values.setdefault("source", None)  # an unavailable entry may have none
-            draft.entry = Entry(name=name, kind=kind, origin=draft.origin, locations=locations, **values)
+            draft.entry = Entry(name=name, kind=kind, origin=draft.origin, locations=locations,
+                                registry=self.registry_id, **values)
         return draft
 
     def _sub_locations(self, key: str, node: yaml.Node) -> dict[str, Location]:
@@ -959,7 +967,7 @@ def load_registry(path: str | Path | None = None, *, default_path: str | Path,
     (see ``resolve_registry_path``) and is not that same file; cross-references are checked
     on the result. Every mistake in either file is reported at once."""
     package_dir = Path(os.path.realpath(default_path)).parent  # what package:// sources name
-    parsed = _FileParser(Path(default_path), package_dir).parse()
+    parsed = _FileParser(Path(default_path), package_dir, PACKAGED_REGISTRY_ID).parse()
     warnings: list[Problem] = []
     user_path = resolve_registry_path(path, env, cwd)
     if user_path is not None and not _same_file(user_path, Path(default_path)):

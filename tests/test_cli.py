@@ -44,8 +44,16 @@ def no_traceback(result) -> bool:
     return "Traceback" not in result.output
 
 
+def demo_ref_path(runner: Cli, entry: str = DEMO) -> Path:
+    """The ref of a packaged entry (refs live in one namespace per registry file)."""
+    from registry.spec import PACKAGED_REGISTRY_ID
+    from registry.store import Store
+
+    return Store(runner.store).ref_path(entry, PACKAGED_REGISTRY_ID)
+
+
 def demo_object(runner: Cli, entry: str = DEMO) -> Path:
-    ref = json.loads((runner.store / "refs" / f"{entry}.json").read_text())
+    ref = json.loads(demo_ref_path(runner, entry).read_text())
     return runner.store / "objects" / ref["artifact_id"]
 
 
@@ -369,7 +377,7 @@ def test_rm_keeps_a_tokenizer_in_use(demo_copy):
 
 def test_gc_removes_unreferenced_artifacts(demo_copy):
     model_dir = demo_object(demo_copy)
-    (demo_copy.store / "refs" / f"{DEMO}.json").unlink()
+    demo_ref_path(demo_copy).unlink()
     dry = demo_copy("gc", "--dry-run")
     assert dry.code == 0 and f"would remove {model_dir.name}" in dry.stdout
     assert model_dir.exists()
