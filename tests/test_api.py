@@ -24,6 +24,7 @@ from tests.support.kronos_checkpoints import (
 )
 from tests.support.olah import dead_endpoint
 from tests.support.registry_files import flow
+from tests.support.sockets import NetworkAttempted
 from tests.support.trees import tree_digest
 
 TOKENIZER_PARAMS = param_count("tokenizer", TINY_TOKENIZER)
@@ -220,6 +221,10 @@ def test_offline_and_not_synced_says_how_to_sync(workspace, no_sockets):
         load_predictor("tiny", registry=path, store=workspace / "store", offline=True)
     assert "kronos-registry sync tiny" in str(info.value) and "import" in str(info.value)
     assert no_sockets == []
+    # The control: not offline, the same call reaches for the hub first, and the guard stops it.
+    with pytest.raises(NetworkAttempted):
+        load_predictor("tiny", registry=path, store=workspace / "store", offline=False)
+    assert no_sockets and no_sockets[0][1][0] == "huggingface.co", no_sockets
 
 
 def test_registry_sync_verify_and_status(workspace):

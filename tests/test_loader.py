@@ -25,6 +25,7 @@ from registry.loader import Loader
 from registry.sources import RemoteFile
 from registry.spec import Entry, HfSource, LocalSource, Location, RegistrySpec
 from registry.store import MANIFEST_NAME, Store
+from tests.support.sockets import NetworkAttempted
 from tests.support.trees import tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -370,6 +371,12 @@ def test_offline_locate_of_an_unsynced_hub_entry_says_how_to_sync_and_connects_n
         assert loader.status(name) is None
     assert no_sockets == []
     assert store.list_artifacts() == []
+    # The control: online, the same locate's first step is a lookup of the hub, and the guard stops it
+    # (so a broken offline mode fails here with the guard's error, not with a failed DNS lookup).
+    online = Loader(make_spec(entry, branch), store, env={})
+    with pytest.raises(NetworkAttempted):
+        online.locate("kronos-mini")
+    assert no_sockets and no_sockets[0][1][0] == "huggingface.co", no_sockets
 
 
 def test_offline_locate_of_an_unsynced_local_entry_without_sync(tmp_path, store, no_sockets):
