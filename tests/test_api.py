@@ -257,12 +257,17 @@ def test_cache_loads_each_entry_once_under_concurrency(workspace):
         except Exception as exc:  # surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    # Daemons, joined against one deadline: a thread stuck on a lock fails the test, not the session.
+    threads = [threading.Thread(target=ask, args=(i,), daemon=True) for i in range(8)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 60
     for thread in threads:
-        thread.join(120)
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [thread.name for thread in threads if thread.is_alive()]
+    assert not stuck, f"{len(stuck)} of 8 threads never got a predictor: {stuck}"
     assert not errors, errors
+    assert sorted(parity for parity, _ in got) == [0] * 4 + [1] * 4  # every thread got one, for its entry
     assert sorted(cache.loads.values()) == [1, 1]
     for parity in (0, 1):
         assert len({id(p) for k, p in got if k == parity}) == 1
