@@ -24,6 +24,7 @@ from tests.support.kronos_checkpoints import (
 )
 from tests.support.olah import dead_endpoint
 from tests.support.registry_files import flow
+from tests.support.sockets import NetworkAttempted
 from tests.support.trees import tree_digest
 
 TOKENIZER_PARAMS = param_count("tokenizer", TINY_TOKENIZER)
@@ -220,6 +221,10 @@ def test_offline_and_not_synced_says_how_to_sync(workspace, no_sockets):
         load_predictor("tiny", registry=path, store=workspace / "store", offline=True)
     assert "kronos-registry sync tiny" in str(info.value) and "import" in str(info.value)
     assert no_sockets == []
+    # The control: not offline, the same call reaches for the hub first, and the guard stops it.
+    with pytest.raises(NetworkAttempted):
+        load_predictor("tiny", registry=path, store=workspace / "store", offline=False)
+    assert no_sockets and no_sockets[0][1][0] == "huggingface.co", no_sockets
 
 
 def test_registry_sync_verify_and_status(workspace):
@@ -252,12 +257,17 @@ def test_cache_loads_each_entry_once_under_concurrency(workspace):
         except Exception as exc:  # surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+    # Daemons, joined against one deadline: a thread stuck on a lock fails the test, not the session.
+    threads = [threading.Thread(target=ask, args=(i,), daemon=True) for i in range(8)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 60
     for thread in threads:
-        thread.join(120)
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [thread.name for thread in threads if thread.is_alive()]
+    assert not stuck, f"{len(stuck)} of 8 threads never got a predictor: {stuck}"
     assert not errors, errors
+    assert sorted(parity for parity, _ in got) == [0] * 4 + [1] * 4  # every thread got one, for its entry
     assert sorted(cache.loads.values()) == [1, 1]
     for parity in (0, 1):
         assert len({id(p) for k, p in got if k == parity}) == 1

@@ -8,7 +8,9 @@ mistake, and asserts the four things a user and an operator rely on:
 2. a message on stderr that names the culprit (the file, line, key, column, member or option),
 3. no traceback anywhere,
 4. the store byte for byte as it was: every path, its type, its permission bits and the bytes
-   of every file (a failed sync must not leave staging debris, lock files or a rewritten ref).
+   of every file (a failed sync must not leave staging debris, lock files or a rewritten ref);
+5. the user's inputs as they were, by the same measure: the registry file, checkpoint folder,
+   CSV or bundle the case wrote, and a regular file given as the store.
 
 The cases are table-driven (``CASES``), grouped by what is wrong: the registry file, a
 checkpoint's config, its weights, a candle CSV, a command-line argument, an import bundle.
@@ -622,18 +624,35 @@ class Outcome:
     result: Result | None
     before: dict
     after: dict
+    inputs_before: dict
+    inputs_after: dict
     error: BaseException | None = None  # the case could not run (e.g. a timeout): its test fails
+
+
+# A case folder holds the Cli's own store, working directory and HF home; the rest is its input.
+CLI_DIRS = ("store", "cwd", "hf-home")
+
+
+def input_digest(folder: Path) -> dict:
+    """``tree_digest`` of what the case wrote into its folder for the command to read."""
+    return {path: entry for path, entry in tree_digest(folder).items()
+            if path != "." and path.split("/")[0] not in CLI_DIRS}
 
 
 def run_case(case: Case, assets: Assets, root: Path) -> Outcome:
     folder = root / case.id
     cli = assets.template.clone(folder)  # a private copy of the synced template store
     before = tree_digest(cli.store)
+    inputs = {}
     try:
-        result = cli(*case.prepare(folder, assets))
+        args = case.prepare(folder, assets)
+        inputs = input_digest(folder)
+        result = cli(*args)
     except Exception as error:  # noqa: BLE001 - reported by this case's test, not the whole module
-        return Outcome(folder=folder, result=None, before=before, after=tree_digest(cli.store), error=error)
-    return Outcome(folder=folder, result=result, before=before, after=tree_digest(cli.store))
+        return Outcome(folder=folder, result=None, before=before, after=tree_digest(cli.store),
+                       inputs_before=inputs, inputs_after=input_digest(folder), error=error)
+    return Outcome(folder=folder, result=result, before=before, after=tree_digest(cli.store),
+                   inputs_before=inputs, inputs_after=input_digest(folder))
 
 
 @pytest.fixture(scope="module")
@@ -672,3 +691,7 @@ def test_bad_input_is_refused_cleanly(case: Case, outcomes: dict[str, Outcome]):
         assert result.seconds < case.max_seconds, context
     assert outcome.after == outcome.before, (
         f"the store changed: {describe_changes(outcome.before, outcome.after)}\n{context}")
+    if "store-is-a-regular-file" in case.id:  # the file given as the store is one of the inputs checked
+        assert outcome.inputs_before.get("not-a-folder", ("",))[0] == "file", outcome.inputs_before
+    assert outcome.inputs_after == outcome.inputs_before, (
+        f"the inputs changed: {describe_changes(outcome.inputs_before, outcome.inputs_after)}\n{context}")

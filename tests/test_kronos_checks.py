@@ -230,15 +230,52 @@ def test_pairing_bits_and_d_in(tmp_path):
     assert {"s1_bits", "s2_bits", "d_in"} <= fields
 
 
-@pytest.mark.parametrize("repo, group_size", [("NeoQuasar/Kronos-mini", 4), ("NeoQuasar/Kronos-small", 5)])
-def test_published_model_paired_with_the_wrong_tokenizer(tmp_path, repo, group_size):
-    tok = tokenizer_checkpoint(tmp_path / "t", group_size=group_size)
+# Which tokenizer each published model was trained with, written out here from the model cards
+# (not read from the product's table, so a wrong row there cannot agree with itself):
+# Tokenizer-2k has group_size 5, Tokenizer-base 4; they are otherwise identical in shape.
+TRAINED_WITH = {
+    "NeoQuasar/Kronos-mini": ("NeoQuasar/Kronos-Tokenizer-2k", 5),
+    "NeoQuasar/Kronos-small": ("NeoQuasar/Kronos-Tokenizer-base", 4),
+    "NeoQuasar/Kronos-base": ("NeoQuasar/Kronos-Tokenizer-base", 4),
+    "NeoQuasar/Kronos-large": ("NeoQuasar/Kronos-Tokenizer-base", 4),
+}
+
+
+def test_the_pairing_table_has_a_row_for_every_published_model():
+    assert set(kc.PUBLISHED_TOKENIZER_GROUP_SIZE) == set(TRAINED_WITH)
+
+
+@pytest.mark.parametrize("repo", list(TRAINED_WITH))
+def test_published_model_paired_with_its_own_tokenizer_passes_and_with_the_other_fails(tmp_path, repo):
+    tokenizer_repo, group_size = TRAINED_WITH[repo]
+    wrong_size = 4 if group_size == 5 else 5
     mod = model_checkpoint(tmp_path / "m")
-    problem = only_error(report_for("model", mod, related={"tokenizer": tok}, tokenizer="tok",
+    right = tokenizer_checkpoint(tmp_path / "right", group_size=group_size)
+    report = report_for("model", mod, related={"tokenizer": right}, tokenizer="tok", source=HfSource(repo, "main"))
+    assert report.ok and "kronos-pairing" in report.checks_run, [str(p) for p in report.problems]
+
+    wrong = tokenizer_checkpoint(tmp_path / "wrong", group_size=wrong_size)
+    problem = only_error(report_for("model", mod, related={"tokenizer": wrong}, tokenizer="tok",
                                     source=HfSource(repo, "main")))
     assert problem.field == "tokenizer" and "silently forecast worse" in problem.message
-    expected = "Kronos-Tokenizer-2k" if repo.endswith("mini") else "Kronos-Tokenizer-base"
-    assert expected in problem.hint
+    assert f"group_size {group_size}" in problem.message and f"group_size {wrong_size}" in problem.message
+    assert tokenizer_repo in problem.hint
+
+
+def test_packaged_registry_pairs_every_published_model_with_its_tokenizer():
+    from kronos_registry.api import PACKAGED_REGISTRY
+    from registry.spec import parse_registry
+
+    spec = parse_registry(PACKAGED_REGISTRY, check_references=True)
+    paired = {}
+    for model in spec.models.values():
+        # kronos-large is not released (no source): its display name is its repo name
+        repo = getattr(model.source, "repo_id", None) or f"NeoQuasar/{model.display_name}"
+        if repo not in TRAINED_WITH:
+            continue
+        tokenizer = spec.tokenizers[model.tokenizer]
+        paired[repo] = (tokenizer.source.repo_id, tokenizer.config["group_size"])
+    assert paired == TRAINED_WITH
 
 
 def test_signature_keys_are_those_of_the_official_classes():

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import attrs
@@ -25,6 +26,7 @@ from registry.loader import Loader
 from registry.sources import RemoteFile
 from registry.spec import Entry, HfSource, LocalSource, Location, RegistrySpec
 from registry.store import MANIFEST_NAME, Store
+from tests.support.sockets import NetworkAttempted
 from tests.support.trees import tree_digest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,10 +253,12 @@ CHILD = textwrap.dedent("""
     from pathlib import Path
     from registry.checks import generic_checks
     from registry.loader import Loader
-    from registry.spec import Entry, LocalSource, Location, RegistrySpec
+    from registry.spec import Entry, HfSource, Location, RegistrySpec
     from registry.store import Store
+    import huggingface_hub.file_download  # imported before the start: the race is the sync's
 
-    store_root, folder, go, hold = sys.argv[1], sys.argv[2], Path(sys.argv[3]), float(sys.argv[4])
+    store_root, repo, revision, signals, index, hold = sys.argv[1:7]
+    signals, hold = Path(signals), float(hold)
 
     class Slow:  # keeps the first syncer inside the lock long enough for the other to queue
         name = "slow"
@@ -262,35 +266,57 @@ CHILD = textwrap.dedent("""
             time.sleep(hold)
             return []
 
-    entry = Entry(name="shared", kind="model", source=LocalSource(Path(folder)), origin=Location("t"))
+    entry = Entry(name="shared", kind="model", source=HfSource(repo, revision), origin=Location("t"))
     spec = RegistrySpec(schema=1, paths=("t",), tokenizers={}, models={"shared": entry})
     waited = []
     loader = Loader(spec, Store(store_root), checks=lambda e: [*generic_checks(e), Slow()], offline=False,
                     on_wait=waited.append)
-    while not go.exists():
+    (signals / f"ready-{index}").touch()
+    while not (signals / "go").exists():
         time.sleep(0.01)
     result = loader.sync("shared")
     print(json.dumps({"fetched": result.fetched, "id": result.artifact_id, "waited": len(waited)}))
 """)
 
 
-def test_two_processes_syncing_one_artifact_fetch_it_once(tmp_path: Path, store: Store):
-    folder = make_checkpoint(tmp_path / "ckpt")
-    go = tmp_path / "go"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    children = [subprocess.Popen([sys.executable, "-c", CHILD, str(store.root), str(folder), str(go), "1.0"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-                for _ in range(2)]
-    time.sleep(0.5)
-    go.touch()  # both start together
-    results = []
-    for child in children:
-        out, err = child.communicate(timeout=60)
-        assert child.returncode == 0, err
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    assert sorted(r["fetched"] for r in results) == [False, True], results
-    assert results[0]["id"] == results[1]["id"]
-    assert store.list_artifacts() == [results[0]["id"]]
+def test_two_processes_syncing_one_artifact_fetch_it_once(olah_hub, tmp_path: Path, store: Store):
+    """Two processes, each with its own Hugging Face cache, sync one pinned hub artifact at once
+    through a counting proxy: each file crosses the wire once, the second process waits for the
+    first's lock (and says so), then reuses what the first published."""
+    from tests.support.faultproxy import FaultProxy
+    from tests.support.mirror import isolated_env
+
+    server, hub = olah_hub
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    with FaultProxy(server.url) as proxy:
+        children = []
+        for index in range(2):
+            env = isolated_env(tmp_path, proxy.url, HF_HOME=str(tmp_path / f"hf-home-{index}"))
+            children.append(subprocess.Popen(
+                [sys.executable, "-c", CHILD, str(store.root), "Org/Tiny-Tokenizer", hub.first, str(signals),
+                 str(index), "1.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT))
+        deadline = time.monotonic() + 120
+        while len(list(signals.glob("ready-*"))) < 2:  # both imported and set up: start them together
+            assert all(c.poll() is None for c in children), [c.communicate() for c in children]
+            assert time.monotonic() < deadline, "the children did not start in time"
+            time.sleep(0.02)
+        (signals / "go").touch()
+        outputs = [child.communicate(timeout=120) for child in children]
+        downloads = Counter(e.path.rsplit("/", 1)[-1] for e in proxy.exchanges
+                            if e.method == "GET" and "/resolve/" in e.path)
+
+    stderr = "\n".join(err[-2000:] for _, err in outputs)
+    # Counted at the wire, before anything else: a second download is the failure to see.
+    assert downloads == {"config.json": 1, "model.safetensors": 1}, (downloads, stderr)
+    assert [child.returncode for child in children] == [0, 0], stderr
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    fetcher = [r for r in results if r["fetched"]]
+    waiter = [r for r in results if not r["fetched"]]
+    assert len(fetcher) == 1 and len(waiter) == 1, results
+    assert waiter[0]["waited"] == 1 and fetcher[0]["waited"] == 0, results  # the lock, not luck
+    assert fetcher[0]["id"] == waiter[0]["id"]
+    assert store.list_artifacts() == [fetcher[0]["id"]]
     assert list(store.staging_root.iterdir()) == []
 
 
@@ -371,6 +397,12 @@ def test_offline_locate_of_an_unsynced_hub_entry_says_how_to_sync_and_connects_n
         assert loader.status(name) is None
     assert no_sockets == []
     assert store.list_artifacts() == []
+    # The control: online, the same locate's first step is a lookup of the hub, and the guard stops it
+    # (so a broken offline mode fails here with the guard's error, not with a failed DNS lookup).
+    online = Loader(make_spec(entry, branch), store, env={})
+    with pytest.raises(NetworkAttempted):
+        online.locate("kronos-mini")
+    assert no_sockets and no_sockets[0][1][0] == "huggingface.co", no_sockets
 
 
 def test_offline_locate_of_an_unsynced_local_entry_without_sync(tmp_path, store, no_sockets):

@@ -219,6 +219,33 @@ def test_opted_in_malicious_pickle_is_not_executed(demo, pickles, tmp_path):
     assert again.code == 6 and not marker.exists(), again.output
 
 
+def test_withdrawn_opt_in_makes_verify_refuse_a_stored_benign_pickle(demo, pickles, tmp_path):
+    """The allow_pickle gate of the weights check, alone: the weights are a plain state dict
+    (weights_only would load them), the registry file lists no pickle (its own check has nothing
+    to refuse) and every listed file is there. Only the missing opt-in is left to refuse."""
+    from tests.support.trees import describe_changes, tree_digest
+
+    benign, _, _ = pickles
+    registry = _pickle_entry(tmp_path, benign, allow_pickle=True)
+    copy = demo.clone(tmp_path / "copy")
+    assert copy("--registry", registry, "sync", "bad-model").code == 0
+    assert copy("--registry", registry, "verify", "bad-model").code == 0  # opted in: it passes
+
+    # The user no longer trusts the pickle: the opt-in goes, and with it the pickle from `files:`.
+    registry.write_text(registry.read_text().replace(
+        "    allow_pickle: true\n    files: [config.json, pytorch_model.bin]\n", "    files: [config.json]\n"))
+    assert "allow_pickle" not in registry.read_text() and "pytorch_model.bin" not in registry.read_text()
+    before = tree_digest(copy.store)
+    result = copy("--registry", registry, "verify", "--json", "bad-model")
+    assert result.code == 6, result.output
+    assert "Traceback" not in result.output
+    [report] = json.loads(result.stdout)
+    assert not report["ok"] and report["warnings"] == [], report
+    [error] = report["errors"]  # the gate's refusal, and nothing else
+    assert "pytorch_model.bin" in error and "allow_pickle: true" in error, error
+    assert tree_digest(copy.store) == before, describe_changes(before, tree_digest(copy.store))
+
+
 def test_refused_malicious_pickle_is_named_without_unsafe_advice(demo, pickles, tmp_path):
     _, evil, marker = pickles
     registry = _pickle_entry(tmp_path, evil, allow_pickle=True)
