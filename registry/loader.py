@@ -142,12 +142,15 @@ class Loader:
                     self.on_note(note)
                 return result
             artifact_id = None
-        if sync_missing:
+        read_only = self.store.is_read_only()
+        if sync_missing and not read_only:
             return self._sync_entry(entry, force=False, tokenizer=tokenizer)
         if problems:
             raise VerificationError(self._label(entry, artifact_id), problems,
-                                    hint=f"run `kronos-registry sync {entry.name}` to fetch it again")
-        raise NotSyncedError(entry.name, str(self.store.root), reason="offline" if self.offline else None)
+                                    hint=f"run `kronos-registry sync {entry.name} --force` to repair it"
+                                    + (" where the store is writable" if read_only else ""))
+        raise NotSyncedError(entry.name, str(self.store.root),
+                             reason="the store is read-only" if read_only else "offline" if self.offline else None)
 
     def verify(self, name: str, *, deep: bool = False) -> Report:
         """Re-check the stored copy: the store's integrity check and the family's checks.

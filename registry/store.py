@@ -33,8 +33,9 @@ from typing import IO, Callable, Iterable, Iterator, Mapping
 import attrs
 import filelock
 
-from .checks import head_sha256, sha256_file
+from .checks import sha256_file
 from .errors import InputDataError, LockTimeoutError, Problem, ReadOnlyStoreError, VerificationError
+from .fileops import exchange, file_stamp
 
 MANIFEST_NAME = "MANIFEST.json"
 MANIFEST_SCHEMA = 1
@@ -259,39 +260,6 @@ class GcResult:
 
 
 # --- filesystem helpers -----------------------------------------------------------------------
-
-def _stamped(folder: Path, record: FileRecord) -> FileRecord:
-    """``record`` with the stat and head hash of its file in ``folder`` (see FileRecord)."""
-    fd = os.open(folder / record.name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    try:
-        info = os.fstat(fd)
-        return attrs.evolve(record, mtime_ns=info.st_mtime_ns, inode=info.st_ino,
-                            head_sha256=head_sha256(fd, record.name, info.st_size))
-    finally:
-        os.close(fd)
-
-
-_RENAME_EXCHANGE = 2  # linux/fs.h
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where the
-    platform or file system has no such call, and the caller falls back to two renames."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(code, os.strerror(code), str(b))
 
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -656,11 +624,12 @@ class Store:
         if self.has(artifact_id) and not replace:
             _remove_tree(staging)
             return False
-        manifest = attrs.evolve(manifest, files=tuple(_stamped(staging, r) for r in manifest.files))
+        manifest = attrs.evolve(manifest, files=tuple(
+            attrs.evolve(r, **file_stamp(staging / r.name, r.name)) for r in manifest.files))
         (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         self._make_durable(staging)
         make_dirs(self.objects_dir)
-        if replace and target.exists() and _exchange(staging, target):
+        if replace and target.exists() and exchange(staging, target):
             # `staging` now holds the old copy: retire it. Open files in it stay readable.
             _fsync_dir(self.objects_dir)
             _remove_tree(self._to_trash(staging))
@@ -741,8 +710,8 @@ class Store:
 
         A dry run creates nothing: a lock without a file has no holder.
         """
-        if dry_run and not self.lock_path(artifact_id).exists():
-            yield True
+        if dry_run and (not self.lock_path(artifact_id).exists() or self.is_read_only()):
+            yield True  # (nobody syncs through a read-only mount)
             return
         held = contextlib.ExitStack()
         try:

@@ -19,7 +19,8 @@ from kronos_registry import PredictorCache, Registry, load_predictor
 from kronos_registry.model import Kronos, KronosTokenizer
 from kronos_registry.predictor import KronosPredictor
 from registry.errors import (
-    EntryKindError, FileNotInSourceError, RegistryError, NetworkError, UnavailableEntryError, UnknownEntryError,
+    EntryKindError, FileNotInSourceError, NotSyncedError, RegistryError, NetworkError, UnavailableEntryError,
+    UnknownEntryError,
     VerificationError,
 )
 from tests.support.kronos_checkpoints import (
@@ -340,6 +341,9 @@ def test_a_read_only_store_serves_local_entries_whose_folders_were_touched_or_mo
         assert sum(p.numel() for p in registry.load_predictor("tiny").model.parameters()) == MODEL_PARAMS
         (workspace / "ckpt" / "model").rename(workspace / "moved-away")
         assert sum(p.numel() for p in registry.load_predictor("tiny").model.parameters()) == MODEL_PARAMS
+        model_checkpoint(workspace / "ckpt" / "model", seed=5)  # new content: it needs a sync
+        with pytest.raises(NotSyncedError, match="the store is read-only"):
+            registry.load_predictor("tiny")
 
 
 # ---------------------------------------------------------------------------------------------
