@@ -217,7 +217,7 @@ class Loader:
             return (artifact_id if self.store.has(artifact_id) else None), None
         ref = self.store.get_ref(entry.name)
         if ref is None or ref.source != str(source) or not self.store.has(ref.artifact_id):
-            return None, None
+            return (self._stored_by_content(entry) if current else None), None
         if not current:
             return ref.artifact_id, None
         state = self._source_state(entry, ref)
@@ -233,6 +233,18 @@ class Loader:
                 f"note: the source folder {source} of '{entry.name}' is gone (moved or deleted); "
                 f"serving its stored, verified copy {ref.artifact_id}")
         return ref.artifact_id, None
+
+    def _stored_by_content(self, entry: Entry) -> str | None:
+        """A local folder with no ref of its own (another registry file synced or imported it)
+        whose content is stored under its content-addressed id: found without writing a ref."""
+        if not isinstance(entry.source, LocalSource) or not Path(entry.source.path).is_dir():
+            return None
+        try:
+            resolved = self._resolve(entry)
+            artifact_id = self._content_id(entry, resolved, self._wanted(entry, resolved))
+        except (SourceError, NotSyncedError, OSError):
+            return None
+        return artifact_id if self.store.has(artifact_id) else None
 
     def _source_state(self, entry: Entry, ref: Ref | None = None) -> str:
         """How a local entry's folder compares with what was synced (no writes, no network).

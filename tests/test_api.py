@@ -346,6 +346,19 @@ def test_a_read_only_store_serves_local_entries_whose_folders_were_touched_or_mo
             registry.load_predictor("tiny")
 
 
+def test_a_read_only_store_serves_a_local_entry_that_another_registry_file_synced(workspace, tmp_path):
+    """No ref of this registry's own (another project, or a bundle's registry, synced it):
+    the folder's content names the stored object, found without writing a ref."""
+    _, store = synced_workspace(workspace)
+    os.symlink(workspace / "ckpt", workspace / "same-ckpt")  # the same folder, by another path
+    (workspace / "other").mkdir()
+    other = registry_file(workspace / "other", model_source="../same-ckpt/model",
+                          tokenizer_source="../same-ckpt/tokenizer")
+    with read_only_view(store, tmp_path / "ro-store") as view:
+        predictor = Registry(other, view, offline=True).load_predictor("tiny")
+        assert sum(p.numel() for p in predictor.model.parameters()) == MODEL_PARAMS
+
+
 # ---------------------------------------------------------------------------------------------
 # Same-size damage in the store: exit 6 with the repair, never served, never "a bug"
 # ---------------------------------------------------------------------------------------------
