@@ -57,7 +57,8 @@ Exit codes:
   9   bad input data (candle CSV, bundle, argument value)
   10  an optional dependency is missing (matplotlib for --plot)
   11  the store is read-only: sync, rm, gc and import need to write it
-      (loading and predict never write, so they work from a read-only store)
+      (predict never writes, so it works from a read-only store, and so
+      does a sync of an entry already stored)
 
 \b
 Environment:
