@@ -641,6 +641,8 @@ def test_a_read_only_store_says_so_for_rm_gc_and_sync_with_exit_11_and_still_pre
             assert "read-only" in _clean(result) and str(view) in result.stderr, result.output
         result = runner("predict", DEMO, "--input", SAMPLE_CSV, "--pred-len", "2", "--seed", "1")
         assert result.code == 0, result.output
+        result = runner("sync", DEMO)  # already stored: nothing to write, so no error
+        assert result.code == 0 and "present" in result.stdout, result.output
         assert tree_digest(view) == before
 
 
