@@ -171,7 +171,7 @@ class Loader:
         elif state == GONE:
             problems.append(Problem(f"the source folder {entry.source} is gone (moved or deleted); "
                                     "the stored copy is what loads", severity="warning",
-                                    hint=f"keep the stored copy, or point the entry's `source:` at the new place"))
+                                    hint="keep the stored copy, or point the entry's `source:` at the new place"))
         related, related_entries, missing = self._stored_related(entry)
         problems += missing
         ctx = CheckContext(entry=entry, folder=folder, spec=self.spec, deep=deep,
