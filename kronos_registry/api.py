@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import threading
 from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Mapping
 
-from registry.errors import EntryKindError
+from registry.errors import EntryKindError, ObjectVanishedError, Problem, VerificationError
 from registry.loader import Loader, SyncResult
+from registry.snapshot import Snapshot, open_snapshot
 from registry.sources import Endpoints, is_offline
 from registry.spec import Entry, RegistrySpec, load_registry
 from registry.store import Store, default_store_root
@@ -26,6 +28,8 @@ from registry.store import Store, default_store_root
 from .checks import CONFIG_FILE, PICKLE_FILE, SAFETENSORS_FILE, kronos_checks, load_pickle_weights
 
 PACKAGED_REGISTRY = Path(__file__).with_name("models.yaml")
+# A load that loses a race with `rm`/`sync --force`/`gc` of the same entry looks it up again.
+LOAD_ATTEMPTS = 3
 
 
 class Registry:
@@ -38,7 +42,7 @@ class Registry:
 
     def __init__(self, registry: str | os.PathLike | None = None, store: str | os.PathLike | None = None, *,
                  offline: bool | None = None, env: Mapping[str, str] | None = None, progress: bool = False,
-                 lock_timeout: float | None = None, on_wait=None):
+                 lock_timeout: float | None = None, on_wait=None, on_note=None):
         env = os.environ if env is None else env
         self.spec: RegistrySpec = load_registry(registry, default_path=PACKAGED_REGISTRY, env=env)
         self.store = Store(default_store_root(store, env))
@@ -47,7 +51,7 @@ class Registry:
         timeout = lock_timeout if lock_timeout is not None else float(env.get("KRONOS_REGISTRY_LOCK_TIMEOUT", 600))
         self.loader = Loader(self.spec, self.store, checks=kronos_checks, offline=self.offline,
                              endpoints=self.endpoints, lock_timeout=timeout, progress=progress,
-                             on_wait=on_wait, env=env)
+                             on_wait=on_wait, on_note=on_note, env=env)
 
     def entries(self) -> list[Entry]:
         return self.spec.entries()
@@ -73,28 +77,66 @@ class Registry:
         if entry.kind != "model":
             models = [e.name for e in self.spec.models.values() if e.tokenizer == name and e.available]
             raise EntryKindError(name, entry.kind, "model", models)
-        located = self.loader.locate(name)
-        tokenizer = load_module("tokenizer", located.tokenizer.path)
-        model = load_module("model", located.path)
+        for attempt in range(LOAD_ATTEMPTS):
+            located = self.loader.locate(name)
+            try:
+                # Both read from open snapshots: whatever another process removes or replaces
+                # now, this load gets the whole copy it opened, or looks again.
+                with self._snapshot(located.tokenizer) as tokenizer_files, self._snapshot(located) as model_files:
+                    tokenizer = load_module("tokenizer", tokenizer_files, entry=located.tokenizer.entry.name)
+                    model = load_module("model", model_files, entry=name)
+                break
+            except ObjectVanishedError as error:
+                if attempt == LOAD_ATTEMPTS - 1:
+                    raise ObjectVanishedError(error.artifact, str(self.store.root), name=name) from None
         return KronosPredictor(model, tokenizer, device=device,
                                max_context=max_context or entry.context_length or 512)
 
+    def _snapshot(self, located: SyncResult):
+        return open_snapshot(self.store, located.artifact_id, label=f"'{located.entry.name}' ({located.artifact_id})",
+                             hint=repair_hint(located.entry.name))
 
-def load_module(role: str, folder: Path):
-    """Build the role's module from a verified store folder and load its weights (strict)."""
+
+def repair_hint(name: str) -> str:
+    return (f"the stored copy is damaged; repair it with `kronos-registry sync {name} --force` "
+            "(`kronos-registry verify --deep` checks every byte)")
+
+
+def load_module(role: str, files: Snapshot | Path, *, entry: str | None = None):
+    """Build the role's module from a verified store object and load its weights (strict).
+
+    ``files`` is an open ``Snapshot`` (what the store serves) or a folder. A file that does
+    not load (possible only where the cheap check cannot see the damage) is a
+    ``VerificationError`` naming the repair, never a bare exception.
+    """
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from .model import Kronos, KronosTokenizer
 
-    config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    cls = KronosTokenizer if role == "tokenizer" else Kronos
-    # Built without initialisation, then given the loaded tensors: no random init, no second
-    # copy, and no meta device (whose first use imports torch._dynamo, ~1 s).
-    module = cls.uninitialised(**config)
-    weights = folder / SAFETENSORS_FILE
-    state = load_file(str(weights)) if weights.is_file() else load_pickle_weights(folder / PICKLE_FILE)
-    module.load_weights(state, label=str(folder), strict=True)
+    folder = files if isinstance(files, Path) else files.folder
+    current = CONFIG_FILE
+    try:
+        config = json.loads(_read(files, CONFIG_FILE).decode("utf-8"))
+        cls = KronosTokenizer if role == "tokenizer" else Kronos
+        # Built without initialisation, then given the loaded tensors: no random init, no second
+        # copy, and no meta device (whose first use imports torch._dynamo, ~1 s).
+        module = cls.uninitialised(**config)
+        has_safetensors = (folder / SAFETENSORS_FILE).is_file() if isinstance(files, Path) else files.has(SAFETENSORS_FILE)
+        current = SAFETENSORS_FILE if has_safetensors else PICKLE_FILE
+        path = str(folder / current) if isinstance(files, Path) else files.path(current)
+        state = load_file(path) if has_safetensors else load_pickle_weights(path)
+        module.load_weights(state, label=str(folder), strict=True)
+    except (ValueError, TypeError, KeyError, RuntimeError, SafetensorError, pickle.UnpicklingError) as exc:
+        label = str(folder)
+        raise VerificationError(f"'{entry}' ({label})" if entry else label,
+                                [Problem(f"{current} does not load: {exc}", file=current)],
+                                hint=repair_hint(entry) if entry else None) from None
     return module.eval()
+
+
+def _read(files: Snapshot | Path, name: str) -> bytes:
+    return (files / name).read_bytes() if isinstance(files, Path) else files.read_bytes(name)
 
 
 def load_predictor(name: str, *, device: str | None = None, registry: str | os.PathLike | None = None,

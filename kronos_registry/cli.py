@@ -31,6 +31,7 @@ from registry.errors import (
     EntryKindError,
     InputDataError,
     NotSyncedError,
+    ReadOnlyStoreError,
     RegistryError,
     VerificationError,
 )
@@ -55,6 +56,9 @@ Exit codes:
   8   gave up waiting for another process's lock on an artifact
   9   bad input data (candle CSV, bundle, argument value)
   10  an optional dependency is missing (matplotlib for --plot)
+  11  the store is read-only: sync, rm, gc and import need to write it
+      (predict never writes, so it works from a read-only store, and so
+      does a sync of an entry already stored)
 
 \b
 Environment:
@@ -121,7 +125,7 @@ class App:
             from .api import Registry
 
             self._registry = Registry(self.registry_file, self.store, offline=self.offline,
-                                      progress=self.progress, on_wait=self.on_wait)
+                                      progress=self.progress, on_wait=self.on_wait, on_note=self.note)
         return self._registry
 
     def note(self, text: str = "") -> None:
@@ -184,6 +188,10 @@ class KronosGroup(click.Group):
             # not a bug, and the message names the path.
             if error.errno == errno.EPIPE:
                 raise  # `kronos-registry list | head`: click exits quietly
+            if error.errno == errno.EROFS:  # a write the store's own checks did not foresee
+                read_only = ReadOnlyStoreError(_store_root(ctx), str(error.filename or ""), error.strerror or "")
+                print_error(read_only)
+                raise click.exceptions.Exit(read_only.exit_code) from None
             if _debug(ctx):
                 traceback.print_exc()
             click.echo(f"error: {redact_secrets(str(error))}", err=True)
@@ -230,6 +238,12 @@ class KronosCommand(click.Command):
         if app is not None:
             app.override(**{name[1:]: value for name, value in values.items()})
         return super().invoke(ctx)
+
+
+def _store_root(ctx: click.Context) -> str:
+    from registry.store import default_store_root
+
+    return str(default_store_root(ctx.obj.store if isinstance(ctx.obj, App) else None))
 
 
 pass_app = click.make_pass_decorator(App)

@@ -307,3 +307,30 @@ class InputDataError(RegistryError):
         self.path = path
         self.field = field
         super().__init__(message, hint=hint)
+
+
+class ObjectVanishedError(NotSyncedError):
+    """A stored object was removed (or replaced) by another process while it was being read.
+
+    The loader retries by looking the entry up again; this reaches a user only when the
+    entry stays gone (an `rm` that won the race), and then reads as "not in the store".
+    """
+
+    def __init__(self, artifact: str, store_root: str, *, name: str | None = None):
+        self.artifact = artifact
+        super().__init__(name or artifact, store_root, reason=f"{artifact} was removed while being read")
+
+
+class ReadOnlyStoreError(RegistryError):
+    """A command that changes the store met a store it may not write (a read-only mount)."""
+
+    exit_code = 11
+
+    def __init__(self, store_root: str, path: str, detail: str):
+        self.store_root = store_root
+        self.path = path
+        super().__init__(
+            f"the store at {store_root} is read-only: cannot write {path} ({detail})",
+            hint="loading works from a read-only store; run sync, rm, gc and import where the store "
+            "is writable, or point --store / KRONOS_REGISTRY_HOME at a writable folder",
+        )

@@ -8,6 +8,7 @@ entry is synced. Model families plug their checks in through ``checks``.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -22,6 +23,20 @@ from .spec import Entry, HfSource, LocalSource, RegistrySpec
 from .store import FileRecord, LockWait, Manifest, Ref, Store, hf_artifact_id, local_artifact_id
 
 HASH_CHECK = "size-and-sha256"
+# How a local entry's folder compares with what was synced (Loader._source_state).
+SAME, TOUCHED, CHANGED, GONE = "same", "touched", "changed", "gone"
+_log = logging.getLogger("registry")
+
+
+def _log_note(text: str) -> None:
+    _log.warning(text)
+
+
+def _sha256_or_none(path: Path) -> str | None:
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None
 
 
 @attrs.frozen
@@ -55,7 +70,8 @@ class Loader:
     def __init__(self, spec: RegistrySpec, store: Store, *, checks: CheckProvider = generic_checks,
                  offline: bool | None = None, endpoints: Endpoints | None = None,
                  lock_timeout: float | None = 600.0, progress: bool = False,
-                 on_wait: Callable[[LockWait], None] | None = None, env: Mapping[str, str] = os.environ):
+                 on_wait: Callable[[LockWait], None] | None = None,
+                 on_note: Callable[[str], None] | None = None, env: Mapping[str, str] = os.environ):
         self.spec = spec
         self.store = store
         self.checks = checks
@@ -65,6 +81,7 @@ class Loader:
         self.lock_timeout = lock_timeout
         self.progress = progress
         self.on_wait = on_wait
+        self.on_note = on_note or _log_note
 
     @property
     def endpoints(self) -> Endpoints:
@@ -90,26 +107,42 @@ class Loader:
     def locate(self, name: str, *, sync_missing: bool = True) -> SyncResult:
         """The stored copy of ``name`` (and its tokenizer) after a cheap check: manifest + sizes.
 
-        Finding an intact copy needs no network. When it is missing or damaged: sync it if
-        ``sync_missing`` (offline, that can only use local folders and the Hugging Face cache,
-        and raises ``NotSyncedError`` when neither holds it), else raise ``NotSyncedError``
-        (missing) or ``VerificationError`` (damaged).
+        Finding an intact copy needs no network and writes nothing (a read-only store serves
+        it). A local entry's stored copy is served when its folder changed only in timestamps,
+        moved or vanished (``on_note`` says so). When it is missing, damaged or its folder's
+        content changed: sync it if ``sync_missing`` (offline, that can only use local folders
+        and the Hugging Face cache, and raises ``NotSyncedError`` when neither holds it), else
+        raise ``NotSyncedError`` (missing) or ``VerificationError`` (damaged).
         """
         entry = self.spec.get_available(name)
         try:
             tokenizer = self._locate_tokenizer(entry, sync_missing)
         except NotSyncedError as error:
             raise self._needs_tokenizer(entry, error) from None
-        artifact_id = self._stored_id(entry)
+        artifact_id, note = self._find_stored(entry)
         problems = self.store.check(artifact_id) if artifact_id else []
+        if problems and not self.store.has(artifact_id):
+            artifact_id, problems = None, []  # removed by another process while we looked
         if artifact_id and not problems:
-            return self._stored_result(entry, artifact_id, tokenizer)
-        if sync_missing:
+            try:
+                result = self._stored_result(entry, artifact_id, tokenizer)
+            except VerificationError:
+                if self.store.has(artifact_id):
+                    raise
+            else:
+                if note:
+                    self.on_note(note)
+                return result
+            artifact_id = None
+        read_only = self.store.is_read_only()
+        if sync_missing and not read_only:
             return self._sync_entry(entry, force=False, tokenizer=tokenizer)
         if problems:
             raise VerificationError(self._label(entry, artifact_id), problems,
-                                    hint=f"run `kronos-registry sync {entry.name}` to fetch it again")
-        raise NotSyncedError(entry.name, str(self.store.root), reason="offline" if self.offline else None)
+                                    hint=f"run `kronos-registry sync {entry.name} --force` to repair it"
+                                    + (" where the store is writable" if read_only else ""))
+        raise NotSyncedError(entry.name, str(self.store.root),
+                             reason="the store is read-only" if read_only else "offline" if self.offline else None)
 
     def verify(self, name: str, *, deep: bool = False) -> Report:
         """Re-check the stored copy: the store's integrity check and the family's checks.
@@ -122,10 +155,15 @@ class Loader:
             raise NotSyncedError(entry.name, str(self.store.root))
         folder = self.store.object_dir(artifact_id)
         problems = list(self.store.check(artifact_id, deep=deep))
-        if self._source_changed(entry):
+        state = self._source_state(entry)
+        if state == CHANGED:
             problems.append(Problem(f"the source folder {entry.source} changed since it was synced",
                                     severity="warning",
                                     hint=f"run `kronos-registry sync {entry.name}` to store the new files"))
+        elif state == GONE:
+            problems.append(Problem(f"the source folder {entry.source} is gone (moved or deleted); "
+                                    "the stored copy is what loads", severity="warning",
+                                    hint="keep the stored copy, or point the entry's `source:` at the new place"))
         related, related_entries, missing = self._stored_related(entry)
         problems += missing
         ctx = CheckContext(entry=entry, folder=folder, spec=self.spec, deep=deep,
@@ -158,26 +196,77 @@ class Loader:
         """The artifact id the entry is published under, if any.
 
         A pinned hub source names its object directly; otherwise the entry's ref says, when
-        it was written for this same source (and, if ``current``, a local folder unchanged).
+        it was written for this same source (and, if ``current``, a local folder whose content
+        is unchanged, or that is gone: then the stored copy is all there is).
         """
+        return self._find_stored(entry, current=current)[0]
+
+    def _find_stored(self, entry: Entry, *, current: bool = True) -> tuple[str | None, str | None]:
+        """``_stored_id`` and, when a local entry's folder differs from what was synced, a note."""
         source = self._source(entry)
         if isinstance(source, HfSource) and source.is_pinned:
             artifact_id = hf_artifact_id(source.repo_id, source.revision, source.repo_type)
-            return artifact_id if self.store.has(artifact_id) else None
+            return (artifact_id if self.store.has(artifact_id) else None), None
         ref = self.store.get_ref(entry.name, entry.registry)
         if ref is None or ref.source != str(source) or not self.store.has(ref.artifact_id):
-            return None
-        if current and self._source_changed(entry, ref):
-            return None
-        return ref.artifact_id
+            return (self._stored_by_content(entry) if current else None), None
+        if not current:
+            return ref.artifact_id, None
+        state = self._source_state(entry, ref)
+        if state == CHANGED:
+            return None, None
+        if state == TOUCHED:
+            return ref.artifact_id, (
+                f"note: the files of '{entry.name}' in {source} have new timestamps but the same content; "
+                f"serving its stored copy {ref.artifact_id} (`kronos-registry sync {entry.name}` records "
+                "the new timestamps, so later loads need not hash the folder)")
+        if state == GONE:
+            return ref.artifact_id, (
+                f"note: the source folder {source} of '{entry.name}' is gone (moved or deleted); "
+                f"serving its stored, verified copy {ref.artifact_id}")
+        return ref.artifact_id, None
 
-    def _source_changed(self, entry: Entry, ref: Ref | None = None) -> bool:
+    def _stored_by_content(self, entry: Entry) -> str | None:
+        """A local folder with no ref of its own (another registry file synced or imported it)
+        whose content is stored under its content-addressed id: found without writing a ref."""
+        if not isinstance(entry.source, LocalSource) or not Path(entry.source.path).is_dir():
+            return None
+        try:
+            resolved = self._resolve(entry)
+            artifact_id = self._content_id(entry, resolved, self._wanted(entry, resolved))
+        except (SourceError, NotSyncedError, OSError):
+            return None
+        return artifact_id if self.store.has(artifact_id) else None
+
+    def _source_state(self, entry: Entry, ref: Ref | None = None) -> str:
+        """How a local entry's folder compares with what was synced (no writes, no network).
+
+        SAME: every file's (size, mtime_ns) as recorded; TOUCHED: only timestamps differ and
+        the files whose timestamp changed hash as the stored copy's; CHANGED: content differs;
+        GONE: the folder, or a file that was synced from it, is missing. Hub entries: SAME.
+        """
         if not isinstance(entry.source, LocalSource):
-            return False
+            return SAME
         ref = ref or self.store.get_ref(entry.name, entry.registry)
         if ref is None or ref.fingerprint is None:
-            return False
-        return _local_fingerprint(Path(entry.source.path), [n for n, _, _ in ref.fingerprint]) != ref.fingerprint
+            return SAME
+        folder = Path(entry.source.path)
+        current = _local_fingerprint(folder, [n for n, _, _ in ref.fingerprint])
+        if current == ref.fingerprint:
+            return SAME
+        if not folder.is_dir() or len(current) != len(ref.fingerprint):
+            return GONE
+        if any(now[:2] != then[:2] for now, then in zip(current, ref.fingerprint)):
+            return CHANGED
+        try:
+            manifest = self.store.read_manifest(ref.artifact_id)
+        except VerificationError:
+            return CHANGED
+        for now, then in zip(current, ref.fingerprint):
+            record = manifest.file(now[0])
+            if now != then and (record is None or _sha256_or_none(folder / now[0]) != record.sha256):
+                return CHANGED
+        return TOUCHED
 
     def _stored_result(self, entry: Entry, artifact_id: str, tokenizer: SyncResult | None) -> SyncResult:
         return SyncResult(entry=entry, artifact_id=artifact_id, path=self.store.object_dir(artifact_id),
@@ -265,17 +354,15 @@ class Loader:
             raise VerificationError(report.artifact, report.problems)
         if isinstance(entry.source, LocalSource):
             self._check_unchanged(entry, artifact_id, records)
-        if self.store.has(artifact_id):
-            # Damaged, or a forced sync: the old copy goes only now that a verified one is
-            # ready, so a failed re-fetch never loses it (an imported entry's source may be
-            # that very object).
-            self.store.remove(artifact_id)
         manifest = Manifest(
             artifact_id=artifact_id, kind=entry.kind, entry=entry.name, source=str(entry.source),
             resolved_revision=resolved.revision, files=records, checks=report.checks_run,
             warnings=tuple(str(p) for p in report.warnings), endpoint=sources.plain_url(resolved.endpoint),
         )
-        published = self.store.publish(artifact_id, staging, manifest)
+        # Damaged, or a forced sync: the old copy is swapped out only now that a verified one
+        # is ready, so a failed re-fetch never loses it (an imported entry's source may be that
+        # very object), and a concurrent reader finds one copy or the other, never none.
+        published = self.store.publish(artifact_id, staging, manifest, replace=self.store.has(artifact_id))
         if not published:
             manifest = self.store.read_manifest(artifact_id)
         self.store.set_ref(self._ref(entry, artifact_id, resolved.revision, resolved))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -34,7 +35,8 @@ import attrs
 import filelock
 
 from .checks import sha256_file
-from .errors import InputDataError, LockTimeoutError, Problem, VerificationError
+from .errors import InputDataError, LockTimeoutError, Problem, ReadOnlyStoreError, VerificationError
+from .fileops import exchange, file_stamp
 
 MANIFEST_NAME = "MANIFEST.json"
 MANIFEST_SCHEMA = 1
@@ -137,9 +139,16 @@ def ref_namespace(registry: str | None) -> str | None:
 
 @attrs.frozen
 class FileRecord:
+    """One file of an artifact. ``mtime_ns``, ``inode`` and ``head_sha256`` are recorded at
+    publish (None in manifests written before they were): a load re-hashes the whole file
+    only when its stat differs from them (see ``registry.snapshot``)."""
+
     name: str
     size: int
     sha256: str
+    mtime_ns: int | None = None
+    inode: int | None = None
+    head_sha256: str | None = None
 
 
 @attrs.frozen
@@ -176,7 +185,7 @@ class Manifest:
         """Parse a manifest; ``ValueError`` says what is wrong when it is not one."""
         try:
             data = json.loads(text)
-            files = tuple(FileRecord(str(f["name"]), int(f["size"]), str(f["sha256"])) for f in data["files"])
+            files = tuple(_file_record(f) for f in data["files"])
             return cls(
                 artifact_id=str(data["artifact_id"]), kind=str(data["kind"]), entry=str(data["entry"]),
                 source=str(data["source"]), resolved_revision=data.get("resolved_revision"), files=files,
@@ -186,6 +195,16 @@ class Manifest:
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a valid manifest ({type(exc).__name__}: {exc})") from None
+
+
+def _file_record(data: Mapping) -> FileRecord:
+    def optional_int(key: str) -> int | None:
+        return None if data.get(key) is None else int(data[key])
+
+    head = data.get("head_sha256")
+    return FileRecord(str(data["name"]), int(data["size"]), str(data["sha256"]),
+                      mtime_ns=optional_int("mtime_ns"), inode=optional_int("inode"),
+                      head_sha256=None if head is None else str(head))
 
 
 @attrs.frozen
@@ -386,6 +405,24 @@ def _lock_unlink_is_safe() -> bool:
     return (major, minor) >= (4, 3)
 
 
+# --- writing, and a store that may not be written ------------------------------------------
+
+# "No" from the file system to a write under the store root: a read-only mount (EROFS), or
+# a store this user may only read (EACCES, EPERM).
+_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _writes(method):
+    """Mark a Store method that writes: a read-only store raises ``ReadOnlyStoreError`` first."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Store", *args, **kwargs):
+        with self.writing():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 # --- the store --------------------------------------------------------------------------------
 
 class Store:
@@ -402,6 +439,37 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
+
+    # read-only stores -------------------------------------------------------------------
+
+    def is_read_only(self) -> bool:
+        """True when the store (or, before it exists, its nearest folder) is on a read-only mount."""
+        existing = self.root
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        try:
+            return bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        except (OSError, AttributeError):  # no statvfs (Windows): the write itself will say
+            return False
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around every write: ``ReadOnlyStoreError`` (not a bare OSError) when the store is
+        read-only, checked before anything is attempted and again for what the writes meet."""
+        if self.is_read_only():
+            raise ReadOnlyStoreError(str(self.root), str(self.root), "a read-only file system")
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno in _READ_ONLY_ERRNOS and self._inside(exc.filename):
+                raise ReadOnlyStoreError(str(self.root), str(exc.filename), exc.strerror or str(exc)) from exc
+            raise
+
+    def _inside(self, filename) -> bool:
+        if not filename:
+            return False
+        path = Path(os.fsdecode(filename)).absolute()
+        return path == self.root or self.root in path.parents
 
     @property
     def objects_dir(self) -> Path:
@@ -482,10 +550,13 @@ class Store:
     @staticmethod
     def _check_file(folder: Path, record: FileRecord, present: bool, deep: bool, hint: str) -> Iterator[Problem]:
         path = folder / record.name
-        if not present:
+        try:
+            info = path.lstat() if present else None
+        except FileNotFoundError:  # removed since the folder was listed
+            info = None
+        if info is None:
             yield Problem(f"{record.name} is listed in the manifest but missing", file=record.name, hint=hint)
             return
-        info = path.lstat()
         if not stat.S_ISREG(info.st_mode):
             yield Problem(f"{record.name} is not a regular file", file=record.name, hint=hint)
             return
@@ -512,17 +583,18 @@ class Store:
         that changed nothing leaves the store as it found it.
         """
         path = self.lock_path(artifact_id)
-        make_dirs(path.parent)
         lock = filelock.FileLock(str(path))  # no explicit mode: filelock then honours the umask
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
-            if on_wait is not None:
-                on_wait(LockWait(artifact_id, path, timeout))
+        with self.writing():
+            make_dirs(path.parent)
             try:
-                lock.acquire(timeout=-1 if timeout is None else max(timeout, 0))
+                lock.acquire(timeout=0)
             except filelock.Timeout:
-                raise LockTimeoutError(artifact_id, str(path), -1 if timeout is None else timeout) from None
+                if on_wait is not None:
+                    on_wait(LockWait(artifact_id, path, timeout))
+                try:
+                    lock.acquire(timeout=-1 if timeout is None else max(timeout, 0))
+                except filelock.Timeout:
+                    raise LockTimeoutError(artifact_id, str(path), -1 if timeout is None else timeout) from None
         _drop_world_write(path)
         try:
             yield path
@@ -543,6 +615,7 @@ class Store:
     def staging_dir(self, artifact_id: str) -> Path:
         return self.staging_root / validate_id(artifact_id)
 
+    @_writes
     def staging(self, artifact_id: str) -> Path:
         """The artifact's staging folder, created if absent; reused as is to resume a fetch.
 
@@ -552,9 +625,11 @@ class Store:
         make_dirs(path)
         return path
 
+    @_writes
     def discard_staging(self, artifact_id: str) -> None:
         _remove_tree(self.staging_dir(artifact_id))
 
+    @_writes
     def prune_staging(self, artifact_id: str, keep: Iterable[str]) -> list[str]:
         """Remove what an earlier, interrupted attempt left beside the files wanted now."""
         folder = self.staging_dir(artifact_id)
@@ -574,23 +649,35 @@ class Store:
                     os.rmdir(dirpath)  # only succeeds when empty
         return removed
 
-    def publish(self, artifact_id: str, staging: Path, manifest: Manifest) -> bool:
+    @_writes
+    def publish(self, artifact_id: str, staging: Path, manifest: Manifest, *, replace: bool = False) -> bool:
         """Write the manifest into ``staging`` and rename it to ``objects/<id>`` in one step.
 
         Returns False (and discards ``staging``) when the object already exists: the published
-        copy is immutable and wins. Call it while holding the artifact's lock.
+        copy is immutable and wins, unless ``replace`` (a repair or a forced sync), which swaps
+        the new folder in with one atomic exchange where the platform has one: a concurrent
+        reader finds the old copy or the new one, never none; readers that already opened the
+        old one keep reading it (it goes to the trash). Call it while holding the artifact's lock.
         """
         target = self.object_dir(artifact_id)
         if manifest.artifact_id != artifact_id:
             raise ValueError(f"manifest is for {manifest.artifact_id}, not {artifact_id}")
-        if self.has(artifact_id):
+        if self.has(artifact_id) and not replace:
             _remove_tree(staging)
             return False
+        manifest = attrs.evolve(manifest, files=tuple(
+            attrs.evolve(r, **file_stamp(staging / r.name, r.name)) for r in manifest.files))
         (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         self._make_durable(staging)
         make_dirs(self.objects_dir)
-        if target.exists():  # a folder without a manifest is debris, never a published object
-            self._to_trash(target)
+        if replace and target.exists() and exchange(staging, target):
+            # `staging` now holds the old copy: retire it. Open files in it stay readable.
+            _fsync_dir(self.objects_dir)
+            _remove_tree(self._to_trash(staging))
+            return True
+        # A folder without a manifest is debris, never a published object; a replaced one
+        # (no exchange here) leaves a moment with no object, which readers retry across.
+        aside = self._to_trash(target) if target.exists() else None
         try:
             os.rename(staging, target)
         except OSError as exc:
@@ -600,6 +687,8 @@ class Store:
             raise
         _fsync_dir(self.objects_dir)
         _fsync_dir(staging.parent)
+        if aside is not None:
+            _remove_tree(aside)
         return True
 
     @staticmethod
@@ -622,6 +711,7 @@ class Store:
         os.rename(path, aside)
         return aside
 
+    @_writes
     def remove(self, artifact_id: str) -> bool:
         """Delete a published artifact: renamed away first, so no reader sees half a folder."""
         target = self.object_dir(artifact_id)
@@ -640,6 +730,8 @@ class Store:
         locked by a running sync is left alone.
         """
         keep = set(keep)
+        if not dry_run and self.is_read_only():
+            raise ReadOnlyStoreError(str(self.root), str(self.root), "a read-only file system")
         return GcResult(
             objects=tuple(a for a in self.list_artifacts() if self._gc_object(a, keep, dry_run)),
             staging=tuple(p.name for p in self._children(self.staging_root) if self._gc_staging(p, dry_run)),
@@ -659,8 +751,8 @@ class Store:
 
         A dry run creates nothing: a lock without a file has no holder.
         """
-        if dry_run and not self.lock_path(artifact_id).exists():
-            yield True
+        if dry_run and (not self.lock_path(artifact_id).exists() or self.is_read_only()):
+            yield True  # (nobody syncs through a read-only mount)
             return
         held = contextlib.ExitStack()
         try:
@@ -743,14 +835,15 @@ class Store:
         return folder / f"{safe_component(entry_name)}.json"
 
     def set_ref(self, ref: Ref) -> None:
-        """Point an entry name of ``ref.registry`` at an artifact (atomic replace; unchanged
-        refs are not rewritten)."""
+        """Point an entry name at an artifact (atomic replace; unchanged refs are not rewritten,
+        so re-syncing what a read-only store already holds writes nothing)."""
         validate_id(ref.artifact_id)
         path = self.ref_path(ref.entry, ref.registry)
         current = self._read_ref(path)
         if current is not None and current.same_target(ref):
             return
-        write_atomic(path, ref.to_json())
+        with self.writing():
+            write_atomic(path, ref.to_json())
 
     def get_ref(self, entry_name: str, registry: str | None = None, *, legacy: bool = True) -> Ref | None:
         """The entry's ref in ``registry``'s namespace; when it has none (and ``legacy``), the
@@ -767,8 +860,11 @@ class Store:
 
     def remove_ref(self, entry_name: str, registry: str | None = None) -> bool:
         path = self.ref_path(entry_name, registry)
+        if not path.exists():
+            return False
         try:
-            path.unlink()
+            with self.writing():
+                path.unlink()
         except FileNotFoundError:
             return False
         _fsync_dir(path.parent)

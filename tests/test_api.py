@@ -3,6 +3,9 @@ stays unchanged after each, and a synced entry loads fully offline."""
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -16,13 +19,15 @@ from kronos_registry import PredictorCache, Registry, load_predictor
 from kronos_registry.model import Kronos, KronosTokenizer
 from kronos_registry.predictor import KronosPredictor
 from registry.errors import (
-    EntryKindError, FileNotInSourceError, RegistryError, NetworkError, UnavailableEntryError, UnknownEntryError,
+    EntryKindError, FileNotInSourceError, NotSyncedError, RegistryError, NetworkError, UnavailableEntryError,
+    UnknownEntryError,
     VerificationError,
 )
 from tests.support.kronos_checkpoints import (
     TINY_MODEL, TINY_TOKENIZER, model_checkpoint, param_count, tokenizer_checkpoint, write_checkpoint,
 )
 from tests.support.olah import dead_endpoint
+from tests.support.readonly import read_only_view
 from tests.support.registry_files import flow
 from tests.support.sockets import NetworkAttempted
 from tests.support.trees import tree_digest
@@ -338,3 +343,160 @@ def test_cache_keys_the_default_device_and_its_name_alike(workspace):
     second = cache.get("tiny", device=default_device())
     assert second is first
     assert sum(cache.loads.values()) == 1 and len(cache) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading never writes; a local entry's stored copy outlives its folder's timestamps and place
+# ---------------------------------------------------------------------------------------------
+
+
+def touch_files(folder: Path, seconds: float = 1000.0) -> None:
+    """New timestamps, same bytes (what a `cp -r`, a `git checkout` or an rsync leaves)."""
+    for path in folder.iterdir():
+        info = path.stat()
+        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + int(seconds * 1e9)))
+
+
+def synced_workspace(workspace: Path) -> tuple[Path, Path]:
+    path = registry_file(workspace)
+    Registry(path).load_predictor("tiny")  # syncs the tokenizer and the model from their folders
+    return path, workspace / "store"
+
+
+def test_a_touched_local_folder_serves_its_stored_copy_and_writes_nothing(workspace, caplog):
+    path, store = synced_workspace(workspace)
+    touch_files(workspace / "ckpt" / "model")
+    touch_files(workspace / "ckpt" / "tokenizer")
+    before = tree_digest(store)
+    with caplog.at_level(logging.WARNING, logger="registry"):
+        predictor = Registry(path).load_predictor("tiny")
+    assert sum(p.numel() for p in predictor.model.parameters()) == MODEL_PARAMS
+    assert tree_digest(store) == before  # no ref rewritten, nothing staged, no lock file left
+    assert "new timestamps but the same content" in caplog.text
+    # `doctor` and `list` ask status: a timestamp is not a change
+    assert Registry(path).status("tiny") is not None
+
+
+@pytest.mark.parametrize("how", ["moved", "deleted"])
+def test_a_moved_or_deleted_local_folder_serves_its_stored_verified_copy(workspace, caplog, how):
+    path, store = synced_workspace(workspace)
+    if how == "moved":
+        (workspace / "ckpt" / "model").rename(workspace / "elsewhere")
+    else:
+        shutil.rmtree(workspace / "ckpt" / "model")
+    before = tree_digest(store)
+    with caplog.at_level(logging.WARNING, logger="registry"):
+        predictor = Registry(path, offline=True).load_predictor("tiny")
+    assert sum(p.numel() for p in predictor.model.parameters()) == MODEL_PARAMS
+    assert tree_digest(store) == before
+    assert "is gone (moved or deleted); serving its stored, verified copy" in caplog.text
+    report = Registry(path).verify("tiny")
+    assert report.ok and any("is gone" in str(p) for p in report.warnings), report.problems
+
+
+def test_a_read_only_store_serves_local_entries_whose_folders_were_touched_or_moved(workspace, tmp_path):
+    path, store = synced_workspace(workspace)
+    touch_files(workspace / "ckpt" / "tokenizer")
+    touch_files(workspace / "ckpt" / "model")
+    with read_only_view(store, tmp_path / "ro-store") as view:
+        registry = Registry(path, view, offline=True)
+        assert sum(p.numel() for p in registry.load_predictor("tiny").model.parameters()) == MODEL_PARAMS
+        (workspace / "ckpt" / "model").rename(workspace / "moved-away")
+        assert sum(p.numel() for p in registry.load_predictor("tiny").model.parameters()) == MODEL_PARAMS
+        model_checkpoint(workspace / "ckpt" / "model", seed=5)  # new content: it needs a sync
+        with pytest.raises(NotSyncedError, match="the store is read-only"):
+            registry.load_predictor("tiny")
+
+
+def test_a_read_only_store_serves_a_local_entry_that_another_registry_file_synced(workspace, tmp_path):
+    """No ref of this registry's own (another project, or a bundle's registry, synced it):
+    the folder's content names the stored object, found without writing a ref."""
+    _, store = synced_workspace(workspace)
+    os.symlink(workspace / "ckpt", workspace / "same-ckpt")  # the same folder, by another path
+    (workspace / "other").mkdir()
+    other = registry_file(workspace / "other", model_source="../same-ckpt/model",
+                          tokenizer_source="../same-ckpt/tokenizer")
+    with read_only_view(store, tmp_path / "ro-store") as view:
+        predictor = Registry(other, view, offline=True).load_predictor("tiny")
+        assert sum(p.numel() for p in predictor.model.parameters()) == MODEL_PARAMS
+
+
+# ---------------------------------------------------------------------------------------------
+# Same-size damage in the store: exit 6 with the repair, never served, never "a bug"
+# ---------------------------------------------------------------------------------------------
+
+BIG_MODEL = {**TINY_MODEL, "d_model": 64, "ff_dim": 128}  # weights over 1 MiB: hashed by head + stat
+
+
+def big_workspace(workspace: Path) -> Path:
+    """``workspace`` with a model whose weights are big enough for the head-and-stat rule."""
+    shutil.rmtree(workspace / "ckpt" / "model")
+    write_checkpoint(workspace / "ckpt" / "model", "model", BIG_MODEL, seed=1)
+    assert (workspace / "ckpt" / "model" / "model.safetensors").stat().st_size > 1 << 20
+    text = registry_file(workspace).read_text()
+    text = text.replace(f"params: {MODEL_PARAMS}", f"params: {param_count('model', BIG_MODEL)}")
+    text = text.replace(f"config: {flow(TINY_MODEL)}", f"config: {flow(BIG_MODEL)}")
+    (workspace / "models.yaml").write_text(text)
+    Registry(workspace / "models.yaml").load_predictor("tiny")
+    return workspace / "models.yaml"
+
+
+def stored_file(registry: Registry, name: str, file: str) -> Path:
+    return registry.store.object_dir(registry.status(name)) / file
+
+
+def flip(path: Path, offset: int, *, keep_mtime: bool = False) -> None:
+    """Change one byte in place (same size, same inode); optionally put the mtime back."""
+    info = path.stat()
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    if keep_mtime:
+        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    else:
+        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))
+
+
+def header_end(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return 8 + int.from_bytes(handle.read(8), "little")
+
+
+@pytest.mark.parametrize("where", ["config-json-syntax", "config-json-value", "tokenizer-config",
+                                   "safetensors-header", "tensor-data"])
+def test_same_size_damage_in_the_store_is_a_verification_error_naming_the_repair(workspace, where):
+    path = big_workspace(workspace)
+    registry = Registry(path, offline=True)
+    owner = "tiny-tokenizer" if where == "tokenizer-config" else "tiny"
+    if where.startswith("config-json") or where == "tokenizer-config":
+        config = stored_file(registry, owner, "config.json")
+        text = config.read_text()
+        if where == "config-json-syntax":
+            damaged = text.replace("{", "[", 1)
+        else:
+            damaged = text.replace('"n_layers": 2', '"n_layers": 3').replace('"group_size": 4', '"group_size": 5')
+        assert damaged != text and len(damaged) == len(text)
+        config.write_text(damaged)
+    else:
+        weights = stored_file(registry, "tiny", "model.safetensors")
+        flip(weights, 40 if where == "safetensors-header" else header_end(weights) + 1000)
+    with pytest.raises(VerificationError) as caught:
+        Registry(path, offline=True).load_predictor("tiny")
+    assert caught.value.exit_code == 6
+    assert f"kronos-registry sync {owner} --force" in str(caught.value), str(caught.value)
+    Registry(path, offline=True).sync(owner, force=True)  # the named repair works
+    assert sum(p.numel() for p in Registry(path, offline=True).load_predictor("tiny").model.parameters()) \
+        == param_count("model", BIG_MODEL)
+
+
+def test_a_flipped_tensor_byte_with_its_mtime_restored_is_left_to_verify_deep(workspace):
+    """The documented limit of the cheap check: same size, mtime and inode, data only."""
+    path = big_workspace(workspace)
+    registry = Registry(path, offline=True)
+    weights = stored_file(registry, "tiny", "model.safetensors")
+    flip(weights, header_end(weights) + 1000, keep_mtime=True)
+    Registry(path, offline=True).load_predictor("tiny")  # not caught on load, by design
+    report = Registry(path, offline=True).verify("tiny", deep=True)
+    assert not report.ok and any("sha256" in str(p) for p in report.errors), report.problems

@@ -695,3 +695,63 @@ def test_bad_input_is_refused_cleanly(case: Case, outcomes: dict[str, Outcome]):
         assert outcome.inputs_before.get("not-a-folder", ("",))[0] == "file", outcome.inputs_before
     assert outcome.inputs_after == outcome.inputs_before, (
         f"the inputs changed: {describe_changes(outcome.inputs_before, outcome.inputs_after)}\n{context}")
+
+
+
+
+# =============================================================================================
+# The store itself read-only or damaged (outside the catalogue: these change the store first)
+# =============================================================================================
+
+
+def _clean(result: Result) -> str:
+    assert "Traceback" not in result.output and "this is a bug" not in result.output, result.output
+    return result.stderr
+
+
+def test_a_read_only_store_says_so_for_rm_gc_and_sync_with_exit_11_and_still_predicts(tmp_path):
+    from tests.support.cli import synced_demo
+    from tests.support.readonly import read_only_view
+
+    template = synced_demo(tmp_path / "writable")
+    with read_only_view(template.store, tmp_path / "ro-store") as view:
+        before = tree_digest(view)
+        runner = Cli(tmp_path / "reader", store=view)
+        for command in (["rm", DEMO], ["gc"], ["sync", DEMO, "--force"]):
+            result = runner(*command)
+            assert result.code == 11, result.output
+            assert "read-only" in _clean(result) and str(view) in result.stderr, result.output
+        result = runner("predict", DEMO, "--input", SAMPLE_CSV, "--pred-len", "2", "--seed", "1")
+        assert result.code == 0, result.output
+        result = runner("sync", DEMO)  # already stored: nothing to write, so no error
+        assert result.code == 0 and "present" in result.stdout, result.output
+        assert tree_digest(view) == before
+
+
+def test_same_size_damage_in_the_store_reaches_predict_as_exit_6_with_the_repair_command(tmp_path):
+    from tests.support.cli import synced_demo
+
+    runner = synced_demo(tmp_path)
+    [config] = [p for p in (runner.store / "objects").glob("local--kronos-demo--*/config.json")]
+    text = config.read_text()
+    config.write_text(text.replace("{", "[", 1))  # same size, no longer JSON
+    result = runner("predict", DEMO, "--input", SAMPLE_CSV, "--pred-len", "2")
+    assert result.code == 6, result.output
+    assert "config.json" in _clean(result) and f"kronos-registry sync {DEMO} --force" in result.stderr
+    assert runner("sync", DEMO, "--force").code == 0
+    assert config.read_text() == text
+
+
+def test_doctor_does_not_call_a_local_entry_stale_for_new_timestamps(tmp_path):
+    import os
+
+    runner = Cli(tmp_path)
+    shutil.copytree(DEMO_MODEL_DIR, runner.cwd / "checkpoint")
+    (runner.cwd / REGISTRY).write_text(_model_entry(""))
+    assert runner("sync", "bad-model").code == 0
+    for path in (runner.cwd / "checkpoint").iterdir():
+        info = path.stat()
+        os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 10**12))
+    result = runner("doctor", "--json")
+    [health] = [e for e in json.loads(result.stdout)["entries"] if e["name"] == "bad-model"]
+    assert health["check"] == "ok", health

@@ -350,3 +350,101 @@ def test_gc_removes_only_what_nothing_needs(store: Store):
     assert store.staging_dir("local--f--0000000000000001").exists()  # its lock was held
     assert list(store.trash_dir.iterdir()) == []
     assert set(store.refs()) == {"a"}
+
+
+# --- what a load reads: one open snapshot, checked cheaply -------------------------------------
+
+def big_weights(size: int = (1 << 20) + 4096) -> bytes:
+    """A safetensors-shaped file over 1 MiB: an 8-byte length, a JSON header, then data."""
+    header = json.dumps({"w": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}}).encode()
+    return len(header).to_bytes(8, "little") + header + bytes(range(256)) * (size // 256)
+
+
+def test_publish_records_each_files_stat_and_the_head_of_large_files(store: Store):
+    folder = publish(store, "local--m--00000000000000a1", {"config.json": b'{"d": 1}',
+                                                           "model.safetensors": big_weights()})
+    manifest = store.read_manifest("local--m--00000000000000a1")
+    for record in manifest.files:
+        info = (folder / record.name).stat()
+        assert (record.mtime_ns, record.inode) == (info.st_mtime_ns, info.st_ino)
+    assert manifest.file("config.json").head_sha256 is None  # small: hashed whole on every load
+    data = (folder / "model.safetensors").read_bytes()
+    header = 8 + int.from_bytes(data[:8], "little")
+    assert manifest.file("model.safetensors").head_sha256 == hashlib.sha256(data[:header]).hexdigest()
+    # a manifest written before these fields existed still reads
+    old = json.loads((folder / MANIFEST_NAME).read_text())
+    for record in old["files"]:
+        del record["mtime_ns"], record["inode"], record["head_sha256"]
+    assert Manifest.from_json(json.dumps(old)).file("config.json").mtime_ns is None
+
+
+def test_a_snapshot_keeps_reading_the_copy_it_opened_while_another_process_replaces_or_removes_it(store: Store):
+    from registry.errors import ObjectVanishedError
+    from registry.snapshot import open_snapshot
+
+    artifact = "local--m--00000000000000a2"
+    publish(store, artifact, {"config.json": b'{"v": "old"}', "model.safetensors": b"o" * 64})
+    with open_snapshot(store, artifact) as snapshot:
+        staging, manifest = stage_files(store, artifact, {"config.json": b'{"v": "new"}',
+                                                          "model.safetensors": b"n" * 64})
+        assert store.publish(artifact, staging, manifest, replace=True)  # a repair: swapped in
+        assert (store.object_dir(artifact) / "config.json").read_bytes() == b'{"v": "new"}'
+        assert snapshot.read_bytes("config.json") == b'{"v": "old"}'
+        assert store.remove(artifact)  # and now `rm`: the open files still read whole
+        with open(snapshot.path("model.safetensors"), "rb") as handle:
+            assert handle.read() == b"o" * 64
+    assert not (store.root / "trash").exists() or not any((store.root / "trash").iterdir())
+    with pytest.raises(ObjectVanishedError) as caught:
+        with open_snapshot(store, artifact):
+            pass
+    assert caught.value.exit_code == 7 and artifact in str(caught.value)
+
+
+@pytest.mark.parametrize("damage", ["small-file", "header", "data-with-new-mtime", "extra-bytes"])
+def test_a_snapshot_refuses_same_size_damage_it_can_see_cheaply(store: Store, damage: str):
+    from registry.errors import VerificationError
+    from registry.snapshot import open_snapshot
+
+    artifact = "local--m--00000000000000a3"
+    folder = publish(store, artifact, {"config.json": b'{"d": 1}', "model.safetensors": big_weights()})
+    target = folder / ("config.json" if damage == "small-file" else "model.safetensors")
+    data = bytearray(target.read_bytes())
+    info = target.stat()
+    if damage == "extra-bytes":
+        data += b"!"
+    else:
+        data[{"small-file": 2, "header": 20, "data-with-new-mtime": len(data) - 10}[damage]] ^= 1
+    with open(target, "r+b") as handle:  # in place: same inode
+        handle.write(bytes(data))
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))
+    with pytest.raises(VerificationError) as caught:
+        with open_snapshot(store, artifact, hint="repair it"):
+            pass
+    assert caught.value.exit_code == 6 and target.name in str(caught.value) and "repair it" in str(caught.value)
+
+
+def test_a_read_only_store_refuses_every_write_with_its_own_error_and_still_reads(store: Store, tmp_path: Path):
+    from registry.errors import ReadOnlyStoreError
+    from registry.snapshot import open_snapshot
+    from tests.support.readonly import read_only_view
+
+    artifact = "local--m--00000000000000a4"
+    publish(store, artifact)
+    store.set_ref(Ref(entry="m", artifact_id=artifact, source="/src/m"))
+    with read_only_view(store.root, tmp_path / "ro") as view:
+        read_only = Store(view)
+        assert read_only.is_read_only()
+        before = tree_digest(view)
+        for write in (lambda: read_only.remove(artifact), lambda: read_only.gc(),
+                      lambda: read_only.set_ref(Ref(entry="n", artifact_id=artifact, source="/src/n")),
+                      lambda: read_only.remove_ref("m"), lambda: read_only.staging(artifact),
+                      lambda: read_only.lock(artifact).__enter__()):
+            with pytest.raises(ReadOnlyStoreError) as caught:
+                write()
+            assert caught.value.exit_code == 11 and "read-only" in str(caught.value)
+        # reading needs no write: the check, the ref, a snapshot, an unchanged ref, a dry-run gc
+        assert read_only.check(artifact) == [] and read_only.get_ref("m").artifact_id == artifact
+        read_only.set_ref(Ref(entry="m", artifact_id=artifact, source="/src/m"))
+        with open_snapshot(read_only, artifact) as snapshot:
+            assert snapshot.read_bytes("config.json") == b'{"d": 1}'
+        assert tree_digest(view) == before
