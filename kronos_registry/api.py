@@ -17,7 +17,8 @@ from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Mapping
 
-from registry.errors import EntryKindError
+from registry.errors import EntryKindError, Problem, VerificationError
+from registry.imported import registry_files as imported_registry_files
 from registry.loader import Loader, SyncResult
 from registry.sources import Endpoints, is_offline
 from registry.spec import Entry, RegistrySpec, load_registry
@@ -34,14 +35,17 @@ class Registry:
     ``registry`` is a models.yaml path (else ``$KRONOS_REGISTRY_FILE``, ``./models.yaml``, the
     packaged file); ``store`` a folder (else ``$KRONOS_REGISTRY_HOME``, the XDG cache);
     ``offline`` forbids every network call (else ``KRONOS_REGISTRY_OFFLINE``/``HF_HUB_OFFLINE``).
+    The entries of bundles imported into the store (``<store>/registries/*.yaml``) overlay
+    the packaged file, and the user's file overlays them.
     """
 
     def __init__(self, registry: str | os.PathLike | None = None, store: str | os.PathLike | None = None, *,
                  offline: bool | None = None, env: Mapping[str, str] | None = None, progress: bool = False,
                  lock_timeout: float | None = None, on_wait=None):
         env = os.environ if env is None else env
-        self.spec: RegistrySpec = load_registry(registry, default_path=PACKAGED_REGISTRY, env=env)
         self.store = Store(default_store_root(store, env))
+        self.spec: RegistrySpec = load_registry(registry, default_path=PACKAGED_REGISTRY, env=env,
+                                                overlays=imported_registry_files(self.store.root))
         self.offline = is_offline(offline, env)
         self.endpoints = Endpoints.from_settings(self.spec.endpoint, self.spec.mirrors, env)
         timeout = lock_timeout if lock_timeout is not None else float(env.get("KRONOS_REGISTRY_LOCK_TIMEOUT", 600))
@@ -74,24 +78,34 @@ class Registry:
             models = [e.name for e in self.spec.models.values() if e.tokenizer == name and e.available]
             raise EntryKindError(name, entry.kind, "model", models)
         located = self.loader.locate(name)
-        tokenizer = load_module("tokenizer", located.tokenizer.path)
-        model = load_module("model", located.path)
+        tokenizer = load_module("tokenizer", located.tokenizer.path, entry=located.tokenizer.entry)
+        model = load_module("model", located.path, entry=located.entry)
         return KronosPredictor(model, tokenizer, device=device,
                                max_context=max_context or entry.context_length or 512)
 
 
-def load_module(role: str, folder: Path):
-    """Build the role's module from a verified store folder and load its weights (strict)."""
+def load_module(role: str, folder: Path, *, entry: Entry | None = None):
+    """Build the role's module from a verified store folder and load its weights (strict).
+
+    Pickle weights (``pytorch_model.bin``) are read only for an ``entry`` that opted in
+    (``allow_pickle: true``), and then with ``weights_only=True``; never as a fallback.
+    """
     import torch
     from safetensors.torch import load_file
 
     from .model import Kronos, KronosTokenizer
 
+    weights = folder / SAFETENSORS_FILE
+    if not weights.is_file() and not (entry is not None and entry.allow_pickle):
+        name = entry.name if entry is not None else "NAME"
+        raise VerificationError(f"'{name}' ({folder})", [Problem(
+            f"{SAFETENSORS_FILE} is missing and '{name}' does not allow pickle weights ({PICKLE_FILE}), "
+            "which can run code when loaded", file=SAFETENSORS_FILE, field="allow_pickle")],
+            hint=f"nothing was loaded; `kronos-registry sync --force {name}` repairs the stored copy")
     config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     cls = KronosTokenizer if role == "tokenizer" else Kronos
     with torch.device("meta"):
         module = cls(**config)
-    weights = folder / SAFETENSORS_FILE
     state = load_file(str(weights)) if weights.is_file() else load_pickle_weights(folder / PICKLE_FILE)
     # Built on the meta device and then given the loaded tensors: no random init, no second copy.
     module.load_weights(state, label=str(folder), strict=True)

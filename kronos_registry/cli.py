@@ -277,7 +277,16 @@ def entry_info(registry, entry) -> dict:
         "reason": entry.reason,
         "synced": artifact is not None,
         "artifact_id": artifact,
+        "registry": entry.origin.path,
+        "bundle": bundle_name(entry.origin.path),
     }
+
+
+def bundle_name(path: str) -> str | None:
+    """The bundle an imported entry came from (None for entries of other registry files)."""
+    from registry.imported import bundle_name as imported_from
+
+    return imported_from(path)
 
 
 def status_word(info: dict) -> str:
@@ -297,9 +306,14 @@ def list_entries(app: App, as_json: bool):
         emit_json(infos)
         return
     rows = [[i["name"], i["kind"], human_params(registry.get(i["name"])), i["context_length"] or "-",
-             status_word(i), shorten(i["description"] or i["reason"], 56)] for i in infos]
+             status_word(i), shorten(described(i), 56)] for i in infos]
     click.echo(table(["NAME", "KIND", "PARAMS", "CONTEXT", "STATUS", "DESCRIPTION"], rows))
     app.note(f"\nregistry: {', '.join(registry.spec.paths)}\nstore:    {registry.store.root}")
+
+
+def described(info: dict) -> str:
+    text = info["description"] or info["reason"] or ""
+    return f"[from {info['bundle']}] {text}".strip() if info["bundle"] else text
 
 
 def stored_info(registry, artifact_id: str | None) -> dict | None:
@@ -354,6 +368,7 @@ def render_show(entry, info: dict, registry) -> str:
         ("params", params),
         ("available", "yes" if entry.available else f"no: {entry.reason or 'marked available: false'}"),
         ("defined in", info["defined_in"]),
+        ("imported from", info["bundle"]),
         ("config", " ".join(f"{k}={v}" for k, v in (info["config"] or {}).items()) or None),
     ]
     stored = info["store"]
@@ -951,23 +966,27 @@ def export_entries(app: App, names: tuple[str, ...], output: str):
 @click.argument("bundle", metavar="FILE.tar")
 @pass_app
 def import_entries(app: App, bundle: str):
-    """Import a bundle made by `export`: verify every hash, reject unsafe members, publish.
+    """Import a bundle made by `export`: verify it as a sync would, then publish.
 
-    The bundle's entries are saved as a registry file in the store; hub entries are
-    found by the packaged registry as they are, local ones through that file
-    (pass it with --registry, or copy its entries into your models.yaml).
+    Every member and hash is checked, unsafe members are refused, and every artifact
+    passes the Kronos checks against the entries that will use it before anything is
+    published. The bundle's entries are saved in the store (registries/) and work by
+    name from then on: `predict NAME`, `list` shows where they came from.
     """
     from registry.bundle import import_bundle
 
+    from .checks import kronos_checks
+
     registry = app.registry()
-    summary = import_bundle(registry.store, bundle, lock_timeout=registry.loader.lock_timeout)
+    summary = import_bundle(registry.store, bundle, checks=kronos_checks, registry=registry.spec,
+                            lock_timeout=registry.loader.lock_timeout)
     for artifact in summary.artifacts:
         click.echo(f"imported {artifact}")
     for artifact in summary.skipped:
         click.echo(f"present  {artifact}")
     click.echo(f"entries  {', '.join(summary.refs)} ({human_size(summary.bytes)} written)")
     click.echo(f"registry {summary.registry_path}")
-    app.note(f"use it with: {PROG} --registry {summary.registry_path} list")
+    app.note(f"use them by name, e.g. {PROG} list")
 
 
 # ==============================================================================================

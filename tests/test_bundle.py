@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import json
+import struct
 import tarfile
 from pathlib import Path
 from typing import Callable
@@ -24,8 +26,17 @@ from tests.support.trees import tree_digest
 TOK_SHA = "1a" * 20
 OTHER_SHA = "2b" * 20
 TOK_ID = hf_artifact_id("acme/tiny-tok", TOK_SHA)
-TOK_FILES = {"config.json": b'{"d_in": 6, "group_size": 4}', "model.safetensors": bytes(range(256)) * 8}
-MODEL_FILES = {"config.json": b'{"s1_bits": 10}', "model.safetensors": b"w" * 40_000}
+
+
+def safetensors_bytes(payload: bytes) -> bytes:
+    """A well-formed safetensors file holding ``payload`` as one U8 tensor (import checks headers)."""
+    header = json.dumps({"w": {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}}).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + payload
+
+
+TOK_FILES = {"config.json": b'{"d_in": 6, "group_size": 4}', "model.safetensors": safetensors_bytes(bytes(range(256)) * 8)}
+MODEL_FILES = {"config.json": b'{"s1_bits": 10}', "model.safetensors": safetensors_bytes(b"w" * 40_000)}
 MODEL_ID = local_artifact_id("tiny-model", {n: hashlib.sha256(d).hexdigest() for n, d in MODEL_FILES.items()})
 
 REGISTRY = f"""\
