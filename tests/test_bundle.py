@@ -448,11 +448,12 @@ def test_copy_stops_at_the_declared_size_even_when_the_header_agrees(bundle, tmp
         if not member.name.endswith("/model.safetensors"):
             return handle
 
-        class Endless:
-            served = 0
+        class Endless:  # "endless" up to 32 MiB: a broken importer must not fill the test's disk
+            left = 32 * 2**20
 
             def read(self, n=-1):
-                Endless.served += n
+                n = min(n, Endless.left)
+                Endless.left -= n
                 return b"\0" * n
         return Endless()
 
