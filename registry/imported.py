@@ -198,14 +198,16 @@ def _tokenizer(use: _Use, bundle_spec: RegistrySpec, bundle_refs: Mapping[str, s
 
 
 def _failure(bundle: Path, failed: Sequence[tuple[_Use, Report]], bundle_spec: RegistrySpec) -> VerificationError:
-    first = failed[0][1].artifact
+    # Models first: a report lists a bounded number of problems, and the model is what was named.
+    failed = sorted(failed, key=lambda item: not item[0].entry.is_model)
+    labels = " and ".join(dict.fromkeys(report.artifact for _, report in failed))
     problems: list[Problem] = []
     for use, report in failed:
         where = "the bundle's entry" if use.spec is bundle_spec else f"the entry in {use.entry.origin.path}"
         for problem in report.errors:
             problems.append(attrs.evolve(problem, message=f"as '{use.entry.name}' ({where}): {problem.message}"))
     return VerificationError(
-        f"bundle {bundle}: {first}", _unique(problems),
+        f"bundle {bundle}: {labels}", _unique(problems),
         hint=("nothing was imported; the bundle does not hold the checkpoint its entries (and this "
               "machine's registry) expect: export it again from a store where `kronos-registry verify` "
               "passes"))
