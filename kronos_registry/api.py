@@ -90,7 +90,6 @@ def load_module(role: str, folder: Path, *, entry: Entry | None = None):
     Pickle weights (``pytorch_model.bin``) are read only for an ``entry`` that opted in
     (``allow_pickle: true``), and then with ``weights_only=True``; never as a fallback.
     """
-    import torch
     from safetensors.torch import load_file
 
     from .model import Kronos, KronosTokenizer
@@ -104,10 +103,10 @@ def load_module(role: str, folder: Path, *, entry: Entry | None = None):
             hint=f"nothing was loaded; `kronos-registry sync --force {name}` repairs the stored copy")
     config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     cls = KronosTokenizer if role == "tokenizer" else Kronos
-    with torch.device("meta"):
-        module = cls(**config)
+    # Built without initialisation, then given the loaded tensors: no random init, no second
+    # copy, and no meta device (whose first use imports torch._dynamo, ~1 s).
+    module = cls.uninitialised(**config)
     state = load_file(str(weights)) if weights.is_file() else load_pickle_weights(folder / PICKLE_FILE)
-    # Built on the meta device and then given the loaded tensors: no random init, no second copy.
     module.load_weights(state, label=str(folder), strict=True)
     return module.eval()
 
@@ -117,6 +116,19 @@ def load_predictor(name: str, *, device: str | None = None, registry: str | os.P
                    max_context: int | None = None):
     """Load the Kronos predictor registered as ``name`` (see ``Registry`` for the arguments)."""
     return Registry(registry, store, offline=offline).load_predictor(name, device=device, max_context=max_context)
+
+
+def normalise_device(device: str | None) -> str:
+    """The device a predictor would run on, spelled one way: None -> the default (cuda, mps,
+    cpu), "cuda" -> "cuda:<current index>". Raises ValueError/RuntimeError for a bad name."""
+    import torch
+
+    from .predictor import default_device
+
+    resolved = torch.device(device if device is not None else default_device())
+    if resolved.type == "cuda" and resolved.index is None and torch.cuda.is_available():
+        resolved = torch.device("cuda", torch.cuda.current_device())
+    return str(resolved)
 
 
 class PredictorCache:
@@ -137,6 +149,7 @@ class PredictorCache:
         self._lock = threading.Lock()
 
     def get(self, name: str, *, device: str | None = None, max_context: int | None = None):
+        device = normalise_device(device)  # get(n) and get(n, device="cpu") on a CPU machine: one load
         key = (name, device, max_context)
         with self._lock:
             if key in self._predictors:

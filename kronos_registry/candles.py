@@ -6,7 +6,9 @@ A candle CSV has a header line and one row per bar::
     2024-01-02 09:30:00,100.0,100.4,99.8,100.2,1200,120240
 
 Column names are case-insensitive. The timestamp column may be called any of
-``timestamps``, ``timestamp``, ``date``, ``datetime`` or ``time``. ``open``, ``high``,
+``timestamps``, ``timestamp``, ``date``, ``datetime`` or ``time``; its cells are date-times
+(ISO 8601 or another common spelling) or Unix epoch numbers, seconds or milliseconds, told
+apart by magnitude (see ``timestamps.py``) and read as UTC. ``open``, ``high``,
 ``low`` and ``close`` are required; ``volume`` and ``amount`` are optional and filled the
 way the official Kronos predictor fills them (see :func:`fill_volume_and_amount`). Other
 columns are ignored.
@@ -33,6 +35,14 @@ import pandas as pd
 
 from registry.errors import InputDataError
 
+from .timestamps import (  # noqa: F401  (infer_interval, future_timestamps: public here too)
+    EPOCH_UNIT_NAMES,
+    epoch_to_datetime,
+    epoch_unit,
+    future_timestamps,
+    infer_interval,
+)
+
 TIMESTAMP_NAMES = ("timestamps", "timestamp", "date", "datetime", "time")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 QUANTITY_COLUMNS = ("volume", "amount")
@@ -57,12 +67,14 @@ class Candles:
 
     ``frame`` holds the six float64 columns ``open, high, low, close, volume, amount`` with a
     0-based RangeIndex; ``timestamps`` is the matching datetime64 Series named
-    ``timestamps``; ``path`` is the CSV it came from (None for a DataFrame).
+    ``timestamps``; ``path`` is the CSV it came from (None for a DataFrame);
+    ``epoch_unit`` is 's' or 'ms' when the timestamps were Unix epoch numbers (UTC).
     """
 
     frame: pd.DataFrame
     timestamps: pd.Series
     path: Path | None = None
+    epoch_unit: str | None = None
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -125,51 +137,6 @@ def fill_volume_and_amount(frame: pd.DataFrame) -> pd.DataFrame:
     return filled
 
 
-def infer_interval(timestamps: Sequence | pd.Series | pd.DatetimeIndex) -> pd.Timedelta:
-    """The bar interval: the most common positive step between consecutive timestamps.
-
-    Using the mode rather than the minimum or the mean keeps overnight, weekend and lunch
-    gaps (and an odd early bar) from skewing it. Ties go to the shorter step.
-    """
-    index = pd.DatetimeIndex(timestamps)
-    if len(index) < 2:
-        raise InputDataError(
-            f"cannot infer the bar interval from {len(index)} timestamp(s)",
-            field=OUTPUT_TIMESTAMP_COLUMN,
-            hint="give at least 2 rows so that the spacing between bars is known",
-        )
-    steps = index[1:] - index[:-1]
-    positive = steps[steps > pd.Timedelta(0)]
-    if len(positive) == 0:
-        raise InputDataError(
-            "cannot infer the bar interval: no timestamp is later than the one before it",
-            field=OUTPUT_TIMESTAMP_COLUMN,
-            hint="sort the rows oldest first and remove repeated timestamps",
-        )
-    counts = pd.Series(positive).value_counts()
-    most_common = counts[counts == counts.max()].index
-    return pd.Timedelta(min(most_common))
-
-
-def future_timestamps(timestamps: Sequence | pd.Series | pd.DatetimeIndex, pred_len: int) -> pd.Series:
-    """The ``pred_len`` timestamps after the last one: ``last + k * interval``, k = 1..pred_len.
-
-    Market closures (nights, weekends, holidays) are not skipped: the forecast's bars are
-    simply spaced by the inferred interval from the last input bar.
-    """
-    if isinstance(pred_len, bool) or not isinstance(pred_len, (int, np.integer)) or pred_len < 1:
-        raise InputDataError(
-            f"the prediction length must be a whole number of at least 1, got {pred_len!r}",
-            field="pred_len",
-            hint="pass a positive number of bars to forecast, e.g. --pred-len 24",
-        )
-    index = pd.DatetimeIndex(timestamps)
-    interval = infer_interval(index)
-    steps = np.arange(1, int(pred_len) + 1)
-    future = index[-1] + pd.to_timedelta(steps * interval.value, unit="ns")
-    return pd.Series(future, name=OUTPUT_TIMESTAMP_COLUMN)
-
-
 def tail_lookback(candles: Candles, lookback: int) -> Candles:
     """The last ``lookback`` rows of ``candles`` (the context the model sees)."""
     available = len(candles)
@@ -189,7 +156,7 @@ def tail_lookback(candles: Candles, lookback: int) -> Candles:
         )
     frame = candles.frame.iloc[-lookback:].reset_index(drop=True)
     timestamps = candles.timestamps.iloc[-lookback:].reset_index(drop=True)
-    return Candles(frame=frame, timestamps=timestamps, path=candles.path)
+    return Candles(frame=frame, timestamps=timestamps, path=candles.path, epoch_unit=candles.epoch_unit)
 
 
 def write_forecast(path: str | os.PathLike, timestamps: Sequence | pd.Series, frame: pd.DataFrame) -> Path:
@@ -226,6 +193,56 @@ def write_forecast(path: str | os.PathLike, timestamps: Sequence | pd.Series, fr
             hint="choose an output path in a folder you can write to",
         ) from exc
     return out_path
+
+
+def read_future_timestamps(path: str | os.PathLike, *, pred_len: int, after) -> pd.Series:
+    """The forecast's timestamps from a CSV: one timestamp column (named like the candles'
+    one, or the file's only column; the header line may be left out), ``pred_len`` rows,
+    strictly increasing, the first later than ``after`` (the last history bar)."""
+    csv_path = Path(path)
+    table, line_numbers = _read_csv_table(csv_path)
+    column = _find_timestamp_column(table.columns)
+    if column is None and len(table.columns) == 1:
+        column = table.columns[0]
+        if _looks_like_timestamp(column):  # no header line: the first line is a timestamp too
+            table = pd.DataFrame({column: [column, *table[column]]}, dtype=object)
+            line_numbers = [line_numbers[0] - 1 if line_numbers else 1, *line_numbers]
+    if column is None:
+        raise InputDataError(
+            f"{csv_path}: no timestamp column among {', '.join(map(repr, table.columns))}",
+            path=str(csv_path), field=OUTPUT_TIMESTAMP_COLUMN,
+            hint=f"give the future timestamps in one column named one of {', '.join(TIMESTAMP_NAMES)}")
+    def locate(position: int) -> str:
+        return f"line {line_numbers[position]}"
+    log = _ProblemLog()
+    stamps = _parse_timestamps(table[column], column, log)
+    _check_time_order(stamps, column, log, locate)
+    if log.total:
+        _raise_problems(log, source=str(csv_path), path=csv_path, locate=locate)
+    if len(stamps) != pred_len:
+        raise InputDataError(
+            f"{csv_path} has {len(stamps)} future timestamp(s), but --pred-len is {pred_len}",
+            path=str(csv_path), field=str(column),
+            hint=f"give exactly {pred_len} timestamps (one per forecast bar), or pass --pred-len {len(stamps)}")
+    last = pd.Timestamp(after)
+    if stamps.iloc[0] <= last:
+        raise InputDataError(
+            f"{csv_path}: {locate(0)}: the first future timestamp {stamps.iloc[0]} is not after "
+            f"the last history bar {last}",
+            path=str(csv_path), field=str(column),
+            hint="list only the bars after the history's last one, oldest first")
+    return stamps.rename(OUTPUT_TIMESTAMP_COLUMN).reset_index(drop=True)
+
+
+def _looks_like_timestamp(cell: str) -> bool:
+    text = str(cell).strip()
+    if not text or text.lower() in TIMESTAMP_NAMES:
+        return False
+    try:
+        number = float(text)
+    except ValueError:
+        return not pd.isna(pd.to_datetime(text, errors="coerce", format="mixed"))
+    return epoch_unit(np.array([number])) is not None
 
 
 # --------------------------------------------------------------------------------------
@@ -439,7 +456,8 @@ def _validate_table(table: pd.DataFrame, *, source: str, path: Path | None,
     if log.total:
         _raise_problems(log, source=source, path=path, locate=locate)
     frame = fill_volume_and_amount(pd.DataFrame(values))[list(CANDLE_COLUMNS)].astype("float64")
-    return Candles(frame=frame, timestamps=timestamps.rename(OUTPUT_TIMESTAMP_COLUMN), path=path)
+    return Candles(frame=frame, timestamps=timestamps.rename(OUTPUT_TIMESTAMP_COLUMN), path=path,
+                   epoch_unit=_column_epoch_unit(table[timestamp_column]))
 
 
 def _check_row_count(rows: int, min_rows: int, log: _ProblemLog) -> None:
@@ -490,7 +508,9 @@ def _parse_timestamps(values: pd.Series, column: str, log: _ProblemLog) -> pd.Se
     else:
         text = _as_clean_text(values).reset_index(drop=True)
         missing = _missing_mask(text)
-        parsed = _to_datetime_lenient(text.mask(missing), column, log)
+        parsed = _parse_epoch(text, missing, column, log)
+        if parsed is None:
+            parsed = _to_datetime_lenient(text.mask(missing), column, log)
     unparseable = parsed.isna().to_numpy() & ~missing
     log.add_cells(np.flatnonzero(missing), column, lambda _: "empty timestamp",
                   "fill in the bar's date and time or delete the row")
@@ -498,6 +518,39 @@ def _parse_timestamps(values: pd.Series, column: str, log: _ProblemLog) -> pd.Se
                   lambda position: f"{text.iloc[position]!r} is not a date and time",
                   "write timestamps like 2024-01-02 09:30:00 (ISO 8601)")
     return parsed
+
+
+def _column_epoch_unit(values: pd.Series) -> str | None:
+    """'s' or 'ms' when the column was read as Unix time (see _parse_epoch), else None."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return None
+    text = _as_clean_text(values)
+    missing = _missing_mask(text)
+    numbers = pd.to_numeric(text.mask(missing), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    if not (~missing).any() or np.isnan(numbers[~missing]).any():
+        return None
+    return epoch_unit(numbers[~missing])
+
+
+def _parse_epoch(text: pd.Series, missing: np.ndarray, column: str, log: _ProblemLog) -> pd.Series | None:
+    """Unix time, when every filled cell is a plain number in the seconds or milliseconds range.
+
+    Other numbers (e.g. 20240102) are left to the date parser. A column that mixes the two
+    ranges is one problem: which unit a cell is in would be a guess.
+    """
+    numbers = pd.to_numeric(text.mask(missing), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    filled = ~missing
+    if not filled.any() or np.isnan(numbers[filled]).any():
+        return None
+    unit = epoch_unit(numbers[filled])
+    if unit is not None:
+        return epoch_to_datetime(numbers, unit)
+    units = {epoch_unit(numbers[i:i + 1]) for i in np.flatnonzero(filled)}
+    if units == {"s", "ms"}:
+        log.add_table_problem(column, "the epoch timestamps mix seconds and milliseconds",
+                              "write every timestamp in one unit (Unix seconds or milliseconds)")
+        return pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
+    return None
 
 
 def _to_datetime_lenient(text: pd.Series, column: str, log: _ProblemLog) -> pd.Series:

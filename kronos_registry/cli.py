@@ -103,6 +103,14 @@ class App:
         self.quiet = quiet
         self._registry = None
 
+    def override(self, registry_file=None, store=None, offline=False, debug=False, quiet=False) -> None:
+        """Global options given after the command (see ``KronosCommand``)."""
+        self.registry_file = registry_file if registry_file is not None else self.registry_file
+        self.store = store if store is not None else self.store
+        self.offline = True if offline else self.offline
+        self.debug = self.debug or debug
+        self.quiet = self.quiet or quiet
+
     @property
     def progress(self) -> bool:
         # Bars only for a person watching: never in logs, pipes or CI output.
@@ -133,13 +141,29 @@ def print_error(error: BaseException, hints_shown: set[str] | None = None) -> No
     ``hints_shown`` collects the hints of a batch (`sync --all`), so each is said once.
     """
     if isinstance(error, RegistryError):
-        click.echo(f"error: {error.message}", err=True)
+        click.echo(f"error: {redact_secrets(error.message)}", err=True)
         if error.hint and (hints_shown is None or error.hint not in hints_shown):
-            click.echo(f"hint: {error.hint}", err=True)
+            click.echo(f"hint: {redact_secrets(error.hint)}", err=True)
             if hints_shown is not None:
                 hints_shown.add(error.hint)
     else:
-        click.echo(f"error: {error}", err=True)
+        click.echo(f"error: {redact_secrets(str(error))}", err=True)
+
+
+def redact_secrets(text: str) -> str:
+    """Tokens and URL credentials out of anything shown (see registry.store.redact_secrets)."""
+    from registry.store import redact_secrets as redact
+
+    return redact(text)
+
+
+def os_error_hint(error: OSError) -> str:
+    """What to do about a file-system error: a full disk gets its own advice."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ("the disk (or quota) is full; what this command had written is removed. Free space "
+                f"there: `{PROG} gc` removes unreferenced artifacts and stale downloads, `{PROG} rm NAME` "
+                f"removes an entry, `{PROG} doctor` shows the store's free space; then run it again")
+    return f"check that path, its permissions and the free space (`{PROG} doctor` shows the store's)"
 
 
 class KronosGroup(click.Group):
@@ -162,9 +186,8 @@ class KronosGroup(click.Group):
                 raise  # `kronos-registry list | head`: click exits quietly
             if _debug(ctx):
                 traceback.print_exc()
-            click.echo(f"error: {error}", err=True)
-            click.echo("hint: check that path, its permissions and the free space "
-                       "(`kronos-registry doctor` shows the store's)", err=True)
+            click.echo(f"error: {redact_secrets(str(error))}", err=True)
+            click.echo(f"hint: {os_error_hint(error)}", err=True)
             raise click.exceptions.Exit(1) from None
         except Exception as error:  # noqa: BLE001 - the last line of defence for the user
             if _debug(ctx):
@@ -176,6 +199,37 @@ class KronosGroup(click.Group):
 
 def _debug(ctx: click.Context) -> bool:
     return isinstance(ctx.obj, App) and ctx.obj.debug
+
+
+def _global_options() -> list[click.Option]:
+    """The group's options, repeated on every command so that they may follow it too."""
+    return [
+        click.Option(["--registry", "_registry_file"], metavar="FILE", hidden=True),
+        click.Option(["--store", "_store"], metavar="DIR", hidden=True),
+        click.Option(["--offline", "_offline"], is_flag=True, hidden=True),
+        click.Option(["--debug", "_debug"], is_flag=True, hidden=True),
+        click.Option(["-q", "--quiet", "_quiet"], is_flag=True, hidden=True),
+    ]
+
+
+class KronosCommand(click.Command):
+    """A command that also takes the global options after its name: `predict ... -q --offline`.
+
+    Given after the command, an option overrides the same one given before it. They are
+    hidden from each command's --help (the group's --help lists them once).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        taken = {opt for param in self.params for opt in param.opts + param.secondary_opts}
+        self.params += [option for option in _global_options() if not taken & set(option.opts)]
+
+    def invoke(self, ctx: click.Context):
+        values = {name: ctx.params.pop(name) for name in list(ctx.params) if name.startswith("_")}
+        app = ctx.find_object(App)
+        if app is not None:
+            app.override(**{name[1:]: value for name, value in values.items()})
+        return super().invoke(ctx)
 
 
 pass_app = click.make_pass_decorator(App)
@@ -252,8 +306,13 @@ def cli(ctx: click.Context, registry_file, store, offline, debug, quiet):
           --output forecast.csv --plot forecast.png
       kronos-registry sync kronos-small
       kronos-registry export kronos-small -o kronos.tar   # carry it offline
+
+    The options below may also follow the command (`predict ... -q --offline`).
     """
     ctx.obj = App(registry_file, store, offline, debug, quiet)
+
+
+cli.command_class = KronosCommand  # every command also takes the global options after its name
 
 
 # ==============================================================================================
@@ -263,6 +322,12 @@ def cli(ctx: click.Context, registry_file, store, offline, debug, quiet):
 
 def entry_info(registry, entry) -> dict:
     artifact = registry.status(entry.name) if entry.available and entry.source is not None else None
+    manifest = None
+    if artifact is not None:
+        try:
+            manifest = registry.store.read_manifest(artifact)
+        except RegistryError:
+            manifest = None
     return {
         "name": entry.name,
         "kind": entry.kind,
@@ -277,6 +342,8 @@ def entry_info(registry, entry) -> dict:
         "reason": entry.reason,
         "synced": artifact is not None,
         "artifact_id": artifact,
+        "size": manifest.total_size if manifest is not None else None,
+        "revision": manifest.resolved_revision if manifest is not None else None,
         "registry": entry.origin.path,
         "bundle": bundle_name(entry.origin.path),
     }
@@ -289,6 +356,15 @@ def bundle_name(path: str) -> str | None:
     return imported_from(path)
 
 
+def revision_text(info: dict) -> str:
+    """The stored revision, short: a hub commit's first 12 digits, a local copy's content digest."""
+    if info.get("revision"):
+        return info["revision"][:12]
+    if info.get("artifact_id"):
+        return "local@" + info["artifact_id"].rsplit("--", 1)[-1][:12]
+    return "-"
+
+
 def status_word(info: dict) -> str:
     if not info["available"]:
         return "unavailable"
@@ -297,23 +373,49 @@ def status_word(info: dict) -> str:
 
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of entries.")
+@click.option("--stored", is_flag=True, help="List every object in the store instead, with the entries "
+              "(of any registry file) whose refs name it; `rm ARTIFACT_ID` removes one.")
 @pass_app
-def list_entries(app: App, as_json: bool):
-    """List the registry's models and tokenizers, and whether each is synced."""
+def list_entries(app: App, as_json: bool, stored: bool):
+    """List the registry's models and tokenizers, whether each is synced, its size and revision."""
     registry = app.registry()
+    if stored:
+        list_stored(app, registry, as_json)
+        return
     infos = [entry_info(registry, entry) for entry in registry.entries()]
     if as_json:
         emit_json(infos)
         return
     rows = [[i["name"], i["kind"], human_params(registry.get(i["name"])), i["context_length"] or "-",
-             status_word(i), shorten(described(i), 56)] for i in infos]
-    click.echo(table(["NAME", "KIND", "PARAMS", "CONTEXT", "STATUS", "DESCRIPTION"], rows))
+             status_word(i), human_size(i["size"]) if i["synced"] else "-",
+             revision_text(i) if i["synced"] else "-", shorten(described(i), 48)]
+            for i in infos]
+    click.echo(table(["NAME", "KIND", "PARAMS", "CONTEXT", "STATUS", "SIZE", "REVISION", "DESCRIPTION"], rows))
     app.note(f"\nregistry: {', '.join(registry.spec.paths)}\nstore:    {registry.store.root}")
 
 
 def described(info: dict) -> str:
+    """The description, marked with the bundle an imported entry came from."""
     text = info["description"] or info["reason"] or ""
     return f"[from {info['bundle']}] {text}".strip() if info["bundle"] else text
+
+
+def list_stored(app: App, registry, as_json: bool) -> None:
+    from .cli_store import stored_objects
+
+    objects = stored_objects(registry)
+    if as_json:
+        emit_json(objects)
+        return
+    rows = [[o["artifact_id"], o["kind"] or "?", human_size(o["size"]),
+             (o["revision"] or "-")[:12],
+             ", ".join(r["entry"] + (f" ({r['registry']})" if r["registry"] else "") for r in o["refs"])
+             or "(no ref: `gc` removes it)"]
+            for o in objects]
+    click.echo(table(["ARTIFACT", "KIND", "SIZE", "REVISION", "NAMED BY"], rows))
+    total = sum(o["size"] or 0 for o in objects)
+    app.note(f"\n{len(objects)} object{'s' if len(objects) != 1 else ''}, {human_size(total)}; "
+             f"store: {registry.store.root}")
 
 
 def stored_info(registry, artifact_id: str | None) -> dict | None:
@@ -348,16 +450,34 @@ def show(app: App, name: str, as_json: bool):
     if entry.kind == "tokenizer":
         info["used_by"] = [m.name for m in registry.spec.models.values() if m.tokenizer == entry.name]
     info["store"] = stored_info(registry, info["artifact_id"])
+    info["counted_params"], info["counted_in"] = counted_params_of(entry, info)
     if as_json:
         emit_json(info)
         return
     click.echo(render_show(entry, info, registry))
 
 
+def counted_params_of(entry, info: dict) -> tuple[int | None, str | None]:
+    """Parameters counted in the weights: the stored copy's, else a local source folder's."""
+    from registry.spec import LocalSource
+
+    from .cli_store import counted_params
+
+    if info["store"] is not None:
+        return counted_params(Path(info["store"]["path"]), entry.kind), "the stored checkpoint"
+    if isinstance(entry.source, LocalSource) and Path(entry.source.path).is_dir():
+        return counted_params(Path(entry.source.path), entry.kind), "the source folder"
+    return None, None
+
+
 def render_show(entry, info: dict, registry) -> str:
     params = "-"
     if entry.params is not None:
         params = f"{entry.params.value:,}" if entry.params.exact else f"{entry.params.text} (rounded)"
+        params += " declared"
+    if info.get("counted_params") is not None:
+        counted = f"{info['counted_params']:,} counted in {info['counted_in']}"
+        params = counted if params == "-" else f"{params}, {counted}"
     rows = [
         ("display name", info["display_name"]),
         ("description", info["description"]),
@@ -435,7 +555,8 @@ def each_entry(names, action, results: list, failures: list, hints: set):
 
 
 def failure_info(name: str, error: RegistryError) -> dict:
-    return {"name": name, "status": "failed", "error": error.message, "hint": error.hint,
+    return {"name": name, "status": "failed", "error": redact_secrets(error.message),
+            "hint": redact_secrets(error.hint or "") or None,
             "exit_code": error.exit_code}
 
 
@@ -495,22 +616,23 @@ def stored_candidates(registry) -> list[str]:
     for entry in registry.entries():
         if not entry.available or entry.source is None:
             continue
-        ref = registry.store.get_ref(entry.name)
-        if (ref is not None and registry.store.has(ref.artifact_id)) or registry.status(entry.name):
+        ref = registry.store.get_ref(entry.name, entry.registry)
+        if (ref is not None and ref.source == str(entry.source) and registry.store.has(ref.artifact_id)) \
+                or registry.status(entry.name):
             names.append(entry.name)
     return names
 
 
 @cli.command()
 @click.argument("names", nargs=-1, metavar="[NAME]...")
-@click.option("--deep", is_flag=True, help="Re-hash every file and scan the weights for NaN/Inf.")
+@click.option("--deep", is_flag=True, help="Also re-hash every file against its manifest.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of reports.")
 @pass_app
 def verify(app: App, names: tuple[str, ...], deep: bool, as_json: bool):
     """Re-check stored entries (all that are synced, by default); changes nothing.
 
-    Without --deep: the manifest, file sizes, config, tensor names and shapes and the
-    pairing. With --deep also every sha256 and every tensor value. Exit 6 on a problem.
+    Without --deep: the manifest, file sizes, config, tensor names, shapes and dtypes, the
+    values (no NaN/Inf) and the pairing. With --deep also every sha256. Exit 6 on a problem.
     """
     registry = app.registry()
     targets = list(names) or stored_candidates(registry)
@@ -528,19 +650,22 @@ def verify(app: App, names: tuple[str, ...], deep: bool, as_json: bool):
         if not report.ok:
             failures.append((name, VerificationError.exit_code))
         if not as_json:
-            print_verify_lines(info)
+            print_verify_lines(info, report.problems)
     if as_json:
         emit_json(reports)
     finish_batch("pass verification", failures, len(targets),
                  hint=f"run `{PROG} sync --force NAME` to fetch a damaged entry again, or `{PROG} rm NAME` to remove it")
 
 
-def print_verify_lines(info: dict) -> None:
+def print_verify_lines(info: dict, problems: Sequence) -> None:
+    """One line per kind of problem (a count and two examples), its fix on the next line."""
+    from registry.errors import render_problems
+
     mark = "ok" if info["ok"] else "FAILED"
     kind = "deep" if info["deep"] else "cheap"
     click.echo(f"{mark:<7} {info['artifact']}  ({len(info['checks'])} checks, {kind})")
-    for line in info["errors"] + info["warnings"]:
-        click.echo(f"        - {line}")
+    for line in render_problems(problems, indent=" " * 8):
+        click.echo(line)
 
 
 # ==============================================================================================
@@ -549,23 +674,48 @@ def print_verify_lines(info: dict) -> None:
 
 
 @cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object (also when the file is invalid).")
 @pass_app
-def validate(app: App):
-    """Parse and check the registry file in use; exit 3 naming every problem (file:line:column)."""
+def validate(app: App, as_json: bool):
+    """Parse and check the registry file in use; exit 3 naming every problem (file:line:column).
+
+    An available entry whose local source folder does not exist is a problem too: a
+    sync of it could only fail.
+    """
+    from registry.errors import Problem, RegistryFileError
     from registry.spec import LocalSource
 
-    spec = app.registry().spec
+    try:
+        spec = app.registry().spec
+    except RegistryFileError as error:
+        if as_json:
+            emit_json({"valid": False, "files": [], "problems": [str(p) for p in error.problems],
+                       "warnings": []})
+        raise
+    problems = [
+        Problem(f"the source folder {entry.source} of '{entry.name}' does not exist",
+                file=entry.location_of("source").path, field=f"{entry.kind}s.{entry.name}.source",
+                location=entry.location_of("source"),
+                hint="point `source:` at the checkpoint folder (relative paths start at the registry "
+                     "file's folder), or mark the entry `available: false` with a `reason:`")
+        for entry in spec.entries()
+        if isinstance(entry.source, LocalSource) and entry.available and not Path(entry.source.path).is_dir()]
     models = list(spec.models.values())
     available = sum(1 for m in models if m.available)
+    if as_json:
+        emit_json({"valid": not problems, "files": list(spec.paths), "models": len(models),
+                   "available_models": available, "tokenizers": len(spec.tokenizers),
+                   "problems": [str(p) for p in problems], "warnings": [str(w) for w in spec.warnings]})
+    if problems:
+        blamed = {p.file for p in problems}
+        raise RegistryFileError(blamed.pop() if len(blamed) == 1 else spec.path, problems)
+    if as_json:
+        return
     click.echo(f"OK: {len(models)} models ({available} available), {len(spec.tokenizers)} tokenizers")
     for path in spec.paths:
         click.echo(f"  file  {path}")
     for warning in spec.warnings:
         click.echo(f"  {warning}")
-    for entry in spec.entries():
-        # Legal, but a sync of it would fail: worth saying now.
-        if isinstance(entry.source, LocalSource) and entry.available and not Path(entry.source.path).is_dir():
-            click.echo(f"  warning: {entry.origin}: source folder {entry.source} of '{entry.name}' does not exist")
 
 
 # ==============================================================================================
@@ -602,7 +752,12 @@ def need_matplotlib() -> None:
 @click.option("--pred-len", "-n", required=True, type=click.IntRange(min=1), metavar="N",
               help="Number of bars to forecast.")
 @click.option("--lookback", type=click.IntRange(min=1), metavar="N",
-              help="Bars of history the model sees [default: all rows, up to the context length].")
+              help="Bars of history the model sees [default: what fits the context with the forecast: "
+              "context - N, at most the rows]. A longer one recomputes the window every step (slow).")
+@click.option("--future-timestamps", "future_file", metavar="CSV",
+              help="The forecast's timestamps, one column, N rows, after the last input bar "
+              "[default: continue the input's interval, or its daily session; business days when it "
+              "has no weekend bars].")
 @click.option("--output", "-o", metavar="CSV", help="Write the forecast here (else print a short table).")
 @click.option("--samples", default=1, show_default=True, type=click.IntRange(min=1), metavar="N",
               help="Sampled paths to average; with --plot their spread is drawn.")
@@ -618,12 +773,13 @@ def need_matplotlib() -> None:
 @click.option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps [default: cuda, else mps, else cpu].")
 @click.option("--plot", metavar="PNG", help="Save a chart of history, forecast and spread (needs matplotlib).")
 @pass_app
-def predict(app: App, name, input_path, pred_len, lookback, output, samples, temperature, top_p, top_k,
-            seed, device, plot):
+def predict(app: App, name, input_path, pred_len, lookback, future_file, output, samples, temperature, top_p,
+            top_k, seed, device, plot):
     """Forecast the next N candles of a CSV with the model NAME.
 
     The model is loaded from the store (synced first when missing and online).
-    Future timestamps continue the input's bar interval. Prints a summary; the
+    Future timestamps continue the input's bar interval or daily session (business
+    days when it has no weekend bars), or come from --future-timestamps. Prints a summary; the
     forecast (timestamps, open, high, low, close, volume, amount) goes to
     --output, or to the screen as a short table.
 
@@ -632,7 +788,8 @@ def predict(app: App, name, input_path, pred_len, lookback, output, samples, tem
       kronos-registry predict kronos-small -i btc_5min.csv -n 48 \\
           --samples 20 --seed 1 -o forecast.csv --plot forecast.png
     """
-    from .candles import future_timestamps, read_candles, tail_lookback, write_forecast
+    from .candles import read_candles, write_forecast
+    from .forecast import prepare_forecast
 
     registry = app.registry()
     entry = registry.spec.get_available(name)  # fail fast, before reading anything
@@ -643,13 +800,11 @@ def predict(app: App, name, input_path, pred_len, lookback, output, samples, tem
         need_matplotlib()
     check_device(device)
 
-    candles = read_candles(input_path)
-    context = entry.context_length or 512
-    used = tail_lookback(candles, lookback if lookback is not None else min(len(candles), context))
-    if len(used) > context:
-        app.note(f"note: a lookback of {len(used)} exceeds {name}'s context of {context}; "
-                 f"the model sees the last {context} bars")
-    future = future_timestamps(used.timestamps, pred_len)
+    job = prepare_forecast(read_candles(input_path), pred_len=pred_len, context=entry.context_length or 512,
+                           lookback=lookback, future_file=future_file)
+    for note in job.notes:
+        app.note(note)
+    candles, used, future = job.candles, job.used, job.future.timestamps
     seed = secrets.randbelow(2**31) if seed is None else seed
 
     started = time.perf_counter()
@@ -667,7 +822,7 @@ def predict(app: App, name, input_path, pred_len, lookback, output, samples, tem
     if plot:
         save_plot(plot, candles, future, forecast, paths, title=plot_title(name, pred_len))
     app.note(predict_summary(
-        entry=entry, artifact=registry.status(name), candles=candles, used=used, future=future,
+        entry=entry, artifact=registry.status(name), job=job,
         forecast=forecast, samples=samples, seed=seed, sampling=(temperature, top_p, top_k),
         device=str(predictor.device), times=(loaded - started, finished - loaded), output=output, plot=plot))
 
@@ -697,20 +852,29 @@ def forecast_table(future, forecast, head: int = 10) -> str:
     return table(["TIMESTAMP", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "AMOUNT"], rows)
 
 
-def predict_summary(*, entry, artifact, candles, used, future, forecast, samples, seed, sampling, device,
+def predict_summary(*, entry, artifact, job, forecast, samples, seed, sampling, device,
                     times, output, plot) -> str:
     def stamp(ts) -> str:
         return ts.strftime("%Y-%m-%d %H:%M")
 
+    from .timestamps import EPOCH_UNIT_NAMES
+
+    candles, used, future = job.candles, job.used, job.future.timestamps
     temperature, top_p, top_k = sampling
-    interval = future.iloc[1] - future.iloc[0] if len(future) > 1 else future.iloc[0] - used.timestamps.iloc[-1]
+    interval = job.future.interval
+    if interval is None:
+        interval = future.iloc[1] - future.iloc[0] if len(future) > 1 else future.iloc[0] - used.timestamps.iloc[-1]
     closes = forecast["close"].to_numpy()
     rows = [
         ("model", f"{entry.name} ({artifact})" if artifact else entry.name),
-        ("input", f"{candles.source}: {len(candles)} rows, used the last {len(used)} "
-                  f"({stamp(used.timestamps.iloc[0])} .. {stamp(used.timestamps.iloc[-1])})"),
+        ("input", f"{candles.source}: {len(candles)} rows, used the last {len(used)} ({job.lookback_reason}; "
+                  f"{stamp(used.timestamps.iloc[0])} .. {stamp(used.timestamps.iloc[-1])})"
+                  + (f"; timestamps read as Unix {EPOCH_UNIT_NAMES[candles.epoch_unit]} (UTC)"
+                     if candles.epoch_unit else "")),
+        ("gaps", job.gaps.describe() if job.gaps is not None else "n/a (one bar)"),
         ("horizon", f"{len(future)} bars of {_interval_text(interval)} "
                     f"({stamp(future.iloc[0])} .. {stamp(future.iloc[-1])})"),
+        ("future", job.future.method),
         ("sampling", f"{samples} sample{'s' if samples != 1 else ''}, T={temperature:g}, top_p={top_p:g}, "
                      f"top_k={top_k}, seed {seed}"),
         ("close", f"last {used.frame['close'].iloc[-1]:.4f} -> forecast first {closes[0]:.4f}, "
@@ -798,15 +962,27 @@ def probe_endpoint(url: str, timeout: float = 3.0) -> dict:
     import urllib.error
     import urllib.request
 
+    import base64
+    from urllib.parse import unquote, urlsplit
+
+    from registry.sources import plain_url
+
+    # urllib cannot open http://user:password@host/ itself: probe the plain URL, with the
+    # credentials as the Basic authorization the hub client would send them.
+    parts = urlsplit(url)
+    request = urllib.request.Request(plain_url(url) or url, method="HEAD")
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
     started = time.perf_counter()
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as reply:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
             status = reply.status
     except urllib.error.HTTPError as exc:
         status = exc.code
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        return {"url": url, "reachable": False, "detail": f"no answer: {reason}"}
+        return {"url": url, "reachable": False, "detail": redact_secrets(f"no answer: {reason}")}
     elapsed = (time.perf_counter() - started) * 1000
     return {"url": url, "reachable": True, "detail": f"HTTP {status} in {elapsed:.0f} ms"}
 
@@ -828,8 +1004,11 @@ def store_health(root: Path) -> dict:
                 writable = True
         except OSError:
             writable = False
+    from .cli_store import disk_usage
+
     return {"path": str(root), "exists": root.is_dir(), "not_a_folder": root.exists() and not root.is_dir(),
-            "writable": writable, "free_bytes": shutil.disk_usage(existing).free}
+            "writable": writable, "free_bytes": shutil.disk_usage(existing).free,
+            "usage": disk_usage(root)}
 
 
 def entry_health(registry, entry) -> dict:
@@ -843,8 +1022,8 @@ def entry_health(registry, entry) -> dict:
     if artifact:
         info.update(synced=True, check="ok", artifact_id=artifact)
         return info
-    ref = registry.store.get_ref(entry.name)
-    if ref is None or not registry.store.has(ref.artifact_id):
+    ref = registry.store.get_ref(entry.name, entry.registry)
+    if ref is None or ref.source != str(entry.source) or not registry.store.has(ref.artifact_id):
         info["check"] = "not synced"
         return info
     problems = registry.store.check(ref.artifact_id)
@@ -908,6 +1087,15 @@ def doctor(app: App, as_json: bool):
         raise error
 
 
+def usage_text(usage: dict | None) -> str:
+    if not usage:
+        return "-"
+    parts = ", ".join(f"{name} {human_size(size)}" for name, size in usage["parts"].items() if size)
+    count = usage["objects"]
+    return (f"{human_size(usage['total_bytes'])} ({count} object{'s' if count != 1 else ''}"
+            + (f"; {parts}" if parts else "") + ")")
+
+
 def render_doctor(report: dict) -> str:
     store = report["store"]
     lines = [
@@ -924,6 +1112,7 @@ def render_doctor(report: dict) -> str:
     lines += [
         f"store            {store['path']}{store_state(store)}",
         f"  writable       {'yes' if store['writable'] else 'NO'}",
+        f"  disk usage     {usage_text(store.get('usage'))}",
         f"  free space     {human_size(store['free_bytes'])}",
         f"offline          {'yes' if report['offline'] else 'no'}",
         f"HF_TOKEN         {report['hf_token']}",
@@ -945,8 +1134,9 @@ def render_doctor(report: dict) -> str:
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @click.option("--output", "-o", required=True, metavar="FILE.tar",
               help="The bundle to write (gzip-compressed when it ends in .gz or .tgz).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object describing the bundle.")
 @pass_app
-def export_entries(app: App, names: tuple[str, ...], output: str):
+def export_entries(app: App, names: tuple[str, ...], output: str, as_json: bool):
     """Write synced entries (with their tokenizers) into a tar bundle for offline machines.
 
     The bundle holds the artifacts, their manifests and the entries' YAML; `import`
@@ -956,6 +1146,10 @@ def export_entries(app: App, names: tuple[str, ...], output: str):
 
     registry = app.registry()
     summary = export_bundle(registry.store, registry.spec, list(names), output)
+    if as_json:
+        emit_json({"path": str(summary.path), "entries": list(summary.entries),
+                   "artifacts": list(summary.artifacts), "bytes": summary.bytes})
+        return
     click.echo(f"exported {', '.join(summary.entries)} to {summary.path} ({human_size(summary.bytes)})")
     for artifact in summary.artifacts:
         click.echo(f"  {artifact}")
@@ -964,8 +1158,9 @@ def export_entries(app: App, names: tuple[str, ...], output: str):
 
 @cli.command("import")
 @click.argument("bundle", metavar="FILE.tar")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object of what was imported.")
 @pass_app
-def import_entries(app: App, bundle: str):
+def import_entries(app: App, bundle: str, as_json: bool):
     """Import a bundle made by `export`: verify it as a sync would, then publish.
 
     Every member and hash is checked, unsafe members are refused, and every artifact
@@ -980,6 +1175,11 @@ def import_entries(app: App, bundle: str):
     registry = app.registry()
     summary = import_bundle(registry.store, bundle, checks=kronos_checks, registry=registry.spec,
                             lock_timeout=registry.loader.lock_timeout)
+    if as_json:
+        emit_json({"imported": list(summary.artifacts), "present": list(summary.skipped),
+                   "entries": list(summary.refs), "bytes": summary.bytes,
+                   "registry": str(summary.registry_path)})
+        return
     for artifact in summary.artifacts:
         click.echo(f"imported {artifact}")
     for artifact in summary.skipped:
@@ -999,8 +1199,8 @@ def stored_artifact(registry, entry) -> str | None:
     from registry.spec import HfSource
     from registry.store import hf_artifact_id
 
-    ref = registry.store.get_ref(entry.name)
-    if ref is not None and registry.store.has(ref.artifact_id):
+    ref = registry.store.get_ref(entry.name, entry.registry)
+    if ref is not None and ref.source == str(entry.source) and registry.store.has(ref.artifact_id):
         return ref.artifact_id
     source = entry.source
     if isinstance(source, HfSource) and source.is_pinned:
@@ -1009,46 +1209,98 @@ def stored_artifact(registry, entry) -> str | None:
     return None
 
 
+def own_refs(store, entry) -> list[tuple[str, str | None]]:
+    """(entry, registry) of the entry's refs: its registry's, and a flat ref of no known
+    registry with the same name and source (written by an older version or by `import`)."""
+    own = [(entry.name, entry.registry)]
+    legacy = store.get_ref(entry.name)
+    if entry.registry is not None and legacy is not None and legacy.source == str(entry.source):
+        own.append((entry.name, None))
+    return own
+
+
+def remove_refs(store, refs: Iterable[tuple[str, str | None]]) -> None:
+    for name, registry_id in refs:
+        store.remove_ref(name, registry_id)
+
+
+def ref_label(ref) -> str:
+    """How another entry pointing at an artifact is named: its name and registry file."""
+    return f"{ref.entry} ({ref.registry})" if ref.registry else ref.entry
+
+
 @cli.command("rm")
-@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.argument("names", nargs=-1, required=True, metavar="NAME|ARTIFACT_ID...")
 @click.option("--force", is_flag=True, help="Also remove a tokenizer that a synced model still uses.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of what was removed.")
 @pass_app
-def remove(app: App, names: tuple[str, ...], force: bool):
+def remove(app: App, names: tuple[str, ...], force: bool, as_json: bool):
     """Remove entries' stored artifacts and refs (a model's tokenizer stays).
 
-    An artifact that another entry also points at is kept; only this entry's ref goes.
+    An artifact that another entry (of this or any other registry file sharing the store)
+    also points at is kept; only this entry's ref goes. An ARTIFACT_ID (from `list --stored`)
+    removes that object and every ref naming it, also one synced through another registry file.
     """
+    from .cli_store import remove_artifact
+
     registry = app.registry()
-    store = registry.store
+    entries = set(registry.spec.names())
+    results = []
     for name in names:
-        entry = registry.get(name)
-        artifact = stored_artifact(registry, entry)
-        if artifact is None:
-            store.remove_ref(name)
-            app.note(f"'{name}' is not in the store; nothing to remove")
-            continue
-        if entry.kind == "tokenizer" and not force:
-            users = [m.name for m in registry.spec.models.values()
-                     if m.tokenizer == name and stored_artifact(registry, m) is not None]
-            if users:
-                raise RefusedError(f"kept '{name}': the synced model(s) {', '.join(users)} use it",
-                                   hint=f"remove them first, or pass --force to remove '{name}' anyway")
-        sharing = [other for other, ref in store.refs().items() if ref.artifact_id == artifact and other != name]
-        size = store.read_manifest(artifact).total_size
-        with store.lock(artifact, registry.loader.lock_timeout, on_wait=app.on_wait):
-            store.remove_ref(name)
-            if not sharing:
-                store.remove(artifact)
-        if sharing:
-            click.echo(f"removed {name} (kept {artifact}: also used by {', '.join(sharing)})")
+        if name not in entries and name in registry.store.list_artifacts():
+            info = remove_artifact(registry, name, registry.loader.lock_timeout, on_wait=app.on_wait)
         else:
-            click.echo(f"removed {name} ({artifact}, {human_size(size)})")
+            info = remove_entry(app, registry, name, force)
+        results.append(info)
+        if not as_json:
+            print_removed(app, info)
+    if as_json:
+        emit_json(results)
+
+
+def print_removed(app: App, info: dict) -> None:
+    if not info["removed"] and info["artifact_id"] is None:
+        app.note(f"'{info['name']}' is not in the store; nothing to remove")
+    elif not info["removed"]:
+        click.echo(f"removed {info['name']} (kept {info['artifact_id']}: also used by {', '.join(info['kept_because'])})")
+    elif info["name"] == info["artifact_id"]:
+        named = f"; refs removed: {', '.join(info['refs'])}" if info["refs"] else ""
+        click.echo(f"removed {info['artifact_id']} ({human_size(info['size'])}{named})")
+    else:
+        click.echo(f"removed {info['name']} ({info['artifact_id']}, {human_size(info['size'])})")
+
+
+def remove_entry(app: App, registry, name: str, force: bool) -> dict:
+    store = registry.store
+    entry = registry.get(name)
+    artifact = stored_artifact(registry, entry)
+    own = own_refs(store, entry)
+    if artifact is None:
+        remove_refs(store, own)
+        return {"name": name, "artifact_id": None, "removed": False, "size": None, "refs": [],
+                "kept_because": None}
+    if entry.kind == "tokenizer" and not force:
+        users = [m.name for m in registry.spec.models.values()
+                 if m.tokenizer == name and stored_artifact(registry, m) is not None]
+        if users:
+            raise RefusedError(f"kept '{name}': the synced model(s) {', '.join(users)} use it",
+                               hint=f"remove them first, or pass --force to remove '{name}' anyway")
+    sharing = [ref_label(ref) for ref in store.refs().values()
+               if ref.artifact_id == artifact and (ref.entry, ref.registry) not in own]
+    size = store.read_manifest(artifact).total_size
+    with store.lock(artifact, registry.loader.lock_timeout, on_wait=app.on_wait):
+        remove_refs(store, own)
+        if not sharing:
+            store.remove(artifact)
+    return {"name": name, "artifact_id": artifact, "removed": not sharing, "size": size, "refs": [name],
+            "kept_because": sharing or None}
 
 
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object of what was (or would be) removed.")
 @pass_app
-def gc(app: App, dry_run: bool):
+def gc(app: App, dry_run: bool, as_json: bool):
     """Remove what nothing needs: unreferenced artifacts, stale staging, locks and trash.
 
     Artifacts that an entry of the registry names (a pinned hub commit) are kept,
@@ -1070,6 +1322,12 @@ def gc(app: App, dry_run: bool):
     result = store.gc(keep=keep, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     freed = sum(sizes.get(a) or 0 for a in result.objects)
+    if as_json:
+        emit_json({"dry_run": dry_run, "freed_bytes": freed,
+                   "objects": [{"artifact_id": a, "size": sizes.get(a)} for a in result.objects],
+                   "staging": list(result.staging), "refs": list(result.refs), "trash": list(result.trash),
+                   "locks": list(result.locks), "temp_files": list(result.temp_files)})
+        return
     for artifact in result.objects:
         click.echo(f"{verb} {artifact} ({human_size(sizes.get(artifact))})")
     for label, items in (("staging folder", result.staging), ("dangling ref", result.refs),
@@ -1092,5 +1350,7 @@ def main(argv: Sequence[str] | None = None, prog_name: str = PROG) -> None:
     """The console script `kronos-registry`."""
     cli.main(args=list(argv) if argv is not None else None, prog_name=prog_name)
 
+
+from . import cli_add  # noqa: E402,F401 - registers `add` on the group (it imports from here)
 
 __all__ = ["cli", "main", "MissingExtraError"]

@@ -294,6 +294,25 @@ def _is_hub_id(name: str) -> bool:
             and not os.path.isabs(name) and "\\" not in name)
 
 
+class _SkipInit(torch.overrides.TorchFunctionMode):
+    """Within it, weight initialisation is a no-op (this thread only).
+
+    ``torch.nn.init`` functions and the in-place fills they use return their tensor
+    unchanged, so ``nn.Linear``/``nn.Embedding`` keep the uninitialised memory of
+    ``torch.empty`` (never touched, hence nearly free even for 400 MB of weights).
+    Everything else runs as usual, so deterministic buffers (rotary frequencies, code
+    bases) are computed for real. This replaces building on the meta device, whose first
+    random fill imports ``torch._dynamo`` (about a second) in the load path.
+    """
+
+    _FILLS = frozenset({torch.Tensor.normal_, torch.Tensor.uniform_, torch.Tensor.zero_, torch.Tensor.fill_})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self._FILLS or getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **(kwargs or {}))
+
+
 class _HubMixin:
     """from_pretrained / save_pretrained over `config.json` + `model.safetensors`."""
 
@@ -428,8 +447,7 @@ class _HubMixin:
             raise CheckpointError(f"{label} has no {WEIGHTS_NAME}", folder=label, missing=[WEIGHTS_NAME],
                                   hint="download the complete checkpoint; pickled pytorch_model.bin files "
                                        "are not loaded")
-        with torch.device("meta"):
-            module = cls(**cfg)
+        module = cls.uninitialised(**cfg)
         try:
             state = load_file(str(w_path), device=str(map_location))
         except Exception as e:
@@ -438,8 +456,21 @@ class _HubMixin:
         module.load_weights(state, label=label, strict=strict)
         return module.eval()
 
+    @classmethod
+    def uninitialised(cls, **config):
+        """The module for ``config`` with uninitialised weights, to be filled by load_weights.
+
+        No random initialisation and no meta device: building Kronos-base takes ~0.05 s,
+        and load_weights then adopts the loaded tensors themselves (no second copy).
+        """
+        with _SkipInit():
+            module = cls(**config)
+        module._awaiting_weights = True
+        return module
+
     def load_weights(self, state: dict, *, label: str = "<state dict>", strict: bool = True):
-        """load_state_dict with clear errors; materialises a meta-built module."""
+        """load_state_dict with clear errors; materialises a meta-built module and fills
+        an ``uninitialised`` one with the given tensors (cast to the module's dtypes)."""
         expected = self.state_dict()
         derived = {k for k in expected if k.endswith(("rotary.inv_freq", "bsq.basis", "bsq.group_basis"))}
         missing = [k for k in expected if k not in state and k not in derived]
@@ -467,6 +498,12 @@ class _HubMixin:
             for m in self.modules():
                 if isinstance(m, Rotary):
                     m._tables = None
+        if self.__dict__.pop("_awaiting_weights", False):
+            # Adopt the loaded tensors (the uninitialised ones are dropped): one copy in memory.
+            adopted = {k: v if v.dtype == expected[k].dtype else v.to(expected[k].dtype)
+                       for k, v in state.items() if k in expected}
+            self.load_state_dict(adopted, strict=False, assign=True)
+            return self.to(device)  # the derived buffers were computed on the CPU
         self.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
         return self
 

@@ -14,9 +14,10 @@ store's normal path (artifact lock, staging folder, one atomic rename) and sets 
 Local sources: a folder on the exporting machine will not exist on the target, so
 ``registry.yaml`` in the bundle names each local entry's source as ``../objects/<id>``
 (relative to a file saved in ``<store>/registries/``: the artifact's own copy in the store).
-Import rewrites it to the absolute path of that copy, so the saved registry file works with
-``--registry`` and can also be merged into another models.yaml. ``hf://`` sources are written
-pinned to the commit that was exported, so the target resolves the very same artifact.
+Import rewrites it to the absolute path of that copy; the registry resolution overlays the
+saved file on the packaged one (see ``registry.imported``), so imported entries work by name.
+``hf://`` sources are written pinned to the commit that was exported, so the target resolves
+the very same artifact.
 """
 
 from __future__ import annotations
@@ -110,7 +111,12 @@ def export_bundle(store: Store, spec: RegistrySpec, names: Sequence[str], output
         raise InputDataError("nothing to export: name at least one entry",
                              hint="e.g. `kronos-registry export kronos-small -o bundle.tar`")
     output = Path(output)
-    chosen = [_exported(store, entry, artifact_of) for entry in _with_tokenizers(spec, names)]
+    chosen = []
+    for entry in _with_tokenizers(spec, names):
+        try:
+            chosen.append(_exported(store, entry, artifact_of))
+        except NotSyncedError as error:
+            raise _missing_for(spec, names, entry, error) from None
     registry_text = _render_registry([(item.entry, _bundle_source(item)) for item in chosen],
                                      header=_export_header())
     index = _index_json(chosen)
@@ -118,6 +124,15 @@ def export_bundle(store: Store, spec: RegistrySpec, names: Sequence[str], output
     artifacts = tuple(dict.fromkeys(item.artifact_id for item in chosen))
     return BundleSummary(path=output, artifacts=artifacts, entries=tuple(i.entry.name for i in chosen),
                          bytes=payload)
+
+
+def _missing_for(spec: RegistrySpec, names: Sequence[str], entry: Entry, error: NotSyncedError) -> NotSyncedError:
+    """A tokenizer nobody named is missing: name the model asked for, whose sync brings both."""
+    if entry.name in names:
+        return error
+    model = next(spec.get(n) for n in names if spec.get(n).tokenizer == entry.name)
+    return NotSyncedError(model.name, error.store_root,
+                          reason=f"nothing to export: it needs its tokenizer '{entry.name}', which is not in the store")
 
 
 def _with_tokenizers(spec: RegistrySpec, names: Sequence[str]) -> list[Entry]:
@@ -138,7 +153,7 @@ def stored_artifact(store: Store, entry: Entry) -> str | None:
     if isinstance(source, HfSource) and source.is_pinned:
         artifact_id = hf_artifact_id(source.repo_id, source.revision, source.repo_type)
         return artifact_id if store.has(artifact_id) else None
-    ref = store.get_ref(entry.name)
+    ref = store.get_ref(entry.name, entry.registry)
     if ref is None or source is None or ref.source != str(source) or not store.has(ref.artifact_id):
         return None
     return ref.artifact_id
@@ -153,12 +168,13 @@ def _exported(store: Store, entry: Entry, artifact_of: Callable[[Entry], str | N
         raise VerificationError(f"'{entry.name}' ({artifact_id})", problems,
                                 hint=f"run `kronos-registry sync {entry.name}` to repair it, then export again")
     manifest = store.read_manifest(artifact_id)
-    ref = store.get_ref(entry.name)
+    ref = store.get_ref(entry.name, entry.registry)
     if ref is None or ref.artifact_id != artifact_id:
         ref = Ref(entry=entry.name, artifact_id=artifact_id, source=str(entry.source),
                   resolved_revision=manifest.resolved_revision)
-    # The fingerprint describes files on this machine only; it means nothing on the target.
-    return _Exported(entry, artifact_id, manifest, attrs.evolve(ref, fingerprint=None))
+    # The fingerprint and the registry path describe this machine only; they mean nothing on
+    # the target (an imported ref belongs to no known registry there).
+    return _Exported(entry, artifact_id, manifest, attrs.evolve(ref, fingerprint=None, registry=None))
 
 
 def _bundle_source(item: _Exported) -> str:
@@ -176,8 +192,8 @@ def _export_header() -> str:
         f"# Entries exported by {tool_version()} on {utc_now()}.\n"
         "# `kronos-registry import` saves this file into <store>/registries/ with each local\n"
         "# source rewritten to the artifact's copy in that store; hub sources are pinned to the\n"
-        "# commit exported. Pass the saved file with --registry, or merge its entries into\n"
-        "# your models.yaml.\n"
+        "# commit exported. Its entries then work by name there (the file overlays the\n"
+        "# packaged registry; a models.yaml of your own overlays it).\n"
     )
 
 
@@ -370,7 +386,7 @@ def import_bundle(store: Store, bundle: str | os.PathLike, *, checks: CheckProvi
                 _publish(store, contents.artifacts[artifact_id])
             # Refs are set while the locks are held: gc never sees a fresh object unreferenced.
             for ref in refs:
-                store.set_ref(ref)
+                store.set_ref(attrs.evolve(ref, registry=None))  # flat: of no known registry here
         write_atomic(registry_path, registry_text)
     return ImportSummary(bundle=bundle, artifacts=tuple(todo), skipped=tuple(skipped),
                          refs=tuple(r.entry for r in refs), bytes=written, registry_path=registry_path)

@@ -81,7 +81,9 @@ def run_checks(artifact: str, checks: Sequence[Check], ctx: CheckContext) -> Rep
         try:
             problems.extend(check.run(ctx))
         except Exception as exc:  # a broken file must never turn into a traceback
-            problems.append(Problem(f"check '{check.name}' could not run: {exc}", file=str(ctx.folder)))
+            detail = str(exc) if len(str(exc)) <= 200 else f"{str(exc)[:200]}..."
+            problems.append(Problem(f"check '{check.name}' could not run: {type(exc).__name__}: {detail}",
+                                    file=str(ctx.folder)))
     return Report(artifact=artifact, problems=tuple(problems), checks_run=tuple(names))
 
 
@@ -174,29 +176,49 @@ def read_safetensors_header(path: Path) -> tuple[dict, list[str]]:
     if not isinstance(header, dict):
         return {}, ["header is not a JSON object"]
     header.pop("__metadata__", None)
-    errors: list[str] = []
     tensors: dict = {}
     spans = []
     data_size = size - 8 - header_len
+    # Alike faults are gathered and named once, with a count and two examples: a truncated
+    # file is one line, not one per tensor past the cut.
+    malformed, unknown, wrong_span, past_end = [], [], [], []
     for name, info in header.items():
         if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
-            errors.append(f"tensor '{name}' has a malformed header entry")
+            malformed.append(name)
             continue
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
         if dtype not in SAFETENSORS_DTYPES:
-            errors.append(f"tensor '{name}' has unknown dtype {dtype!r}")
+            unknown.append(f"'{name}' ({str(dtype)[:20]!r})")
             continue
-        count = 1
-        for dim in shape:
-            count *= int(dim)
-        start, end = int(offsets[0]), int(offsets[1])
+        try:
+            count = 1
+            for dim in shape:
+                count *= int(dim)
+            start, end = int(offsets[0]), int(offsets[1])
+        except (TypeError, ValueError, IndexError, KeyError):
+            malformed.append(name)
+            continue
         if end - start != count * SAFETENSORS_DTYPES[dtype]:
-            errors.append(f"tensor '{name}' spans {end - start} bytes but shape {shape} of {dtype} needs "
-                          f"{count * SAFETENSORS_DTYPES[dtype]}")
+            wrong_span.append(f"'{name}' spans {end - start} bytes but shape {shape} of {dtype} needs "
+                              f"{count * SAFETENSORS_DTYPES[dtype]}")
         if end > data_size:
-            errors.append(f"tensor '{name}' ends at byte {end} past the data ({data_size} bytes): file truncated")
+            past_end.append((end, name))
         spans.append((start, end))
         tensors[name] = info
+    errors: list[str] = []
+    if past_end:
+        names = [f"'{name}'" for _, name in sorted(past_end)[:2]]
+        errors.append(f"file truncated: the header describes {max(end for end, _ in past_end):,} data bytes, "
+                      f"the file holds {data_size:,}; {len(past_end)} of {len(header)} tensors lie past the end, "
+                      f"e.g. {', '.join(names)}")
+    for one, many, items in (("malformed header entry", "malformed header entries", [f"'{n}'" for n in malformed]),
+                             ("tensor with an unknown dtype", "tensors with an unknown dtype", unknown),
+                             ("byte span that does not fit shape and dtype",
+                              "byte spans that do not fit shape and dtype", wrong_span)):
+        if len(items) == 1:
+            errors.append(f"{one}: {items[0]}")
+        elif items:
+            errors.append(f"{len(items)} {many}, e.g. {'; '.join(items[:2])}")
     if not errors:
         position = 0
         for start, end in sorted(spans):

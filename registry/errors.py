@@ -33,6 +33,9 @@ class Problem:
     ``file`` is the file the problem is in (a registry file, ``config.json``, a weights file),
     ``field`` the key or tensor name, ``message`` what is wrong and ``hint`` how to fix it.
     ``severity`` is ``"error"`` (blocks publishing or loading) or ``"warning"`` (reported only).
+    ``kind`` names the sort of problem, plural, to follow a count (``"tensors of dtype U8"``),
+    when one check may yield many alike: a report shows each kind once, with a count and two
+    examples (see ``render_problems``).
     """
 
     message: str
@@ -41,23 +44,27 @@ class Problem:
     hint: str | None = None
     severity: str = attrs.field(default="error", validator=attrs.validators.in_(("error", "warning")))
     location: Location | None = None
+    kind: str | None = None
 
     @property
     def is_error(self) -> bool:
         return self.severity == "error"
 
-    def __str__(self) -> str:
-        where = str(self.location) if self.location else (self.file or "")
-        parts = [where] if where else []
+    @property
+    def where(self) -> str:
+        return str(self.location) if self.location else (self.file or "")
+
+    def headline(self) -> str:
+        """What is wrong and where, without the fix: one line."""
+        parts = [self.where] if self.where else []
         if self.field:
             parts.append(f"'{self.field}'")
         head = ": ".join(parts)
         text = f"{head}: {self.message}" if head else self.message
-        if self.severity == "warning":
-            text = f"warning: {text}"
-        if self.hint:
-            text += f" Fix: {self.hint}"
-        return text
+        return f"warning: {text}" if self.severity == "warning" else text
+
+    def __str__(self) -> str:
+        return f"{self.headline()} Fix: {self.hint}" if self.hint else self.headline()
 
 
 class RegistryError(Exception):
@@ -78,6 +85,70 @@ class RegistryError(Exception):
 
 def _problem_lines(problems: Iterable[Problem]) -> str:
     return "\n".join(f"  - {p}" for p in problems)
+
+
+# A report names the cause in a screenful: at most this many lines of problems (one per kind),
+# each cut to a readable length; the rest is counted, never dropped silently.
+MAX_LISTED_KINDS = 8
+MAX_TEXT = 600
+
+
+def _clip(text: str, limit: int = MAX_TEXT) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def group_problems(problems: Iterable[Problem]) -> list[list[Problem]]:
+    """Problems of one kind in one file with one fix, together; errors first, in found order.
+
+    A problem without a ``kind`` groups only with copies of itself.
+    """
+    groups: dict[tuple, list[Problem]] = {}
+    for problem in problems:
+        what = ("kind", problem.kind) if problem.kind else ("message", problem.field, problem.message)
+        key = (not problem.is_error, problem.where, what, problem.hint)
+        groups.setdefault(key, []).append(problem)
+    return [groups[key] for key in sorted(groups, key=lambda k: k[0])]  # stable: found order kept
+
+
+def render_problems(problems: Sequence[Problem], *, indent: str = "  ",
+                    limit: int = MAX_LISTED_KINDS) -> list[str]:
+    """A report a person reads: one line per kind of problem (a count and two examples when
+    there are several), its fix on its own line, at most ``limit`` kinds (the rest counted)."""
+    lines: list[str] = []
+    groups = group_problems(problems)
+    for group in groups[:limit]:
+        first = group[0]
+        if len(group) == 1:
+            head = first.headline()
+        elif not first.kind:
+            head = f"{first.headline()} ({len(group)} times)"
+        else:
+            what = f"{len(group):,} {first.kind}"
+            if len({p.message for p in group}) == 1 and all(p.field for p in group):
+                # One message for all (the same shape, NaN in each): say it once, name the fields.
+                if first.message not in first.kind:
+                    what += f" ({first.message})"
+                examples = ", ".join(f"'{_clip(p.field, 80)}'" for p in group[:2])
+            else:
+                examples = "; ".join(_example(p) for p in group[:2])
+            head = (f"{'warning: ' if not first.is_error else ''}{first.where + ': ' if first.where else ''}"
+                    f"{what}, e.g. {examples}")
+        lines.append(f"{indent}- {_clip(head)}")
+        if first.hint:
+            lines.append(f"{indent}  fix: {_clip(first.hint)}")
+    rest = groups[limit:]
+    if rest:
+        count = sum(len(g) for g in rest)
+        lines.append(f"{indent}- ... and {count:,} more problem{'s' if count != 1 else ''} of "
+                     f"{len(rest):,} other kind{'s' if len(rest) != 1 else ''}, not listed")
+    return lines
+
+
+def _example(problem: Problem) -> str:
+    detail = f"'{problem.field}': {problem.message}" if problem.field else problem.message
+    return _clip(detail, 160)
 
 
 class RegistryFileError(RegistryError):
@@ -183,8 +254,9 @@ class VerificationError(RegistryError):
         errors = [p for p in self.problems if p.is_error]
         count = len(errors)
         noun = "problem" if count == 1 else "problems"
+        listed = "\n".join(render_problems(self.problems))
         super().__init__(
-            f"{artifact} failed verification ({count} {noun}):\n{_problem_lines(self.problems)}",
+            f"{artifact} failed verification ({count:,} {noun}):\n{listed}",
             hint=hint or "nothing was written to the store; fix the files or the entry and sync again",
         )
 

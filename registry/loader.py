@@ -9,7 +9,6 @@ entry is synced. Model families plug their checks in through ``checks``.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -50,20 +49,6 @@ def _local_fingerprint(folder: Path, names: Sequence[str]) -> tuple[tuple[str, i
     return tuple(found)
 
 
-def _detach_links(folder: Path) -> None:
-    """Replace hard-linked files by private copies.
-
-    A file linked from a user's checkpoint folder shares its inode: saving over the original
-    in place would silently change the published object. (Hub cache blobs are replaced, never
-    rewritten, so links to them are safe; only local sources need this.)
-    """
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink() and path.stat().st_nlink > 1:
-            private = path.with_name(f".{path.name}.copy")
-            shutil.copyfile(path, private)
-            os.replace(private, path)
-
-
 class Loader:
     """Materialises registry entries into a store, verified, and finds them there."""
 
@@ -96,7 +81,11 @@ class Loader:
         ``force`` fetches and verifies the entry again even when a good copy is stored.
         """
         entry = self.spec.get_available(name)
-        return self._sync_entry(entry, force=force, tokenizer=self._sync_tokenizer(entry))
+        try:
+            tokenizer = self._sync_tokenizer(entry)
+        except NotSyncedError as error:
+            raise self._needs_tokenizer(entry, error) from None
+        return self._sync_entry(entry, force=force, tokenizer=tokenizer)
 
     def locate(self, name: str, *, sync_missing: bool = True) -> SyncResult:
         """The stored copy of ``name`` (and its tokenizer) after a cheap check: manifest + sizes.
@@ -107,7 +96,10 @@ class Loader:
         (missing) or ``VerificationError`` (damaged).
         """
         entry = self.spec.get_available(name)
-        tokenizer = self._locate_tokenizer(entry, sync_missing)
+        try:
+            tokenizer = self._locate_tokenizer(entry, sync_missing)
+        except NotSyncedError as error:
+            raise self._needs_tokenizer(entry, error) from None
         artifact_id = self._stored_id(entry)
         problems = self.store.check(artifact_id) if artifact_id else []
         if artifact_id and not problems:
@@ -172,7 +164,7 @@ class Loader:
         if isinstance(source, HfSource) and source.is_pinned:
             artifact_id = hf_artifact_id(source.repo_id, source.revision, source.repo_type)
             return artifact_id if self.store.has(artifact_id) else None
-        ref = self.store.get_ref(entry.name)
+        ref = self.store.get_ref(entry.name, entry.registry)
         if ref is None or ref.source != str(source) or not self.store.has(ref.artifact_id):
             return None
         if current and self._source_changed(entry, ref):
@@ -182,7 +174,7 @@ class Loader:
     def _source_changed(self, entry: Entry, ref: Ref | None = None) -> bool:
         if not isinstance(entry.source, LocalSource):
             return False
-        ref = ref or self.store.get_ref(entry.name)
+        ref = ref or self.store.get_ref(entry.name, entry.registry)
         if ref is None or ref.fingerprint is None:
             return False
         return _local_fingerprint(Path(entry.source.path), [n for n, _, _ in ref.fingerprint]) != ref.fingerprint
@@ -232,7 +224,7 @@ class Loader:
             # Another process may have published it while we waited for the lock.
             if not force and self._intact(artifact_id):
                 return self._reuse(entry, artifact_id, tokenizer, resolved)
-            return self._fetch_and_publish(entry, resolved, names, artifact_id, tokenizer)
+            return self._fetch_and_publish(entry, resolved, names, artifact_id, tokenizer, force=force)
 
     def _intact(self, artifact_id: str) -> bool:
         return self.store.has(artifact_id) and not self.store.check(artifact_id)
@@ -245,16 +237,28 @@ class Loader:
                           fetched=False, manifest=manifest, tokenizer=tokenizer)
 
     def _fetch_and_publish(self, entry: Entry, resolved: ResolvedSource, names: tuple[str, ...],
-                           artifact_id: str, tokenizer: SyncResult | None) -> SyncResult:
+                           artifact_id: str, tokenizer: SyncResult | None, *, force: bool = False) -> SyncResult:
+        if force:  # a repair starts from nothing an earlier attempt left behind
+            self.store.discard_staging(artifact_id)
         staging = self.store.staging(artifact_id)
-        # Errors while fetching (network, cut transfers) keep staging, so the next try resumes.
+        # Errors while fetching (network, cut transfers) keep staging, so the next try resumes;
+        # a file-system error (a full disk) removes what this attempt wrote.
         try:
             sources.fetch(resolved, names, staging, self.endpoints, offline=self.offline, progress=self.progress)
         except sources.NotInCacheError as exc:
-            raise self._not_synced(entry) from exc
+            raise self._not_synced(entry, exc) from None
+        except OSError:
+            self.store.discard_staging(artifact_id)
+            raise
+        try:
+            return self._verify_and_publish(entry, resolved, names, artifact_id, staging, tokenizer)
+        except OSError:
+            self.store.discard_staging(artifact_id)
+            raise
+
+    def _verify_and_publish(self, entry: Entry, resolved: ResolvedSource, names: tuple[str, ...],
+                            artifact_id: str, staging: Path, tokenizer: SyncResult | None) -> SyncResult:
         self.store.prune_staging(artifact_id, keep=names)
-        if isinstance(entry.source, LocalSource):
-            _detach_links(staging)
         report, records = self._verify_staging(entry, resolved, names, artifact_id, staging, tokenizer)
         if not report.ok:
             self.store.discard_staging(artifact_id)
@@ -343,11 +347,20 @@ class Loader:
         try:
             return sources.resolve(self._source(entry), self.endpoints, offline=self.offline)
         except sources.NotInCacheError as exc:
-            raise self._not_synced(entry) from exc
+            raise self._not_synced(entry, exc) from None
 
-    def _not_synced(self, entry: Entry) -> NotSyncedError:
+    def _not_synced(self, entry: Entry, cause: sources.NotInCacheError | None = None) -> NotSyncedError:
+        where = f" at {cause.cache_dir}" if cause is not None and getattr(cause, "cache_dir", None) else ""
         return NotSyncedError(entry.name, str(self.store.root),
-                              reason="offline, and the Hugging Face cache does not hold it")
+                              reason=f"offline, and the Hugging Face cache{where} does not hold it")
+
+    def _needs_tokenizer(self, entry: Entry, error: NotSyncedError) -> NotSyncedError:
+        """A model whose tokenizer is missing: one error naming the model, whose sync brings both."""
+        if error.name == entry.name:
+            return error
+        offline = "; offline, so nothing can be fetched" if self.offline else ""
+        return NotSyncedError(entry.name, error.store_root,
+                              reason=f"it needs its tokenizer '{error.name}', which is not in the store{offline}")
 
     @staticmethod
     def _wanted(entry: Entry, resolved: ResolvedSource) -> tuple[str, ...]:
@@ -381,7 +394,7 @@ class Loader:
             names = self._wanted(entry, resolved) if resolved else entry.files
             fingerprint = _local_fingerprint(Path(entry.source.path), names)
         return Ref(entry=entry.name, artifact_id=artifact_id, source=str(entry.source),
-                   resolved_revision=revision, fingerprint=fingerprint)
+                   resolved_revision=revision, fingerprint=fingerprint, registry=entry.registry)
 
     def _on_wait(self, entry: Entry) -> Callable[[LockWait], None] | None:
         if self.on_wait is None:

@@ -7,8 +7,8 @@ Two steps:
   local folder, its files.
 - ``fetch`` puts the named files into a destination folder: hub files go through
   huggingface_hub's cache (so weights a user already downloaded with ``from_pretrained`` are
-  reused, also offline, and an interrupted download resumes), then are hard-linked (or copied)
-  into place.
+  reused, also offline, and an interrupted download resumes), then copied (a reflink where
+  the filesystem can) into place: never hard-linked, so damage to one copy never reaches the other.
 
 Network behaviour is bounded on purpose: one short timeout per attempt, ``Endpoints.retries``
 extra attempts, then the next endpoint. huggingface_hub's own slow path (60 s timeout, five
@@ -23,7 +23,6 @@ import inspect
 import json
 import os
 import re
-import shutil
 import threading
 import time
 from pathlib import Path, PurePosixPath
@@ -33,6 +32,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import attrs
 
 from .checks import sha256_file
+from .copying import blob_matches_its_name, private_copy
 from .errors import (
     FileNotInSourceError,
     NetworkError,
@@ -144,8 +144,15 @@ class Endpoints:
         return (url, *(u for u in self.urls if u != url))
 
     def scrub(self, text: str) -> str:
-        """``text`` with the token blanked out, for anything that may be shown or logged."""
-        return text.replace(self.token, "***") if self.token else text
+        """``text`` without the token or any endpoint's credentials, fit to show or log."""
+        from .store import redact_secrets
+
+        for url in self.urls:
+            shown = plain_url(url)
+            if shown and shown != url:
+                text = text.replace(url, shown)
+        text = text.replace(self.token, "***") if self.token else text
+        return redact_secrets(text)
 
 
 def plain_url(url: str | None) -> str | None:
@@ -231,9 +238,9 @@ def _network_error(source: object, failures: Sequence[tuple[str, str]], endpoint
     tried = "; ".join(f"{url} ({why})" for url, why in failures)
     error = NetworkError(
         endpoints.scrub(f"could not reach any endpoint for {source}: {tried}"),
-        source=str(source), endpoints=[url for url, _ in failures], hint=_NETWORK_HINT,
+        source=str(source), endpoints=[plain_url(url) for url, _ in failures], hint=_NETWORK_HINT,
     )
-    return _with_data(error, failures=list(failures))
+    return _with_data(error, failures=[(plain_url(url), endpoints.scrub(why)) for url, why in failures])
 
 
 def _pickle_hint(missing: str, present: Sequence[str]) -> str | None:
@@ -288,6 +295,23 @@ def _walk_files(root: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(folder) / f for f in sorted(files) if (Path(folder) / f).is_file()]
     return found
+
+
+def _refuse_escaping_link(root: Path, name: str, source: object) -> None:
+    """Refuse a file that is a link (or lies under a linked folder) leading out of ``root``.
+
+    Copying it would put another file's bytes (``/etc/shadow``, another user's data) into the
+    store, and the checks would echo some of them in their messages. Links inside the folder
+    are fine.
+    """
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(root / name)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise _with_data(SourceError(
+            f"'{name}' in the local source {root} is a symbolic link leading outside that folder; refused",
+            source=str(source),
+            hint="copy the file into the checkpoint folder (or link to a file inside it) and sync again",
+        ), file=name, path=str(root))
 
 
 def _resolve_local(source: LocalSource) -> ResolvedSource:
@@ -411,13 +435,13 @@ def _classify_not_found(source: HfSource, endpoint: str, endpoints: Endpoints,
     if isinstance(error, HfRevisionNotFound) or refs is not None:
         known = f" (branches and tags there: {', '.join(refs)})" if refs else ""
         return _with_data(RevisionNotFoundError(
-            f"{source.repo_id} has no revision '{source.revision}' at {endpoint}{known}",
+            f"{source.repo_id} has no revision '{source.revision}' at {plain_url(endpoint)}{known}",
             source=str(source), endpoints=[endpoint],
             hint="fix the part after '@' in `source:`: a commit sha (40 hex), a branch or a tag "
                  "of that repo",
         ), **data)
     return _with_data(RepoNotFoundError(
-        f"{endpoint} has no repository {source.repo_id} (asked for revision '{source.revision}', "
+        f"{plain_url(endpoint)} has no repository {source.repo_id} (asked for revision '{source.revision}', "
         f"HTTP {status})",
         source=str(source), endpoints=[endpoint],
         hint="check the repo id in `source:`; for a private or gated repo set HF_TOKEN to a "
@@ -480,7 +504,7 @@ def _resolve_online(source: HfSource, endpoints: Endpoints) -> ResolvedSource:
 
     info, endpoint = _each_endpoint(source, endpoints.urls, endpoints, ask)
     if not info.sha or not COMMIT_RE.match(info.sha):
-        raise SourceError(f"{endpoint} did not report the commit of {source}",
+        raise SourceError(f"{plain_url(endpoint)} did not report the commit of {source}",
                           source=str(source), endpoints=[endpoint],
                           hint="the endpoint may not be a Hugging Face compatible hub; check HF_ENDPOINT")
     files = _remote_files(source, endpoint, info, endpoints)
@@ -537,17 +561,8 @@ def resolve(source: HfSource | LocalSource, endpoints: Endpoints, *, offline: bo
 
 
 def _place(origin: Path, target: Path) -> Path:
-    """Put ``origin``'s bytes at ``target``: hard link when possible, else copy; atomic either way."""
-    origin = Path(os.path.realpath(origin))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
-    partial.unlink(missing_ok=True)
-    try:
-        os.link(origin, partial)
-    except OSError:  # another filesystem, or links not allowed: copy instead
-        shutil.copyfile(origin, partial)
-    os.replace(partial, target)  # a reader never sees a half-copied file under the real name
-    return target
+    """Put a private copy of ``origin``'s bytes at ``target``, atomically (see ``private_copy``)."""
+    return private_copy(Path(os.path.realpath(origin)), target)
 
 
 def _already_there(target: Path, remote: RemoteFile | None) -> bool:
@@ -555,17 +570,50 @@ def _already_there(target: Path, remote: RemoteFile | None) -> bool:
             and target.stat().st_size == remote.size)
 
 
-def _fetch_local(resolved: ResolvedSource, names: Sequence[str], dest: Path) -> dict[str, Path]:
+# A local copy this large gets a progress bar (when bars are on): a few hundred MB of weights
+# take seconds to copy, and a silent terminal looks hung.
+LOCAL_PROGRESS_BYTES = 8 * 1024 * 1024
+_COPY_CHUNK = 4 * 1024 * 1024
+
+
+def _fetch_local(resolved: ResolvedSource, names: Sequence[str], dest: Path,
+                 progress: bool = False) -> dict[str, Path]:
     root = _local_folder(resolved.source)
-    placed = {}
+    placed, todo = {}, []
     for name in names:
         origin = root / _check_name(name, resolved.source)
         if not origin.is_file():
             raise _missing_file_error(resolved, name, f"local folder {root}")
+        _refuse_escaping_link(root, name, resolved.source)
         target = dest / name
-        placed[name] = target if _already_there(target, RemoteFile(name, origin.stat().st_size)) \
-            else _place(origin, target)
+        if _already_there(target, RemoteFile(name, origin.stat().st_size)):
+            placed[name] = target
+        else:
+            todo.append((name, origin, target))
+    total = sum(origin.stat().st_size for _, origin, _ in todo)
+    if not progress or total < LOCAL_PROGRESS_BYTES:
+        placed.update((name, _place(origin, target)) for name, origin, target in todo)
+        return placed
+    from tqdm.auto import tqdm
+
+    # A private copy (the loader would detach a hard link right after anyway), with a bar.
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+              desc=f"copying {root.name}", leave=False) as bar:
+        for name, origin, target in todo:
+            placed[name] = _copy_with_progress(origin, target, bar.update)
     return placed
+
+
+def _copy_with_progress(origin: Path, target: Path, advance) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    partial.unlink(missing_ok=True)
+    with open(os.path.realpath(origin), "rb") as source, open(partial, "wb") as sink:
+        while chunk := source.read(_COPY_CHUNK):
+            sink.write(chunk)
+            advance(len(chunk))
+    os.replace(partial, target)
+    return target
 
 
 @functools.cache
@@ -598,18 +646,28 @@ def _from_cache(source: HfSource, commit: str, name: str, cache_dir: Path) -> Pa
 
 
 def _sound_or_evicted(cached: Path | None, remote: RemoteFile | None) -> Path | None:
-    """``cached``, unless it contradicts the size or sha256 the hub recorded: then evict it.
+    """``cached``, unless it contradicts what the hub recorded or its own name: then evict it.
 
-    huggingface_hub does not hash what it downloads, so a transfer corrupted on the way
-    stays in its cache; reusing it would fail every later sync with the same mismatch.
-    Evicting it (the snapshot link and its blob) makes the next download fetch it afresh.
-    Only cache hits pay this hash; fresh downloads are hashed once, by the store.
+    huggingface_hub does not hash what it downloads or serves from its cache, so a transfer
+    corrupted on the way, or a cached file edited in place, stays there; reusing it would
+    fail (or poison) every later sync. A cache hit is checked against the size and sha256
+    the hub recorded and against the hash its blob is named by; a mismatch evicts the
+    snapshot link and its blob, so the file is downloaded afresh (online) or reported missing
+    (offline). Only cache hits pay this hash; fresh downloads are hashed once, by the store.
     """
-    if cached is None or remote is None or (remote.size is None and not remote.sha256):
-        return cached
+    if cached is None:
+        return None
     blob = Path(os.path.realpath(cached))
-    size_ok = remote.size is None or blob.stat().st_size == remote.size
-    if size_ok and (not remote.sha256 or sha256_file(blob) == remote.sha256.lower()):
+    sound = blob.is_file()
+    if sound and remote is not None and remote.size is not None:
+        sound = blob.stat().st_size == remote.size
+    if sound and remote is not None and remote.sha256:
+        sound = sha256_file(blob) == remote.sha256.lower()
+        if sound and blob.name.lower() == remote.sha256.lower():
+            return cached  # already hashed against its name
+    if sound:
+        sound = blob_matches_its_name(blob) is not False
+    if sound:
         return cached
     for path in (cached, blob):
         with contextlib.suppress(OSError):
@@ -683,7 +741,7 @@ def _download(resolved: ResolvedSource, name: str, endpoints: Endpoints, cache_d
             # huggingface_hub's own request failed after our probe passed: the endpoint went away.
             raise _EndpointDown(f"download failed: {error}") from None
         except EntryNotFoundError:  # the hub answered 404 for this file
-            raise _missing_file_error(resolved, name, f"{where} at {endpoint}") from None
+            raise _missing_file_error(resolved, name, f"{where} at {plain_url(endpoint)}") from None
         except HfHubHTTPError as error:
             raise _with_data(SourceError(
                 endpoints.scrub(f"{endpoint} failed to serve '{name}' of {where}: {error}"),
@@ -745,12 +803,12 @@ def fetch(resolved: ResolvedSource, names: Sequence[str], dest: Path, endpoints:
     """Make ``dest/<name>`` for each name; return name -> path.
 
     Hub files come through the Hugging Face cache (reused when present, also offline), at the
-    resolved commit; local files are hard-linked or copied. Files already complete in ``dest``
+    resolved commit; local files are copied. Files already complete in ``dest``
     (same size as the source reports) are left as they are.
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     if isinstance(resolved.source, LocalSource):
-        return _fetch_local(resolved, names, dest)
+        return _fetch_local(resolved, names, dest, progress)
     cache = Path(cache_dir) if cache_dir else hf_cache_dir()
     return _fetch_hf(resolved, names, dest, endpoints, offline, progress, cache)

@@ -108,6 +108,10 @@ class Entry:
     sha256: Mapping[str, str] = attrs.field(factory=dict)
     files: tuple[str, ...] = DEFAULT_FILES
     allow_pickle: bool = False
+    # Which registry file defined the entry, for its ref in a shared store: the file's real
+    # absolute path, or PACKAGED_REGISTRY_ID for the packaged default (whose path changes
+    # with every install). None for an entry not read from a file.
+    registry: str | None = attrs.field(default=None, eq=False)
     # Where each key's value sits in the YAML ("context_length", "config.d_model", ...), so a
     # later check (a config mismatch at sync) can point at the line to edit.
     locations: Mapping[str, Location] = attrs.field(factory=dict, eq=False, repr=False)
@@ -172,6 +176,8 @@ class RegistrySpec:
 SUPPORTED_SCHEMAS = (1,)
 REGISTRY_FILE_ENV = "KRONOS_REGISTRY_FILE"
 REGISTRY_FILE_NAME = "models.yaml"
+# The registry id of the packaged default file's entries (see Entry.registry).
+PACKAGED_REGISTRY_ID = "packaged"
 
 TOP_LEVEL_KEYS = ("schema", "tokenizers", "models", "endpoint", "mirrors")
 SECTION_KINDS = {"tokenizers": "tokenizer", "models": "model"}
@@ -200,6 +206,32 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 _INVALID = object()  # a value that failed validation; its problem is already recorded
+
+# A registry file needs five levels (models > entry > config > key); PyYAML composes nested
+# nodes recursively, so a 5,000-deep `[[[...]]]` would end in RecursionError. Refuse far
+# deeper than any real file, far shallower than Python's recursion limit.
+MAX_NESTING = 32
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark: yaml.Mark):
+        super().__init__("nested too deeply")
+        self.mark = mark
+
+
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """SafeLoader that stops composing at ``MAX_NESTING`` levels of lists and mappings."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING:
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
@@ -254,23 +286,44 @@ def _parse_hf_uri(uri: str) -> _HfUri:
 _HF_FORM_HINT = "write it as hf://ORG/REPO@REVISION (e.g. hf://my-org/my-model@main)"
 
 
-def parse_source(text: str, *, base_dir: Path) -> Source:
+PACKAGE_SCHEME = "package://"
+
+
+def parse_source(text: str, *, base_dir: Path, package_dir: Path | None = None) -> Source:
     """Turn a `source:` value into a Source. Relative local paths resolve against ``base_dir``
-    (the folder of the YAML file that names them); ``~`` is expanded."""
+    (the real folder of the YAML file that names them); ``~`` is expanded.
+
+    ``package://PATH`` names a folder shipped beside the packaged registry file
+    (``package_dir``, else ``base_dir``): it resolves the same from the packaged file, a
+    copy of it in a project, or a symlink to it, wherever the package is installed.
+    """
     text = text.strip()
     if not text:
         raise SourceSyntaxError("is empty", hint=_REQUIRED_HINTS["source"])
     if text.startswith("hf://"):
         return _parse_hf_source(text)
+    if text.startswith(PACKAGE_SCHEME):
+        return _parse_package_source(text, package_dir or base_dir)
     if _URL_SCHEME_RE.match(text):
         raise SourceSyntaxError(
-            f"unsupported source '{text}': only hf:// URIs and local folders are supported",
+            f"unsupported source '{text}': only hf:// URIs, package:// folders and local folders are supported",
             hint=_web_url_hint(text),
         )
     path = Path(text).expanduser()
     if not path.is_absolute():
         path = base_dir / path
     return LocalSource(Path(os.path.normpath(path)))
+
+
+def _parse_package_source(text: str, package_dir: Path) -> LocalSource:
+    relative = text[len(PACKAGE_SCHEME):].strip("/")
+    parts = Path(relative).parts
+    if not relative or ".." in parts or "\\" in relative:
+        raise SourceSyntaxError(
+            f"'{text}' does not name a folder inside the package",
+            hint="write package://FOLDER/INSIDE/THE/PACKAGE (no '..'), e.g. package://data/demo/model",
+        )
+    return LocalSource(Path(os.path.normpath(package_dir / relative)))
 
 
 def _parse_hf_source(text: str) -> HfSource:
@@ -334,10 +387,14 @@ class _ParsedFile:
 class _FileParser:
     """Reads one registry file into a ``_ParsedFile``, recording problems instead of raising."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, package_dir: Path | None = None, registry_id: str | None = None):
         self.path = Path(path)
         self.file = str(path)
-        self.base_dir = Path(os.path.abspath(self.path)).parent
+        self.registry_id = registry_id or os.path.realpath(self.path)
+        # The real folder: ./models.yaml may be a symlink to a file whose relative sources
+        # point beside it, not beside the link.
+        self.base_dir = Path(os.path.realpath(self.path)).parent
+        self.package_dir = package_dir
         self.result = _ParsedFile(paths=(self.file,))
         self._constructor = yaml.constructor.SafeConstructor()
 
@@ -444,7 +501,13 @@ class _FileParser:
                         hint="check that it is a readable file, not a folder")
             return None
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            root = yaml.compose(text, Loader=_DepthLimitedLoader)
+        except _TooDeep as error:
+            self.report(Location(self.file, error.mark.line + 1, error.mark.column + 1), None,
+                        f"lists or mappings nested more than {MAX_NESTING} levels deep",
+                        hint="a registry file needs a few levels (models > entry > config); "
+                        "remove the runaway nesting there")
+            return None
         except yaml.MarkedYAMLError as error:
             self._report_yaml_syntax(error)
             return None
@@ -575,7 +638,8 @@ class _FileParser:
             draft.reference = (values["tokenizer"], locations["tokenizer"])
         if len(self.result.problems) == problems_before:
             values.setdefault("source", None)  # an unavailable entry may have none
-            draft.entry = Entry(name=name, kind=kind, origin=draft.origin, locations=locations, **values)
+            draft.entry = Entry(name=name, kind=kind, origin=draft.origin, locations=locations,
+                                registry=self.registry_id, **values)
         return draft
 
     def _sub_locations(self, key: str, node: yaml.Node) -> dict[str, Location]:
@@ -645,7 +709,7 @@ class _FileParser:
         if text is _INVALID:
             return _INVALID
         try:
-            return parse_source(text, base_dir=self.base_dir)
+            return parse_source(text, base_dir=self.base_dir, package_dir=self.package_dir)
         except SourceSyntaxError as error:
             self.report(node, field, error.message, hint=error.hint)
             return _INVALID
@@ -904,14 +968,15 @@ def load_registry(path: str | Path | None = None, *, default_path: str | Path,
     registry files imports left in the store) and last by the user's file, if one resolves
     (see ``resolve_registry_path``) and is not one of those; cross-references are checked on
     the result. Every mistake in any file is reported at once."""
-    parsed = _FileParser(Path(default_path)).parse()
+    package_dir = Path(os.path.realpath(default_path)).parent  # what package:// sources name
+    parsed = _FileParser(Path(default_path), package_dir, PACKAGED_REGISTRY_ID).parse()
     warnings: list[Problem] = []
     user_path = resolve_registry_path(path, env, cwd)
     layers = [Path(p) for p in overlays if not _same_file(Path(p), Path(default_path))]
     if user_path is not None and not _same_file(user_path, Path(default_path)):
         layers = [p for p in layers if not _same_file(p, user_path)] + [user_path]
     for layer in layers:
-        parsed, found = _overlay(parsed, _FileParser(layer).parse())
+        parsed, found = _overlay(parsed, _FileParser(layer, package_dir).parse())
         warnings += found
     parsed.problems.extend(_reference_problems(parsed))
     return _finish(parsed, warnings)

@@ -6,7 +6,8 @@ Layout under the store root::
     staging/<artifact-id>/     downloads in progress (same filesystem, so publish is a rename,
                                and a fixed name per artifact, so an interrupted download resumes)
     locks/<artifact-id>.lock   one filelock per artifact: N processes fetch it once
-    refs/<entry-name>.json     which artifact an entry name points at, and at what revision
+    refs/<namespace>/<entry>.json  which artifact an entry of one registry file points at, and
+                               at what revision (refs/<entry>.json: of no known registry)
     trash/                     objects being deleted (renamed here first, then removed)
 
 A reader only ever looks under ``objects/``; a folder appears there complete, with its
@@ -26,7 +27,7 @@ import shutil
 import stat
 import time
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import IO, Callable, Iterable, Iterator, Mapping
 
 import attrs
@@ -116,6 +117,22 @@ def local_artifact_id(entry_name: str, hashes: Mapping[str, str]) -> str:
     return validate_id(f"local--{safe_component(entry_name)}--{content_digest(hashes)[:16]}")
 
 
+def ref_namespace(registry: str | None) -> str | None:
+    """The folder under ``refs/`` holding the refs of one registry file; None: flat (legacy).
+
+    An absolute path becomes its folder and file name (for people reading the store) plus a
+    digest of the whole path (so two projects' ``models.yaml`` never share a folder); any
+    other id (the packaged file's ``packaged``) is used as it is, made safe.
+    """
+    if registry is None:
+        return None
+    if not os.path.isabs(registry):
+        return safe_component(registry)
+    path = PurePath(registry)
+    label = _UNSAFE_CHARS.sub("_", f"{path.parent.name}-{path.name}").replace("..", "_").strip("._-")[:48]
+    return f"{label or 'registry'}-{hashlib.sha256(registry.encode()).hexdigest()[:16]}"
+
+
 # --- manifest and refs ------------------------------------------------------------------------
 
 @attrs.frozen
@@ -185,6 +202,11 @@ class Ref:
     resolved_revision: str | None = None
     fingerprint: tuple[tuple[str, int, int], ...] | None = None
     updated_at: str = attrs.field(factory=utc_now)
+    # The registry file that defined the entry (its real absolute path, or a fixed id such as
+    # "packaged"): refs live in one namespace per registry file, so two projects sharing the
+    # store may both define "my-finetune". None: a ref of no known registry (written by an
+    # older version or by `import`), kept flat under refs/.
+    registry: str | None = None
 
     def to_json(self) -> str:
         data = attrs.asdict(self)
@@ -201,18 +223,37 @@ class Ref:
             resolved_revision=data.get("resolved_revision"),
             fingerprint=None if fingerprint is None else tuple((str(n), int(s), int(m)) for n, s, m in fingerprint),
             updated_at=str(data.get("updated_at", "")),
+            registry=None if data.get("registry") is None else str(data["registry"]),
         )
 
     def same_target(self, other: "Ref") -> bool:
         return attrs.evolve(self, updated_at="") == attrs.evolve(other, updated_at="")
 
 
+# user:password@ in a URL (a private mirror behind basic auth): never shown, never written.
+_URL_CREDENTIALS = re.compile(r"\b(https?://)[^\s/@]+@", re.IGNORECASE)
+_ENDPOINT_VARS = ("HF_ENDPOINT",)
+
+
+def _env_secrets() -> list[str]:
+    """Tokens, and the passwords of endpoints given with credentials, from the environment."""
+    from urllib.parse import unquote, urlsplit
+
+    found = [os.environ.get(var) for var in _TOKEN_VARS]
+    for var in _ENDPOINT_VARS:
+        with contextlib.suppress(ValueError):
+            parts = urlsplit(os.environ.get(var) or "")
+            if parts.password:
+                found += [parts.password, unquote(parts.password)]
+    return [secret for secret in found if secret and len(secret) >= 8]
+
+
 def redact_secrets(text: str) -> str:
-    """Belt and braces: a token from the environment never reaches a file we write."""
-    for var in _TOKEN_VARS:
-        token = os.environ.get(var)
-        if token and len(token) >= 8:
-            text = text.replace(token, "<redacted>")
+    """Belt and braces: a token or endpoint password from the environment, or the credentials
+    of any URL, never reach a file we write or a message we show."""
+    text = _URL_CREDENTIALS.sub(r"\1", text)
+    for secret in _env_secrets():
+        text = text.replace(secret, "<redacted>")
     return text
 
 
@@ -648,12 +689,12 @@ class Store:
                 _remove_tree(path)
             return free
 
-    def _gc_ref(self, entry_name: str, ref: Ref, dry_run: bool) -> bool:
+    def _gc_ref(self, key: str, ref: Ref, dry_run: bool) -> bool:
         with self._if_free(ref.artifact_id, dry_run) as free:
             if not free or self.has(ref.artifact_id):
                 return False
             if not dry_run:
-                self.remove_ref(entry_name)
+                (self.refs_dir / f"{key}.json").unlink(missing_ok=True)
             return True
 
     def _gc_trash(self, dry_run: bool) -> list[str]:
@@ -682,7 +723,8 @@ class Store:
     def _gc_temp_files(self, dry_run: bool) -> list[str]:
         removed = []
         cutoff = time.time() - _STALE_TEMP_S
-        for path in self._children(self.refs_dir):
+        folders = [self.refs_dir, *(p for p in self._children(self.refs_dir) if p.is_dir() and not p.is_symlink())]
+        for path in (child for folder in folders for child in self._children(folder)):
             if path.name.startswith(".") and path.name.endswith(".tmp") and path.stat().st_mtime < cutoff:
                 if not dry_run:
                     path.unlink(missing_ok=True)
@@ -690,43 +732,71 @@ class Store:
         return removed
 
     # refs ---------------------------------------------------------------------------------
+    #
+    # refs/<namespace>/<entry>.json, one namespace per registry file (see ``ref_namespace``);
+    # refs/<entry>.json: refs of no known registry (older versions, `import`). Every ref, in
+    # any namespace, keeps its object from ``gc``.
 
-    def ref_path(self, entry_name: str) -> Path:
-        return self.refs_dir / f"{safe_component(entry_name)}.json"
+    def ref_path(self, entry_name: str, registry: str | None = None) -> Path:
+        namespace = ref_namespace(registry)
+        folder = self.refs_dir if namespace is None else self.refs_dir / namespace
+        return folder / f"{safe_component(entry_name)}.json"
 
     def set_ref(self, ref: Ref) -> None:
-        """Point an entry name at an artifact (atomic replace; unchanged refs are not rewritten)."""
+        """Point an entry name of ``ref.registry`` at an artifact (atomic replace; unchanged
+        refs are not rewritten)."""
         validate_id(ref.artifact_id)
-        current = self.get_ref(ref.entry)
+        path = self.ref_path(ref.entry, ref.registry)
+        current = self._read_ref(path)
         if current is not None and current.same_target(ref):
             return
-        write_atomic(self.ref_path(ref.entry), ref.to_json())
+        write_atomic(path, ref.to_json())
 
-    def get_ref(self, entry_name: str) -> Ref | None:
-        """The entry's ref, or None when absent or unreadable (an unreadable ref is as good as none)."""
-        try:
-            ref = Ref.from_json(self.ref_path(entry_name).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, InputDataError):
-            return None
-        return ref if ref.entry == entry_name else None
+    def get_ref(self, entry_name: str, registry: str | None = None, *, legacy: bool = True) -> Ref | None:
+        """The entry's ref in ``registry``'s namespace; when it has none (and ``legacy``), the
+        flat ref of no known registry, which callers must match by source before trusting.
+        None when absent or unreadable (an unreadable ref is as good as none)."""
+        if registry is not None:
+            ref = self._read_ref(self.ref_path(entry_name, registry))
+            if ref is not None and ref.entry == entry_name and ref.registry == registry:
+                return ref
+            if not legacy:
+                return None
+        ref = self._read_ref(self.ref_path(entry_name))
+        return ref if ref is not None and ref.entry == entry_name and ref.registry is None else None
 
-    def remove_ref(self, entry_name: str) -> bool:
+    def remove_ref(self, entry_name: str, registry: str | None = None) -> bool:
+        path = self.ref_path(entry_name, registry)
         try:
-            self.ref_path(entry_name).unlink()
+            path.unlink()
         except FileNotFoundError:
             return False
-        _fsync_dir(self.refs_dir)
+        _fsync_dir(path.parent)
         return True
 
-    def refs(self) -> dict[str, Ref]:
-        """Every readable ref, by entry name."""
-        found = {}
+    @staticmethod
+    def _read_ref(path: Path) -> Ref | None:
+        try:
+            return Ref.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, InputDataError):
+            return None
+
+    def _ref_files(self) -> Iterator[tuple[str, Path]]:
+        """(key, path) of every ref file: ``<namespace>/<entry>`` or, flat, ``<entry>``."""
         for path in self._children(self.refs_dir):
-            if path.suffix != ".json" or path.name.startswith("."):
-                continue
-            try:
-                ref = Ref.from_json(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, InputDataError):
-                continue
-            found[ref.entry] = ref
+            if path.is_dir() and not path.is_symlink() and not path.name.startswith("."):
+                for inner in self._children(path):
+                    if inner.suffix == ".json" and not inner.name.startswith("."):
+                        yield f"{path.name}/{inner.stem}", inner
+            elif path.suffix == ".json" and not path.name.startswith("."):
+                yield path.stem, path
+
+    def refs(self) -> dict[str, Ref]:
+        """Every readable ref in every namespace, by key (``<namespace>/<entry>``, or
+        ``<entry>`` for a flat ref)."""
+        found = {}
+        for key, path in self._ref_files():
+            ref = self._read_ref(path)
+            if ref is not None:
+                found[key] = ref
         return found

@@ -173,8 +173,8 @@ def test_mis_shaped_safetensors(workspace):
     other = write_checkpoint(workspace / "other", "model", {**TINY_MODEL, "d_model": 48})
     (workspace / "ckpt" / "model" / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
     error = assert_failure_leaves_store_unchanged(registry_file(workspace), workspace / "store",
-                                                  VerificationError, "model.safetensors", "the config implies")
-    assert any(p.field and p.file == "model.safetensors" for p in error.problems)
+                                                  VerificationError, "model.safetensors", "looks like d_model=48")
+    assert any(p.field == "d_model" and p.file == "config.json" for p in error.problems)
 
 
 def test_unavailable_entry_shows_its_reason(workspace):
@@ -276,3 +276,55 @@ def test_cache_is_bounded(workspace):
     assert len(cache) == 1
     assert cache.get("tiny", device="cpu") is not first
     assert cache.loads[("tiny", "cpu", None)] == 2
+
+
+# --- messages name the entry to sync (issue 10 item 4) -------------------------------------------
+
+def test_offline_load_of_an_unsynced_model_is_one_clean_error_naming_the_model(tmp_path):
+    """Run as a user would, in a fresh interpreter: the traceback is one error, not a chain."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.cli import REPO_ROOT
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONOS_REGISTRY_", "HF_"))}
+    env.update(KRONOS_REGISTRY_HOME=str(tmp_path / "store"), HF_HOME=str(tmp_path / "hf-home"),
+               PYTHONPATH=str(REPO_ROOT))
+    code = ("from kronos_registry import load_predictor\n"
+            "load_predictor('kronos-small', offline=True)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1
+    err = done.stderr
+    assert err.count("Traceback") == 1, err
+    assert "direct cause" not in err and "During handling" not in err, err
+    last = err.strip().splitlines()[-2:]
+    assert last[0].startswith("registry.errors.NotSyncedError: 'kronos-small' is not in the store"), err
+    assert "kronos-tokenizer-base" in last[0]  # what is missing, said once
+    assert "`kronos-registry sync kronos-small`" in last[1], err
+    assert "sync kronos-tokenizer-base" not in err, err
+
+
+def test_a_missing_tokenizer_names_the_model_in_sync_and_locate(workspace, no_sockets):
+    from registry.errors import NotSyncedError
+
+    path = registry_file(workspace, tokenizer_source="hf://NeoQuasar/Kronos-Tokenizer-base@" + "c" * 40)
+    registry = Registry(path, workspace / "store", offline=True)
+    for call in (lambda: registry.sync("tiny"), lambda: registry.load_predictor("tiny")):
+        with pytest.raises(NotSyncedError) as info:
+            call()
+        assert info.value.name == "tiny" and info.value.__cause__ is None
+        assert "kronos-registry sync tiny`" in str(info.value) and "'tiny-tokenizer'" in str(info.value)
+    assert no_sockets == []
+
+
+def test_cache_keys_the_default_device_and_its_name_alike(workspace):
+    """`get(n)` and `get(n, device=<the default>)` are one predictor, loaded once (issue 10 item 7)."""
+    from kronos_registry.predictor import default_device
+
+    cache = PredictorCache(Registry(registry_file(workspace), workspace / "store"))
+    first = cache.get("tiny")
+    second = cache.get("tiny", device=default_device())
+    assert second is first
+    assert sum(cache.loads.values()) == 1 and len(cache) == 1

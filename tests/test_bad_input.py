@@ -173,6 +173,35 @@ def pickle_instead_of_safetensors(folder: Path, assets: Assets) -> None:
     shutil.copyfile(assets.pickle_weights, folder / "pytorch_model.bin")
 
 
+def oversized_config(folder: Path, assets: Assets) -> None:
+    # 2 MB of unknown keys: once read whole and listed whole (a 40 MB one gave a 20 MB message).
+    config = json.loads((folder / "config.json").read_text())
+    config.update({f"unknown_key_{i}": 0 for i in range(100_000)})
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def poison_weights(value: float) -> Callable[[Path, Assets], None]:
+    def change(folder: Path, assets: Assets) -> None:
+        from safetensors.torch import load_file, save_file
+
+        state = load_file(str(folder / "model.safetensors"))
+        state["transformer.1.ffn.w2.weight"][0, 0] = value
+        save_file(state, str(folder / "model.safetensors"))
+    return change
+
+
+def retype_weights(dtype_name: str) -> Callable[[Path, Assets], None]:
+    def change(folder: Path, assets: Assets) -> None:
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        state = load_file(str(folder / "model.safetensors"))
+        for name in ("head.proj_s1.weight", "norm.weight"):
+            state[name] = (state[name] * 100).to(getattr(torch, dtype_name))
+        save_file(state, str(folder / "model.safetensors"))
+    return change
+
+
 def genuine_tokenizer_2k(folder: Path, assets: Assets) -> None:
     shutil.rmtree(folder)
     shutil.copytree(assets.tokenizer_2k, folder)
@@ -320,6 +349,8 @@ class Case:
     code: int                   # the documented exit code of this class of mistake
     culprit: tuple[str, ...]    # each must be on stderr; {dir} is the case's folder
     bug: str | None = None      # a known bug: the case is a strict xfail until it is fixed
+    max_lines: int | None = None      # the refusal fits in this many lines of stderr
+    max_seconds: float | None = None  # and is this quick (loose: a bound on doing the wrong work)
 
 
 REG = "{dir}/" + REGISTRY
@@ -403,6 +434,9 @@ CASES: list[Case] = [
         "schema: 1\ntokenizers:\n  my-tokenizer:\n    source: ./checkpoint\n    context_length: 512\n",
         "validate"),
         3, (REG + ":5:", "'context_length' applies to models only")),
+    Case("registry-nested-5000-deep", "registry", registry_file(
+        "schema: 1\nmodels:\n  deep:\n    source: " + "[" * 5000 + "]" * 5000 + "\n", "list"),
+        3, (REG + ":4:", "nested more than")),
 
     # --- checkpoint configs: exit 6 (verification), config.json and the key ---------------------
     Case("config-missing", "config", checkpoint(remove_file("config.json")),
@@ -434,15 +468,34 @@ CASES: list[Case] = [
          checkpoint(genuine_tokenizer_2k, role="tokenizer",
                     extra="    config: {d_in: 6, d_model: 16, n_heads: 2, ff_dim: 32, n_enc_layers: 1,"
                           " n_dec_layers: 1, s1_bits: 10, s2_bits: 10, group_size: 4}\n"),
-         6, ("config.json", "group_size is 5 but the registry pins 4")),
+         6, ("config.json", "group_size is 5 but the registry pins 4", REG + ":5:")),
+    # Cheap checks first: nothing is built (not even on the meta device) from a refused config.
+    Case("config-huge-layer-count-behind-a-pin", "config",
+         checkpoint(edit_config(n_layers=30000), extra="    config: {n_layers: 2}\n"),
+         6, ("config.json", "'n_layers'", "n_layers = 30000", "beyond any Kronos"), max_lines=4, max_seconds=30),
+    Case("config-huge-layer-count-unpinned", "config", checkpoint(edit_config(n_layers=200)),
+         6, ("config.json", "n_layers=200 does not fit the weights", "n_layers=2"), max_lines=4, max_seconds=30),
+    Case("config-oversized-file", "config", checkpoint(oversized_config),
+         6, ("config.json", "bytes; a Kronos config is a few hundred"), max_lines=4),
+    Case("config-many-unknown-keys", "config", checkpoint(edit_config(**{f"k{i:05}": 0 for i in range(20_000)})),
+         6, ("config.json", "unknown keys: k00000, k00001, k00002, k00003, k00004 and 19,995 more"), max_lines=4),
 
     # --- weights: exit 6, the weights file and what is wrong with it ----------------------------
     Case("weights-truncated", "weights", checkpoint(truncate_weights),
-         6, ("model.safetensors", "truncated")),
+         6, ("model.safetensors", "file truncated", "tensors lie past the end"), max_lines=4),
     Case("weights-header-garbage", "weights", checkpoint(garble_header),
          6, ("model.safetensors", "header is not valid JSON")),
     Case("weights-mis-shaped", "weights", checkpoint(edit_config(ff_dim=96)),
-         6, ("model.safetensors", "the config implies [96")),
+         6, ("config.json", "ff_dim=96 does not fit the weights", "looks like d_model=64, ff_dim=128, n_layers=2",
+             "\n    fix: make sure config.json and model.safetensors"), max_lines=4),
+    Case("weights-nan", "weights", checkpoint(poison_weights(float("nan"))),
+         6, ("model.safetensors", "'transformer.1.ffn.w2.weight'", "NaN or Inf")),
+    Case("weights-inf", "weights", checkpoint(poison_weights(float("-inf"))),
+         6, ("model.safetensors", "'transformer.1.ffn.w2.weight'", "NaN or Inf")),
+    Case("weights-uint8", "weights", checkpoint(retype_weights("uint8")),
+         6, ("model.safetensors", "2 tensors of dtype U8", "'head.proj_s1.weight'", "F32, F16, BF16"), max_lines=4),
+    Case("weights-bool", "weights", checkpoint(retype_weights("bool")),
+         6, ("model.safetensors", "2 tensors of dtype BOOL", "'norm.weight'")),
     Case("weights-pickle-only", "weights", checkpoint(pickle_instead_of_safetensors),
          6, ("model.safetensors is missing", "allow_pickle")),
     Case("weights-sha256-pin-mismatch", "weights", checkpoint(
@@ -640,5 +693,9 @@ def test_bad_input_is_refused_cleanly(case: Case, outcomes: dict[str, Outcome]):
     for word in case.culprit:
         word = word.format(dir=outcome.folder)
         assert word in result.stderr, f"{word!r} not on stderr\n{context}"
+    if case.max_lines is not None:
+        assert len(result.stderr.splitlines()) <= case.max_lines, context
+    if case.max_seconds is not None:
+        assert result.seconds < case.max_seconds, context
     assert outcome.after == outcome.before, (
         f"the store changed: {describe_changes(outcome.before, outcome.after)}\n{context}")

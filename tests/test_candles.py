@@ -457,3 +457,178 @@ def test_write_forecast_needs_one_timestamp_per_row(tmp_path):
     frame = pd.DataFrame({name: [1.0, 1.0] for name in CANDLE_COLUMNS})
     with pytest.raises(InputDataError, match="1 timestamps for 2 forecast rows"):
         write_forecast(tmp_path / "f.csv", pd.to_datetime(["2024-01-01"]), frame)
+
+
+# --- candle files people actually have (issue 10, item 6) -------------------------------
+
+EPOCH_FIRST = pd.Timestamp("2024-01-02 09:30:00")  # 1704187800 s since 1970-01-01 UTC
+
+
+def epoch_rows(scale: int) -> list[str]:
+    seconds = int(EPOCH_FIRST.timestamp())  # a naive Timestamp is taken as UTC
+    return [f"{(seconds + 300 * i) * scale},10.0,10.5,9.8,10.2,100,1020" for i in range(3)]
+
+
+@pytest.mark.parametrize("scale", [1, 1000], ids=["seconds", "milliseconds"])
+def test_epoch_timestamps_are_read_as_utc(tmp_path, scale):
+    path = write_csv(tmp_path, [HEADER, *epoch_rows(scale)])
+    candles = read_candles(path)
+    stamps = candles.timestamps
+    assert list(stamps) == list(pd.date_range(EPOCH_FIRST, periods=3, freq="5min"))
+    assert candles.epoch_unit == {1: "s", 1000: "ms"}[scale]
+    assert read_candles(SAMPLE_CSV).epoch_unit is None
+    frame = pd.DataFrame({"timestamps": [int(c.split(",")[0]) for c in epoch_rows(scale)],
+                          "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0})
+    assert list(validate_frame(frame).timestamps) == list(stamps)
+
+
+def test_epoch_timestamps_mixing_units_is_one_clear_problem(tmp_path):
+    rows = epoch_rows(1)
+    rows[1] = epoch_rows(1000)[1]
+    path = write_csv(tmp_path, [HEADER, *rows])
+    error = read_error(path)
+    assert "mix seconds and milliseconds" in str(error)
+    assert_names(error, path, column="timestamps")
+
+
+def test_compact_dates_are_not_mistaken_for_epoch_numbers(tmp_path):
+    path = write_csv(tmp_path, ["date,open,high,low,close", "20240102,1,1,1,1", "20240103,1,1,1,1"])
+    assert list(read_candles(path).timestamps) == [pd.Timestamp("2024-01-02"), pd.Timestamp("2024-01-03")]
+
+
+def business_days(start: str, periods: int, time: str = "") -> pd.DatetimeIndex:
+    return pd.bdate_range(start, periods=periods) + pd.Timedelta(f"{time or '00:00'}:00")
+
+
+def test_future_of_a_business_day_series_skips_weekends():
+    history = business_days("2024-01-01", 30, "15:00")  # ends on Friday 2024-02-09
+    future = future_timestamps(history, 3)
+    assert list(future) == [pd.Timestamp("2024-02-12 15:00"), pd.Timestamp("2024-02-13 15:00"),
+                            pd.Timestamp("2024-02-14 15:00")]
+
+
+def test_future_of_a_daily_series_with_weekend_bars_keeps_every_day():
+    history = pd.date_range("2024-01-01", periods=30, freq="D")  # crypto: every day, ends on a Tuesday
+    assert list(future_timestamps(history, 5)) == list(pd.date_range("2024-01-31", periods=5, freq="D"))
+
+
+def test_future_of_a_few_weekdays_is_not_guessed_to_be_business_days():
+    history = pd.date_range("2024-01-01", periods=4, freq="D")  # Mon..Thu: no weekend seen yet
+    assert list(future_timestamps(history, 3)) == list(pd.date_range("2024-01-05", periods=3, freq="D"))
+
+
+def test_plan_future_says_how_the_timestamps_were_made():
+    from kronos_registry.timestamps import plan_future
+
+    assert "business days" in plan_future(business_days("2024-01-01", 30), 2).method
+    intraday = plan_future(pd.date_range("2024-01-02 09:30", periods=10, freq="5min"), 2).method
+    assert "every 5min" in intraday and "--future-timestamps" in intraday
+
+
+def test_gaps_are_counted_with_the_largest_named():
+    from kronos_registry.timestamps import find_gaps
+
+    stamps = pd.date_range("2024-01-02 09:30", periods=10, freq="5min").append(
+        pd.date_range("2024-01-02 11:00", periods=5, freq="5min")).append(
+        pd.date_range("2024-01-03 09:30", periods=5, freq="5min"))
+    gaps = find_gaps(stamps, pd.Timedelta("5min"))
+    assert (gaps.count, gaps.largest) == (2, pd.Timestamp("2024-01-03 09:30") - pd.Timestamp("2024-01-02 11:20"))
+    assert gaps.describe() == "2 (largest 22h 10min: 2024-01-02 11:20 -> 2024-01-03 09:30)"
+    weekdays = business_days("2024-01-01", 20)
+    assert find_gaps(weekdays, pd.Timedelta("1D"), business_days=True).count == 0  # weekends are no gaps
+    holiday = weekdays.delete(7)
+    assert find_gaps(holiday, pd.Timedelta("1D"), business_days=True).count == 1
+
+
+def read_future(tmp_path, lines, pred_len=3, after="2024-01-02 09:40"):
+    from kronos_registry.candles import read_future_timestamps
+
+    return read_future_timestamps(write_csv(tmp_path, lines, "future.csv"), pred_len=pred_len,
+                                  after=pd.Timestamp(after))
+
+
+def test_future_timestamps_file_with_or_without_a_header(tmp_path):
+    rows = ["2024-01-02 13:00", "2024-01-02 13:05", "2024-01-02 13:10"]
+    expected = list(pd.date_range("2024-01-02 13:00", periods=3, freq="5min"))
+    assert list(read_future(tmp_path, ["timestamps", *rows])) == expected
+    assert list(read_future(tmp_path, rows)) == expected
+    assert list(read_future(tmp_path, ["when", *rows])) == expected  # the only column, whatever its name
+    seconds = [str(int(t.timestamp())) for t in expected]
+    assert list(read_future(tmp_path, seconds)) == expected
+
+
+@pytest.mark.parametrize("rows, pred_len, message, line", [
+    (["2024-01-02 13:00", "2024-01-02 13:05"], 3, "has 2 future timestamp(s), but --pred-len is 3", None),
+    (["2024-01-02 13:00", "2024-01-02 13:00", "2024-01-02 13:10"], 3, "duplicate timestamp", 3),
+    (["2024-01-02 13:00", "2024-01-02 12:55", "2024-01-02 13:10"], 3, "is earlier than", 3),
+    (["2024-01-02 09:40", "2024-01-02 13:05", "2024-01-02 13:10"], 3, "is not after the last history bar", 2),
+    (["2024-01-02 13:00", "soon", "2024-01-02 13:10"], 3, "'soon' is not a date and time", 3),
+])
+def test_future_timestamps_file_mistakes_name_the_file_line_and_fix(tmp_path, rows, pred_len, message, line):
+    with pytest.raises(InputDataError) as caught:
+        read_future(tmp_path, ["timestamps", *rows], pred_len=pred_len)
+    text = str(caught.value)
+    assert message in text and str(tmp_path / "future.csv") in text and "hint:" in text
+    if line is not None:
+        assert f"line {line}" in text
+
+
+def test_default_lookback_fits_the_context_with_the_forecast():
+    from kronos_registry.forecast import choose_lookback, default_lookback
+
+    assert default_lookback(rows=2500, context=512, pred_len=24) == 488
+    assert default_lookback(rows=100, context=512, pred_len=24) == 100
+    assert default_lookback(rows=2500, context=512, pred_len=600) == 512  # nothing fits: up to the context
+    lookback, why, notes = choose_lookback(2500, 512, 24, None)
+    assert (lookback, why, notes) == (488, "default: context 512 - pred_len 24", [])
+    lookback, why, notes = choose_lookback(2500, 512, 24, 500)  # explicit: honoured, slides, says so
+    assert lookback == 500 and why == "--lookback"
+    assert any("recompute the whole window" in note and "488" in note for note in notes)
+
+
+def a_share_days(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """5-minute bars 09:35..11:30 and 13:05..15:00 (48 a day) on the given days."""
+    morning = pd.timedelta_range("09:35:00", "11:30:00", freq="5min")
+    afternoon = pd.timedelta_range("13:05:00", "15:00:00", freq="5min")
+    offsets = morning.append(afternoon)
+    return pd.DatetimeIndex([day + offset for day in days for offset in offsets])
+
+
+def test_future_of_an_intraday_session_walks_its_bar_times_on_business_days():
+    from kronos_registry.timestamps import find_gaps, plan_future
+
+    stamps = a_share_days(pd.bdate_range("2024-01-01", "2024-01-11"))[10:-24]  # partial first and last days
+    assert stamps[-1] == pd.Timestamp("2024-01-11 11:30")  # a Thursday, before lunch
+    plan = plan_future(stamps, 30)
+    assert plan.method == "the history's daily session (48 bars, 09:35..15:00), business days"
+    future = list(plan.timestamps)
+    assert future[:2] == [pd.Timestamp("2024-01-11 13:05"), pd.Timestamp("2024-01-11 13:10")]
+    assert future[23:25] == [pd.Timestamp("2024-01-11 15:00"), pd.Timestamp("2024-01-12 09:35")]
+    friday_end = a_share_days(pd.bdate_range("2024-01-01", "2024-01-12"))
+    assert plan_future(friday_end, 1).timestamps.iloc[0] == pd.Timestamp("2024-01-15 09:35")  # Monday
+    # closures are not gaps; a missing bar is
+    assert find_gaps(stamps, pd.Timedelta("5min"), session=plan.session).count == 0
+    missing = stamps.delete([100, 101, 102])
+    gaps = find_gaps(missing, pd.Timedelta("5min"), session=plan.session)
+    assert gaps.count == 1 and gaps.largest == pd.Timedelta("20min")
+
+
+def test_an_irregular_session_is_not_guessed():
+    from kronos_registry.timestamps import plan_future
+
+    stamps = a_share_days(pd.bdate_range("2024-01-01", "2024-01-11"))
+    half_day = stamps.delete(range(130, 144))  # one full day closes early
+    assert "every 5min after the last bar" in plan_future(half_day, 3).method
+
+
+def test_real_xshg_file_continues_in_its_session():
+    if not REAL_CSV.is_file():
+        pytest.skip(f"{REAL_CSV} is absent (the shared regression input)")
+    from kronos_registry.timestamps import plan_future
+
+    stamps = read_candles(REAL_CSV).timestamps
+    assert stamps.iloc[-1] == pd.Timestamp("2024-08-29 11:30")
+    plan = plan_future(stamps, 25)
+    assert "daily session (48 bars, 09:35..15:00), business days" in plan.method
+    assert plan.timestamps.iloc[0] == pd.Timestamp("2024-08-29 13:05")
+    assert plan.timestamps.iloc[-1] == pd.Timestamp("2024-08-30 09:35")

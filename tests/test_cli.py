@@ -44,8 +44,16 @@ def no_traceback(result) -> bool:
     return "Traceback" not in result.output
 
 
+def demo_ref_path(runner: Cli, entry: str = DEMO) -> Path:
+    """The ref of a packaged entry (refs live in one namespace per registry file)."""
+    from registry.spec import PACKAGED_REGISTRY_ID
+    from registry.store import Store
+
+    return Store(runner.store).ref_path(entry, PACKAGED_REGISTRY_ID)
+
+
 def demo_object(runner: Cli, entry: str = DEMO) -> Path:
-    ref = json.loads((runner.store / "refs" / f"{entry}.json").read_text())
+    ref = json.loads(demo_ref_path(runner, entry).read_text())
     return runner.store / "objects" / ref["artifact_id"]
 
 
@@ -93,7 +101,7 @@ def test_list_table(cli):
     result = cli("list")
     assert result.code == 0, result.output
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["NAME", "KIND", "PARAMS", "CONTEXT", "STATUS", "DESCRIPTION"]
+    assert header.split() == ["NAME", "KIND", "PARAMS", "CONTEXT", "STATUS", "SIZE", "REVISION", "DESCRIPTION"]
     assert any(row.startswith("kronos-large") and "unavailable" in row for row in rows)
 
 
@@ -369,7 +377,7 @@ def test_rm_keeps_a_tokenizer_in_use(demo_copy):
 
 def test_gc_removes_unreferenced_artifacts(demo_copy):
     model_dir = demo_object(demo_copy)
-    (demo_copy.store / "refs" / f"{DEMO}.json").unlink()
+    demo_ref_path(demo_copy).unlink()
     dry = demo_copy("gc", "--dry-run")
     assert dry.code == 0 and f"would remove {model_dir.name}" in dry.stdout
     assert model_dir.exists()
@@ -397,3 +405,289 @@ def test_doctor_reports_without_leaking_the_token(demo):
     assert health[DEMO]["check"] == "ok" and health["kronos-small"]["check"] == "not synced"
     text = demo("doctor")
     assert text.code == 0 and "HF_TOKEN         not set" in text.stdout
+
+
+# --- predict: lookback, timestamps (issue 10, items 3 and 6) --------------------------------------
+
+
+def test_predict_default_lookback_fits_the_context_with_the_forecast(demo):
+    """lookback + pred_len over the context makes every step recompute the window (13x slower)."""
+    result = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "24", "--seed", "1")  # 512 rows, context 512
+    assert result.code == 0, result.output
+    assert "used the last 488 (default: context 512 - pred_len 24;" in result.stderr
+    assert "recompute" not in result.stderr
+    longer = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "24", "--lookback", "500", "--seed", "1")
+    assert longer.code == 0, longer.output
+    assert "used the last 500 (--lookback;" in longer.stderr
+    assert "lookback 500 + pred-len 24 exceeds the context of 512" in longer.stderr
+    assert "the default 488 keeps every step cached" in longer.stderr
+
+
+def business_day_csv(path: Path, *, epoch_ms: bool) -> Path:
+    import pandas as pd
+
+    days = pd.bdate_range("2024-01-01", "2024-03-29")  # Mon 1 Jan .. Fri 29 Mar 2024
+    days = days.delete(days.get_loc(pd.Timestamp("2024-02-19")))  # a market holiday: one gap
+    stamps = [str(int(d.timestamp() * 1000)) for d in days] if epoch_ms else [f"{d:%Y-%m-%d}" for d in days]
+    lines = ["timestamps,open,high,low,close,volume"]
+    lines += [f"{t},{100 + i % 7},{101 + i % 7},{99 + i % 7},{100.5 + i % 7},{1000 + i}" for i, t in enumerate(stamps)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_predict_epoch_millisecond_business_days_skip_the_weekend_and_report_gaps(demo, tmp_path):
+    candles = business_day_csv(tmp_path / "daily.csv", epoch_ms=True)
+    out = tmp_path / "out.csv"
+    result = demo("predict", DEMO, "-i", candles, "-n", "3", "--seed", "1", "-o", out)
+    assert result.code == 0, result.output
+    stamps = [line.split(",")[0] for line in out.read_text().splitlines()[1:]]
+    assert stamps == ["2024-04-01", "2024-04-02", "2024-04-03"]  # not Saturday 30 March
+    assert "business days after the last bar" in result.stderr
+    assert "timestamps read as Unix milliseconds (UTC)" in result.stderr
+    assert "gaps      1 (largest 4d: 2024-02-16 00:00 -> 2024-02-20 00:00)" in result.stderr
+
+
+def test_predict_takes_explicit_future_timestamps_and_checks_them(demo, tmp_path):
+    future = tmp_path / "session.csv"
+    wanted = ["2024-01-04 09:30:00", "2024-01-04 09:35:00", "2024-01-04 13:00:00"]
+    future.write_text("timestamps\n" + "\n".join(wanted) + "\n")
+    out = tmp_path / "out.csv"
+    result = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "3", "--future-timestamps", future, "-o", out,
+                  "--seed", "1")
+    assert result.code == 0, result.output
+    assert [line.split(",")[0] for line in out.read_text().splitlines()[1:]] == wanted
+    assert f"future    from {future}" in result.stderr
+    wrong = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "4", "--future-timestamps", future)
+    assert wrong.code == 9, wrong.output
+    assert str(future) in wrong.stderr and "has 3 future timestamp(s), but --pred-len is 4" in wrong.stderr
+    assert "--pred-len 3" in wrong.stderr and no_traceback(wrong)
+
+
+# --- messages name the model to sync, not its tokenizer (issue 10 item 4) -------------------------
+
+
+def test_offline_sync_all_and_export_name_the_model_to_sync(cli, tmp_path):
+    synced = cli("--offline", "sync", "--all")
+    assert synced.code == 7, synced.output
+    assert "error: 'kronos-small' is not in the store" in synced.stderr
+    assert "hint: run `kronos-registry sync kronos-small`" in synced.stderr
+    assert "error: 'kronos-mini' is not in the store" in synced.stderr
+    assert no_traceback(synced)
+    exported = cli("--offline", "export", "kronos-small", "-o", tmp_path / "x.tar")
+    assert exported.code == 7, exported.output
+    assert "'kronos-small' is not in the store" in exported.stderr
+    assert "kronos-registry sync kronos-small`" in exported.stderr
+    assert "sync kronos-tokenizer-base" not in exported.stderr
+
+
+# --- CLI consistency (issue 10 item 7) -------------------------------------------------------------
+
+
+def test_global_options_work_after_the_command(demo, tmp_path):
+    out = tmp_path / "out.csv"
+    result = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "3", "-o", out, "--seed", "1",
+                  "-q", "--offline", "--store", demo.store, env={"KRONOS_REGISTRY_HOME": str(tmp_path / "no")})
+    assert result.code == 0, result.output
+    assert result.stderr == ""  # -q after the command silences the summary
+    assert len(out.read_text().splitlines()) == 4 and not (tmp_path / "no").exists()
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("schema: 1\nmodels:\n  extra-model:\n    source: hf://org/repo@main\n"
+                       "    tokenizer: kronos-tokenizer-base\n    context_length: 64\n")
+    listed = demo("list", "--json", "--registry", overlay)
+    assert listed.code == 0 and "extra-model" in {i["name"] for i in json.loads(listed.stdout)}
+    failed = demo("show", "no-such-entry", "--debug")
+    assert failed.code == 4 and "Traceback" in failed.stderr
+
+
+def test_every_result_printing_command_takes_json(demo_copy, tmp_path):
+    def as_json(*args):
+        result = demo_copy(*args, "--json")
+        assert result.code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert as_json("validate")["valid"] is True
+    bundle = tmp_path / "demo.tar"
+    exported = as_json("export", DEMO, "-o", bundle)
+    assert exported["entries"] == [DEMO_TOKENIZER, DEMO] and exported["bytes"] > 0
+    imported = as_json("import", bundle)
+    assert imported["imported"] == [] and len(imported["present"]) == 2
+    removed = as_json("rm", DEMO)
+    assert removed[0]["name"] == DEMO and removed[0]["removed"] and removed[0]["size"] > 0
+    tokenizer = demo_object(demo_copy, DEMO_TOKENIZER).name
+    (demo_copy.store / "refs" / f"{DEMO_TOKENIZER}.json").unlink()
+    collected = as_json("gc")
+    assert [o["artifact_id"] for o in collected["objects"]] == [tokenizer]
+    assert collected["freed_bytes"] > 0 and collected["dry_run"] is False
+
+
+def test_list_shows_size_and_revision_and_show_the_counted_params(demo):
+    listed = {i["name"]: i for i in json.loads(demo("list", "--json").stdout)}
+    assert listed[DEMO]["size"] > 1_000_000 and listed["kronos-small"]["size"] is None
+    row = next(line for line in demo("list").stdout.splitlines() if line.startswith(DEMO + " "))
+    digest = listed[DEMO]["artifact_id"].rsplit("--", 1)[1][:12]
+    assert "1.5 MB" in row and f"local@{digest}" in row
+    shown = demo("show", DEMO)
+    assert "380,608 declared, 380,608 counted in the stored checkpoint" in shown.stdout, shown.output
+    assert json.loads(demo("show", DEMO, "--json").stdout)["counted_params"] == 380608
+
+
+def test_doctor_shows_the_store_disk_usage(demo):
+    report = json.loads(demo("doctor", "--json").stdout)
+    usage = report["store"]["usage"]
+    assert usage["objects"] == 2 and usage["total_bytes"] >= usage["parts"]["objects"] > 1_000_000
+    assert "  disk usage     1." in demo("doctor").stdout
+
+
+def test_objects_synced_through_another_registry_are_listed_and_removed_by_id(demo_copy, tmp_path):
+    from tests.support.kronos_checkpoints import model_checkpoint
+
+    other = tmp_path / "other-project"
+    model_checkpoint(other / "ckpt")
+    (other / "models.yaml").write_text(
+        f"schema: 1\nmodels:\n  their-model:\n    source: ./ckpt\n    tokenizer: {DEMO_TOKENIZER}\n"
+        "    context_length: 64\n")
+    assert demo_copy("--registry", other / "models.yaml", "sync", "their-model").code == 0
+    # From this project (the packaged registry), their-model is no entry, yet its object is visible.
+    stored = {o["artifact_id"]: o for o in json.loads(demo_copy("list", "--stored", "--json").stdout)}
+    [theirs] = [o for o in stored.values() if [r["entry"] for r in o["refs"]] == ["their-model"]]
+    assert theirs["kind"] == "model" and theirs["size"] > 0 and not theirs["in_this_registry"]
+    table_text = demo_copy("list", "--stored").stdout
+    assert theirs["artifact_id"] in table_text and "their-model" in table_text
+    assert demo_copy("rm", "their-model").code == 4  # not an entry of this registry
+    removed = demo_copy("rm", theirs["artifact_id"])
+    assert removed.code == 0, removed.output
+    assert removed.stdout.startswith(f"removed {theirs['artifact_id']} (") and "refs removed: their-model" in removed.stdout
+    assert theirs["artifact_id"] not in demo_copy.object_ids()
+    assert not (demo_copy.store / "refs" / "their-model.json").exists()
+    assert len(demo_copy.object_ids()) == 2  # the demo's stay
+
+
+def test_local_sync_of_a_large_checkpoint_shows_progress_on_a_terminal(cli, tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from tests.support.cli import console_script
+    from tests.support.kronos_checkpoints import model_checkpoint
+
+    model_checkpoint(tmp_path / "big", n_layers=4, d_model=256, n_heads=4, ff_dim=512)  # ~16 MB
+    registry = tmp_path / "models.yaml"
+    registry.write_text(f"schema: 1\nmodels:\n  big:\n    source: ./big\n    tokenizer: {DEMO_TOKENIZER}\n"
+                        "    context_length: 64\n")
+
+    def sync_on_a_terminal(*extra):
+        main, side = pty.openpty()
+        fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # a real terminal's size
+        proc = subprocess.Popen([*console_script(), "--registry", registry, "sync", "big", *extra], cwd=cli.cwd,
+                                env=cli.env(), stdout=subprocess.PIPE, stderr=side)
+        os.close(side)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(main)
+        assert proc.wait(120) == 0, seen.decode(errors="replace")
+        return seen.decode(errors="replace")
+
+    shown = sync_on_a_terminal("--force")
+    assert "copying big:" in shown and "/15.7M" in shown and "B/s]" in shown, shown
+    quiet = sync_on_a_terminal("--force", "-q")
+    assert "copying big" not in quiet, quiet
+
+
+# --- add: register a checkpoint without editing YAML (issue 10 item 8) ------------------------------
+
+USER_REGISTRY = """\
+# my team's models -- keep this comment
+schema: 1
+
+models:
+  # the old one, kept for comparison
+  old-model:
+    source: ./nowhere-yet
+    tokenizer: zzz-tokenizer
+    context_length: 512
+    available: false
+    reason: retired   # trailing comment
+  # end of models
+
+tokenizers:
+  zzz-tokenizer:   # out of alphabetical order on purpose
+    source: hf://org/tok@main
+"""
+
+
+def test_add_appends_a_commented_entry_and_syncs_it(cli, tmp_path):
+    from tests.support.kronos_checkpoints import model_checkpoint
+
+    model_checkpoint(cli.cwd / "outputs" / "ft", seed=4)
+    registry = cli.cwd / "team.yaml"
+    registry.write_text(USER_REGISTRY)
+    result = cli("add", "my-ft", "outputs/ft", "--tokenizer", DEMO_TOKENIZER, "--context-length", "64",
+                 "--registry", registry)
+    assert result.code == 0, result.output
+    text = registry.read_text()
+    added = [line for line in text.splitlines() if line not in USER_REGISTRY.splitlines()]
+    # Every original line is there, in order; the entry sits at the end of `models:`.
+    assert "\n".join(line for line in text.splitlines() if line not in added) == USER_REGISTRY.rstrip("\n")
+    assert text.index("my-ft:") < text.index("  # end of models") < text.index("tokenizers:")
+    assert added[0].startswith("  # added by `kronos-registry add` on ") and added[0].endswith("/outputs/ft:")
+    assert "164,704 parameters" in added[1]
+    assert '    source: "./outputs/ft"' in added and f"    tokenizer: {DEMO_TOKENIZER}" in added
+    line = text.splitlines().index("  my-ft:") + 1
+    assert result.stdout.startswith(f"added    my-ft to {registry}:{line} (model, 164,704 params")
+    assert "fetched  my-ft" in result.stdout
+    listed = {i["name"]: i for i in json.loads(cli("--registry", registry, "list", "--json").stdout)}
+    assert listed["my-ft"]["synced"] and listed["old-model"]["reason"] == "retired"
+    predicted = cli("--registry", registry, "predict", "my-ft", "-i", SAMPLE_CSV, "-n", "2", "-q")
+    assert predicted.code == 0, predicted.output
+
+
+def test_add_creates_the_file_and_takes_tokenizer_and_context_from_the_published_shape(cli):
+    import shutil
+
+    shutil.copytree(PACKAGE_DIR / "data" / "demo" / "model", cli.cwd / "demo-finetune")
+    result = cli("add", "demo-ft", "./demo-finetune", "--json")
+    assert result.code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["registry"] == str(cli.cwd / "models.yaml") and info["params"] == 380608
+    assert (info["tokenizer"], info["context_length"]) == (DEMO_TOKENIZER, 512)
+    assert info["chosen"] == "the shape of kronos-demo"
+    assert [s["name"] for s in info["synced"]] == [DEMO_TOKENIZER, "demo-ft"]
+    text = (cli.cwd / "models.yaml").read_text()
+    assert text.splitlines()[2] == "schema: 1" and "  demo-ft:\n" in text
+    assert cli("validate").code == 0
+
+
+def test_add_refuses_a_checkpoint_that_fails_verification_and_leaves_the_file_as_it_was(cli):
+    from tests.support.kronos_checkpoints import model_checkpoint
+
+    model_checkpoint(cli.cwd / "bad", s1_bits=8, s2_bits=8)  # cannot pair with a 10+10-bit tokenizer
+    registry = cli.cwd / "team.yaml"
+    registry.write_text(USER_REGISTRY)
+    failed = cli("add", "bad-ft", "./bad", "--tokenizer", DEMO_TOKENIZER, "--registry", registry)
+    assert failed.code == 6, failed.output
+    assert "s1_bits" in failed.stderr and no_traceback(failed)
+    assert f"the entry was not added; {registry} is as it was" in failed.stderr
+    assert registry.read_text() == USER_REGISTRY
+    created = cli("add", "bad-ft", "./bad", "--tokenizer", DEMO_TOKENIZER, "--registry", "new/models.yaml")
+    assert created.code == 6, created.output
+    assert not (cli.cwd / "new" / "models.yaml").exists()  # no file before: none after
+
+
+def test_add_refuses_clashes_and_the_packaged_file(cli):
+    taken = cli("add", DEMO, str(PACKAGE_DIR / "data" / "demo" / "model"))
+    assert taken.code == 2 and "already exists" in taken.stderr
+    packaged = cli("add", "x-ft", str(PACKAGE_DIR / "data" / "demo" / "model"),
+                   "--registry", PACKAGE_DIR / "models.yaml")
+    assert packaged.code == 2 and "packaged registry file" in packaged.stderr
+    missing = cli("add", "x-ft", "./no-such-folder")
+    assert missing.code == 2 and "is not a folder" in missing.stderr
+    assert not (cli.cwd / "models.yaml").exists()

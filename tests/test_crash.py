@@ -82,7 +82,8 @@ class Layout:
             return "starting"  # imports; nothing written yet
         if (self.store / "objects" / self.model_id).exists():
             # Renamed into place; the entry's ref is written next, then the process exits.
-            return "finishing" if (self.store / "refs" / "big.json").exists() else "publish"
+            refs = self.store / "refs"
+            return "finishing" if refs.exists() and any(refs.rglob("big.json")) else "publish"
         staging = self.store / "staging" / self.model_id
         if (staging / "MANIFEST.json").exists():
             return "publish"  # manifest written, files being fsynced before the rename

@@ -13,18 +13,23 @@ in full; what a later sync does not fetch again is every file completed before t
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 import time
 
 import pytest
 
 from kronos_registry import Registry
 from registry.errors import NetworkError, VerificationError
+from registry.store import Store
 from tests.support.faultproxy import FaultProxy
 from tests.support.kronos_checkpoints import model_checkpoint, tokenizer_checkpoint
 from tests.support.mirror import FILES, isolate, publish_checkpoint, published_problems
 from tests.support.olah import require_olah, running_olah
 from tests.support.registry_files import model_keys, registry_yaml, tokenizer_keys
+from tests.support.cli import Cli
 from tests.support.trees import tree_digest
 
 WEIGHTS = re.compile(r"^/TestOrg/Kronos-f/resolve/[0-9a-f]{40}/model\.safetensors$")
@@ -158,3 +163,100 @@ def test_corrupt_byte_is_caught_by_the_hub_hash_and_the_store_is_unchanged(regis
     result = registry.sync("model")
     assert result.fetched and len(weight_gets(proxy)) == 1
     assert published_problems(registry.store) == []
+
+
+# =============================================================================================
+# Damage at rest: the store and the Hugging Face cache hold separate copies
+# =============================================================================================
+
+
+def cached_file(tmp_path, commit: str, name: str):
+    """The Hugging Face cache's copy of ``name`` of TestOrg/Kronos-f at ``commit`` (a snapshot link)."""
+    return tmp_path / "hf-home" / "hub" / "models--TestOrg--Kronos-f" / "snapshots" / commit / name
+
+
+def damage_in_place(path, old: bytes, new: bytes) -> None:
+    """A same-size edit through the file's own inode (what an editor saving in place does)."""
+    assert len(old) == len(new)
+    data = path.read_bytes()
+    assert old in data
+    with open(path, "r+b") as handle:
+        handle.seek(data.index(old))
+        handle.write(new)
+
+
+def test_a_same_size_edit_of_a_stored_file_leaves_the_hf_cache_intact(registry, hub, tmp_path):
+    result = registry.sync("model")
+    stored = result.path / "config.json"
+    cached = cached_file(tmp_path, result.manifest.resolved_revision, "config.json")
+    good = cached.read_bytes()
+
+    damage_in_place(stored, b'"d_model"', b'"d_modeX"')
+
+    assert cached.read_bytes() == good, "damage to the store's copy reached the Hugging Face cache"
+    repaired = registry.sync("model", force=True)
+    assert (repaired.path / "config.json").read_bytes() == good
+    assert published_problems(registry.store) == []
+
+
+def test_a_damaged_cache_copy_is_replaced_by_sync_force_from_the_source(registry, hub, tmp_path):
+    result = registry.sync("model")
+    cached = cached_file(tmp_path, result.manifest.resolved_revision, "config.json")
+    good = cached.read_bytes()
+    # The cache's copy is damaged (and, through a hard link, would be the store's too).
+    damage_in_place(cached, b'"d_model"', b'"d_modeX"')
+
+    repaired = registry.sync("model", force=True)
+
+    assert (repaired.path / "config.json").read_bytes() == good
+    assert cached.read_bytes() == good, "the damaged cache copy was kept"
+    assert published_problems(registry.store) == []
+
+
+# =============================================================================================
+# A full disk: the failed sync removes what it wrote
+# =============================================================================================
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 4 MiB file system (tmpfs), for a store that runs out of space."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root and mount(8)")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_fails_clearly_and_leaves_nothing_behind(hub, small_disk, tmp_path):
+    server, text, sizes = hub
+    registry = tmp_path / "models.yaml"
+    registry.write_text(text)
+    store = small_disk / "store"
+    cli = Cli(tmp_path / "run", store=store, offline=False,
+              env={"HF_ENDPOINT": server.url, "NO_PROXY": "127.0.0.1,localhost"})
+    assert cli("--registry", registry, "sync", "tok").code == 0
+    # Leave room for config.json and half the weights.
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - sizes["model.safetensors"] // 2))
+    free_before = shutil.disk_usage(small_disk).free
+
+    result = cli("--registry", registry, "sync", "model")
+
+    assert result.code == 1, result.output
+    assert "No space left" in result.stderr and "Traceback" not in result.output
+    assert "free space" in result.stderr and "kronos-registry gc" in result.stderr, result.stderr
+    left = [p for p in (store / "staging").rglob("*") if not p.is_dir()] if (store / "staging").exists() else []
+    assert left == [], f"the failed sync left {left}"
+    assert shutil.disk_usage(small_disk).free >= free_before - 64 * 1024
+    filler.unlink()
+    retried = cli("--registry", registry, "sync", "model")
+    assert retried.code == 0, retried.output
+    assert published_problems(Store(store)) == []

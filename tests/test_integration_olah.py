@@ -158,7 +158,7 @@ def test_branch_revision_is_recorded_as_its_commit_and_follows_the_branch(kronos
 
     first = registry.sync("kronos-b")
     manifest = json.loads((first.path / MANIFEST_NAME).read_text())
-    ref = json.loads((registry.store.ref_path("kronos-b")).read_text())
+    ref = json.loads((registry.store.ref_path("kronos-b", registry.get("kronos-b").registry)).read_text())
     assert manifest["resolved_revision"] == before and manifest["source"] == "hf://TestOrg/Kronos-b@main"
     assert ref["resolved_revision"] == before and ref["artifact_id"] == first.artifact_id
     assert first.artifact_id.endswith(before)
@@ -168,7 +168,7 @@ def test_branch_revision_is_recorded_as_its_commit_and_follows_the_branch(kronos
     after = repo.commit({n: (retrained / n).read_bytes() for n in FILES}, "retrained")
     second = registry.sync("kronos-b")
     assert second.fetched and second.manifest.resolved_revision == after != before
-    assert registry.store.get_ref("kronos-b").resolved_revision == after
+    assert registry.store.get_ref("kronos-b", registry.get("kronos-b").registry).resolved_revision == after
     assert registry.store.has(first.artifact_id) and registry.store.has(second.artifact_id)
 
 

@@ -161,3 +161,64 @@ def test_model_still_trains_after_forecasting():
     loss.backward()
     assert model.transformer[0].self_attn.q_proj.weight.grad is not None
     assert torch.isfinite(loss)
+
+
+# --------------------------------------------------------------------------- loading without torch._dynamo
+
+_LOAD_AND_PREDICT = """
+import sys, time
+import torch
+started = time.perf_counter()
+from kronos_registry import load_predictor
+from kronos_registry.candles import future_timestamps, read_candles, tail_lookback
+candles = tail_lookback(read_candles(sys.argv[1]), 200)
+predictor = load_predictor("kronos-demo", device="cpu")
+predictor.predict(candles.frame, candles.timestamps, future_timestamps(candles.timestamps, 8), 8,
+                  verbose=False, seed=0)
+print("dynamo" if "torch._dynamo" in sys.modules else "no-dynamo", time.perf_counter() - started)
+from kronos_registry.cli import main
+try:
+    main(["-q", "predict", "kronos-demo", "-i", sys.argv[1], "-n", "8", "--seed", "0", "-o", "out.csv"])
+except SystemExit as exit:
+    assert not exit.code, exit.code
+print("dynamo" if "torch._dynamo" in sys.modules else "no-dynamo")
+"""
+
+
+def test_load_and_predict_do_not_import_torch_dynamo(tmp_path):
+    """Building on the meta device imported torch._dynamo (~1 s) on the first load."""
+    import subprocess
+    import sys
+
+    from tests.support.cli import SAMPLE_CSV, synced_demo
+
+    runner = synced_demo(tmp_path)
+    done = subprocess.run([sys.executable, "-c", _LOAD_AND_PREDICT, str(SAMPLE_CSV)], env=runner.env(),
+                          cwd=runner.cwd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, _seconds, after_cli = done.stdout.split()
+    assert (first, after_cli) == ("no-dynamo", "no-dynamo"), done.stdout  # API load+predict, then CLI predict
+
+
+def test_uninitialised_build_adopts_the_loaded_tensors_and_still_trains(tmp_path):
+    torch.manual_seed(0)
+    model = Kronos(**MODEL_CFG)
+    model.save_pretrained(tmp_path)
+    from safetensors.torch import load_file
+
+    state = load_file(str(tmp_path / "model.safetensors"))
+    # half-precision weights are cast back to the module's float32 on load
+    state = {k: v.half() if k.endswith((".weight", ".bias")) else v for k, v in state.items()}
+    loaded = Kronos.uninitialised(**MODEL_CFG).load_weights(state)
+    for key, value in model.state_dict().items():
+        got = loaded.state_dict()[key]
+        assert got.dtype == value.dtype, key
+        want = value.half().to(value.dtype) if key.endswith((".weight", ".bias")) else value
+        assert torch.equal(got, want), key
+    rotary = loaded.transformer[0].self_attn.rotary
+    assert torch.equal(rotary.inv_freq, model.transformer[0].self_attn.rotary.inv_freq)
+    loaded.train()
+    s1 = torch.randint(0, 16, (2, 12))
+    l1, l2 = loaded(s1, s1, use_teacher_forcing=True, s1_targets=s1)
+    loaded.head.compute_loss(l1, l2, s1, s1)[0].backward()
+    assert loaded.embedding.emb_s1.weight.grad is not None

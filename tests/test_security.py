@@ -368,6 +368,83 @@ def test_token_never_leaks_from_a_sync_through_an_olah_mirror(kronos_mirror, tmp
     assert not leaks.places, leaks.places
 
 
+# A basic-auth password in HF_ENDPOINT, with no HF_TOKEN set: only the URL carries the secret.
+ENDPOINT_PASSWORD = "s3cret-Mirror-Passw0rd-91c4"
+
+
+@pytest.mark.parametrize("args", [
+    pytest.param(("sync", "far-away"), id="sync"),
+    pytest.param(("--debug", "sync", "far-away"), id="sync-debug"),
+    pytest.param(("sync", "--json", "far-away"), id="sync-json"),
+])
+def test_endpoint_credentials_are_scrubbed_without_hf_token(tmp_path, args):
+    registry = tmp_path / "dead.yaml"
+    registry.write_text("schema: 1\ntokenizers:\n  far-away:\n    source: hf://acme/far-away@main\n")
+    endpoint = f"http://robot:{ENDPOINT_PASSWORD}@127.0.0.1:{free_port()}"
+    cli = Cli(tmp_path, offline=False, env={"HF_ENDPOINT": endpoint, "KRONOS_REGISTRY_TIMEOUT": "2"})
+    result = cli("--registry", registry, *args, timeout=120)
+    assert result.code == 5, result.output
+    assert "127.0.0.1" in result.output
+    assert ENDPOINT_PASSWORD not in result.output and "robot:" not in result.output, result.output
+    for root in (cli.store, cli.hf_home):
+        leaked = [p for p in every_path(root) if p.is_file() and ENDPOINT_PASSWORD.encode() in p.read_bytes()]
+        assert not leaked, leaked
+
+
+def test_redaction_strips_url_credentials_and_endpoint_passwords_but_keeps_hub_uris(monkeypatch):
+    from registry.store import Manifest, redact_secrets
+
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://robot:{ENDPOINT_PASSWORD}@mirror.example:8080")
+    text = (f"hf://gpt2@main hf://Org/Repo@abc http://robot:{ENDPOINT_PASSWORD}@mirror.example:8080/api "
+            f"https://token@other.example/x decoded {ENDPOINT_PASSWORD}")
+    assert redact_secrets(text) == ("hf://gpt2@main hf://Org/Repo@abc http://mirror.example:8080/api "
+                                    "https://other.example/x decoded <redacted>")
+    manifest = Manifest(artifact_id="hf--gpt2--main", kind="model", entry="m", source="hf://gpt2@main",
+                        resolved_revision=None, files=())
+    assert json.loads(manifest.to_json())["source"] == "hf://gpt2@main"
+
+
+def test_doctor_reaches_an_endpoint_given_with_credentials(kronos_mirror, tmp_path):
+    url, registry_text = kronos_mirror
+    registry = tmp_path / "mirror.yaml"
+    registry.write_text(registry_text)
+    endpoint = url.replace("http://", f"http://robot:{ENDPOINT_PASSWORD}@")
+    cli = Cli(tmp_path, offline=False, env={"HF_ENDPOINT": endpoint, "NO_PROXY": "127.0.0.1,localhost"})
+    result = cli("--registry", registry, "doctor", "--json")
+    assert result.code == 0, result.output
+    probe = json.loads(result.stdout)["endpoints"][0]
+    assert probe["reachable"] is True and probe["detail"].startswith("HTTP "), probe
+    assert probe["url"] == url
+    synced = cli("--registry", registry, "sync", "mirrored")
+    assert synced.code == 0, synced.output
+    assert ENDPOINT_PASSWORD not in result.output + synced.output
+
+
+def test_a_weights_link_leaving_the_source_folder_is_refused_without_echoing_its_bytes(tmp_path):
+    # model.safetensors links to a file outside the checkpoint folder (think /etc/shadow).
+    secret = tmp_path / "elsewhere" / "shadow"
+    secret.parent.mkdir()
+    secret.write_bytes(b"root:$6$SaltSalt$" + b"x" * 200 + b"\n")
+    source = tmp_path / "checkpoint"
+    source.mkdir()
+    shutil.copy(DEMO_MODEL_DIR / "config.json", source / "config.json")
+    (source / "model.safetensors").symlink_to(secret)
+    registry = tmp_path / "models.yaml"
+    registry.write_text("schema: 1\nmodels:\n  linked:\n    source: ./checkpoint\n"
+                        f"    tokenizer: {DEMO_TOKENIZER}\n    context_length: 512\n")
+    cli = Cli(tmp_path / "run")
+    result = cli("--registry", registry, "sync", "linked")
+    assert result.code == 5, result.output
+    assert "model.safetensors" in result.stderr and "outside" in result.stderr, result.stderr
+    first_bytes = int.from_bytes(secret.read_bytes()[:8], "little")
+    for shown in (str(first_bytes), "root:", "SaltSalt"):
+        assert shown not in result.output, result.output
+    objects = cli.store / "objects"
+    assert not objects.exists() or not any(p.name.startswith("local--linked") for p in objects.iterdir())
+
+
 # =============================================================================================
 # Permissions: the user's umask, never world-writable
 # =============================================================================================
@@ -411,7 +488,7 @@ def test_created_files_follow_the_umask(demo_bundle, tmp_path, umask):
 
 
 def test_hub_sync_through_the_cache_follows_the_umask(kronos_mirror, tmp_path):
-    # Hub files are hard-linked from the Hugging Face cache: their modes are the cache blobs'.
+    # Hub files are copied from the Hugging Face cache, with modes from the umask of the sync.
     url, registry_text = kronos_mirror
     registry = tmp_path / "mirror.yaml"
     registry.write_text(registry_text)
@@ -419,6 +496,25 @@ def test_hub_sync_through_the_cache_follows_the_umask(kronos_mirror, tmp_path):
     result = run_with_umask(cli, 0o077, "--registry", registry, "sync", "mirrored")
     assert result.code == 0, result.output
     created = every_path(cli.store)
+    assert any(p.name == "model.safetensors" for p in created)
+    assert not loose_modes(created, 0o077), loose_modes(created, 0o077)
+
+
+def test_hub_objects_follow_the_stores_umask_not_the_cache_modes(kronos_mirror, tmp_path):
+    # The Hugging Face cache was filled under umask 022 (0644 blobs); a later sync under umask
+    # 077 into another store must give that store 0600 files, not the cache's 0644.
+    url, registry_text = kronos_mirror
+    registry = tmp_path / "mirror.yaml"
+    registry.write_text(registry_text)
+    env = {"HF_ENDPOINT": url, "NO_PROXY": "127.0.0.1,localhost"}
+    first = Cli(tmp_path, store=tmp_path / "store-022", offline=False, env=env)
+    assert run_with_umask(first, 0o022, "--registry", registry, "sync", "mirrored").code == 0
+    blobs = list((first.hf_home / "hub").rglob("blobs/*"))
+    assert blobs and all(stat.S_IMODE(b.stat().st_mode) & 0o044 for b in blobs)  # group/other can read
+    second = Cli(tmp_path, store=tmp_path / "store-077", offline=False, env=env)
+    result = run_with_umask(second, 0o077, "--registry", registry, "sync", "mirrored")
+    assert result.code == 0, result.output
+    created = every_path(second.store)
     assert any(p.name == "model.safetensors" for p in created)
     assert not loose_modes(created, 0o077), loose_modes(created, 0o077)
 

@@ -107,8 +107,9 @@ def test_local_resolve_and_fetch_links_or_copies(tmp_path):
     for name in FILES:
         assert placed[name] == tmp_path / "dest" / name
         assert placed[name].read_bytes() == files[name]
-        assert os.path.samestat(os.stat(placed[name]), os.stat(tmp_path / "ckpt" / name)) or \
-            placed[name].stat().st_nlink == 1  # a hard link, or (across filesystems) a copy
+        # A private copy, never a hard link: an edit of either file must not reach the other.
+        assert not os.path.samestat(os.stat(placed[name]), os.stat(tmp_path / "ckpt" / name))
+        assert placed[name].stat().st_nlink == 1
     assert not list((tmp_path / "dest").glob(".*partial"))
 
 

@@ -500,3 +500,42 @@ def test_registry_engine_never_imports_kronos_registry():
             offenders += [f"{module.name}:{node.lineno} {n}" for n in names
                           if n == "kronos_registry" or n.startswith("kronos_registry.")]
     assert offenders == []
+
+
+@pytest.mark.parametrize("nesting", [
+    "[" * 5000 + "]" * 5000,                 # flow lists
+    "{a: " * 5000 + "1" + "}" * 5000,        # flow mappings
+])
+def test_runaway_nesting_is_a_registry_file_error_with_its_position(tmp_path, nesting):
+    path = write(tmp_path, f"schema: 1\nmodels:\n  m:\n    source: {nesting}\n")
+    [problem] = problems_of(path).problems
+    assert problem.location.path == str(path) and problem.location.line == 4
+    assert problem.location.column > 10
+    assert "nested more than" in problem.message
+
+
+def test_relative_source_resolves_through_a_symlinked_registry_file(tmp_path):
+    real = write(tmp_path / "real", VALID.replace("hf://org/model@main", "./ckpt"))
+    link = tmp_path / "elsewhere" / "models.yaml"
+    link.parent.mkdir()
+    link.symlink_to(real)
+    spec = parse_registry(link, check_references=True)
+    assert spec.get("m").source == LocalSource(tmp_path / "real" / "ckpt")
+    assert spec.get("m").origin.path == str(link)  # problems still name the file the user gave
+
+
+def test_package_source_resolves_beside_the_packaged_file_from_a_copy(tmp_path):
+    copy = tmp_path / "project" / "models.yaml"
+    copy.parent.mkdir()
+    copy.write_text(PACKAGED.read_text())
+    spec = load_registry(copy, default_path=PACKAGED, env={})
+    assert spec.paths == (str(PACKAGED), str(copy))
+    demo = spec.get("kronos-demo")
+    assert demo.origin.path == str(copy)
+    assert demo.source == LocalSource(PACKAGED.parent / "data" / "demo" / "model")
+
+
+@pytest.mark.parametrize("text", ["package://", "package://../../etc", "package://data/../../x"])
+def test_package_source_stays_inside_the_package(tmp_path, text):
+    [problem] = problems_of(write(tmp_path, VALID.replace("hf://org/model@main", text))).problems
+    assert "inside the package" in problem.message

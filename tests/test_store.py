@@ -17,6 +17,11 @@ from registry.store import (
     MANIFEST_NAME, FileRecord, Manifest, Ref, Store, default_store_root, hf_artifact_id,
     local_artifact_id, validate_id,
 )
+from tests.support.cli import SAMPLE_CSV, Cli
+from tests.support.kronos_checkpoints import model_checkpoint, tokenizer_checkpoint
+from tests.support.mirror import publish_checkpoint
+from tests.support.olah import require_olah, running_olah
+from tests.support.registry_files import model_keys, registry_yaml, tokenizer_keys
 from tests.support.trees import tree_digest
 
 COMMIT = "0e0117387f39004a9016484a186a908917e22426"
@@ -185,6 +190,85 @@ def test_a_damaged_ref_reads_as_absent(store: Store):
     store.refs_dir.mkdir(parents=True)
     store.ref_path("x").write_text('{"entry": "x", "artifact_id": "../../etc", "source": "s"}')
     assert store.get_ref("x") is None and store.refs() == {}
+
+
+def test_refs_of_two_registry_files_never_collide_and_gc_keeps_both(store: Store, tmp_path):
+    # Two projects share the store, each with a models.yaml defining "my-finetune".
+    project_a, project_b = str(tmp_path / "a" / "models.yaml"), str(tmp_path / "b" / "models.yaml")
+    object_a, object_b = "hf--Org--Tuned--" + COMMIT, "local--my-finetune--0000000000000001"
+    for artifact_id in (object_a, object_b):
+        publish(store, artifact_id)
+    store.set_ref(Ref(entry="my-finetune", artifact_id=object_a, source=f"hf://Org/Tuned@{COMMIT}",
+                      registry=project_a))
+    store.set_ref(Ref(entry="my-finetune", artifact_id=object_b, source="/b/ckpt", registry=project_b))
+
+    assert store.get_ref("my-finetune", project_a).artifact_id == object_a
+    assert store.get_ref("my-finetune", project_b).artifact_id == object_b
+    # The ref records its registry file, and sits in that file's own folder under refs/.
+    recorded = json.loads(store.ref_path("my-finetune", project_a).read_text())
+    assert recorded["registry"] == project_a
+    assert store.ref_path("my-finetune", project_a).parent != store.ref_path("my-finetune", project_b).parent
+    assert store.ref_path("my-finetune", "packaged").parent.name == "packaged"
+    assert store.gc().objects == ()
+    assert store.list_artifacts() == sorted([object_a, object_b])
+    assert len(store.refs()) == 2
+
+
+def test_a_legacy_flat_ref_protects_its_object_and_is_read_as_a_fallback(store: Store, tmp_path):
+    legacy = "local--old--0000000000000001"
+    publish(store, legacy)
+    publish(store, "local--junk--0000000000000001")
+    store.refs_dir.mkdir(parents=True, exist_ok=True)
+    # A ref as older versions wrote it: flat, no registry recorded.
+    (store.refs_dir / "old.json").write_text(json.dumps({"entry": "old", "artifact_id": legacy, "source": "/old"}))
+    registry = str(tmp_path / "models.yaml")
+    assert store.get_ref("old", registry).artifact_id == legacy  # read until this registry syncs it
+    assert store.get_ref("old", registry, legacy=False) is None
+    assert store.gc().objects == ("local--junk--0000000000000001",)
+    assert store.list_artifacts() == [legacy]
+
+
+@pytest.fixture(scope="module")
+def shared_hub(tmp_path_factory):
+    """olah serving a tokenizer and a fine-tuned model; yields (url, tokenizer commit, model commit)."""
+    require_olah()
+    root = tmp_path_factory.mktemp("shared-store-hub")
+    _, tok = publish_checkpoint(root / "mirrors", "ShareOrg/Tokenizer", tokenizer_checkpoint(root / "t"))
+    _, mod = publish_checkpoint(root / "mirrors", "ShareOrg/Tuned", model_checkpoint(root / "m", seed=3))
+    with running_olah(root / "mirrors", root / "olah") as server:
+        yield server.url, tok, mod
+
+
+def test_two_projects_sharing_a_store_keep_their_own_entry_of_the_same_name(shared_hub, tmp_path):
+    # Project A's my-finetune is a pinned hub repo, project B's a local folder; one store.
+    url, tok, mod = shared_hub
+    store = tmp_path / "shared-store"
+    tokenizers = {"tok": tokenizer_keys(f"hf://ShareOrg/Tokenizer@{tok}")}
+    a_file, b_file = tmp_path / "project-a" / "models.yaml", tmp_path / "project-b" / "models.yaml"
+    a_file.parent.mkdir()
+    a_file.write_text(registry_yaml(tokenizers, {"my-finetune": model_keys(f"hf://ShareOrg/Tuned@{mod}", "tok")}))
+    model_checkpoint(b_file.parent / "ckpt", seed=5)
+    b_file.write_text(registry_yaml(tokenizers, {"my-finetune": model_keys("./ckpt", "tok")}))
+    env = {"HF_ENDPOINT": url, "NO_PROXY": "127.0.0.1,localhost", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    a = Cli(tmp_path / "a-run", store=store, offline=False, env=env)
+    b = Cli(tmp_path / "b-run", store=store, offline=False, env=env)
+    a_object = hf_artifact_id("ShareOrg/Tuned", mod)
+
+    for cli, registry, args in ((a, a_file, ("sync", "my-finetune")), (b, b_file, ("sync", "my-finetune")),
+                                (b, b_file, ("gc",))):
+        result = cli("--registry", registry, *args)
+        assert result.code == 0, (args, result.output)
+
+    assert Store(store).has(a_object), "B's gc deleted A's model"
+    a_ref = Store(store).get_ref("my-finetune", os.path.realpath(a_file), legacy=False)
+    assert a_ref is not None and a_ref.artifact_id == a_object, "B's sync overwrote A's ref"
+    assert json.loads(Store(store).ref_path("my-finetune", os.path.realpath(a_file)).read_text())["registry"] \
+        == os.path.realpath(a_file)
+    # Both still predict offline, from the store alone (a fresh, empty Hugging Face cache).
+    for name, registry in (("a", a_file), ("b", b_file)):
+        offline = Cli(tmp_path / f"{name}-offline", store=store)
+        result = offline("--registry", registry, "predict", "my-finetune", "-i", SAMPLE_CSV, "-n", "3")
+        assert result.code == 0, (name, result.output)
 
 
 # --- locks ------------------------------------------------------------------------------------
