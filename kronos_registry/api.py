@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Mapping
 
 from registry.errors import EntryKindError, ObjectVanishedError, Problem, VerificationError
+from registry.imported import registry_files as imported_registry_files
 from registry.loader import Loader, SyncResult
 from registry.snapshot import Snapshot, open_snapshot
 from registry.sources import Endpoints, is_offline
@@ -38,14 +39,17 @@ class Registry:
     ``registry`` is a models.yaml path (else ``$KRONOS_REGISTRY_FILE``, ``./models.yaml``, the
     packaged file); ``store`` a folder (else ``$KRONOS_REGISTRY_HOME``, the XDG cache);
     ``offline`` forbids every network call (else ``KRONOS_REGISTRY_OFFLINE``/``HF_HUB_OFFLINE``).
+    The entries of bundles imported into the store (``<store>/registries/*.yaml``) overlay
+    the packaged file, and the user's file overlays them.
     """
 
     def __init__(self, registry: str | os.PathLike | None = None, store: str | os.PathLike | None = None, *,
                  offline: bool | None = None, env: Mapping[str, str] | None = None, progress: bool = False,
                  lock_timeout: float | None = None, on_wait=None, on_note=None):
         env = os.environ if env is None else env
-        self.spec: RegistrySpec = load_registry(registry, default_path=PACKAGED_REGISTRY, env=env)
         self.store = Store(default_store_root(store, env))
+        self.spec: RegistrySpec = load_registry(registry, default_path=PACKAGED_REGISTRY, env=env,
+                                                overlays=imported_registry_files(self.store.root))
         self.offline = is_offline(offline, env)
         self.endpoints = Endpoints.from_settings(self.spec.endpoint, self.spec.mirrors, env)
         timeout = lock_timeout if lock_timeout is not None else float(env.get("KRONOS_REGISTRY_LOCK_TIMEOUT", 600))
@@ -83,8 +87,8 @@ class Registry:
                 # Both read from open snapshots: whatever another process removes or replaces
                 # now, this load gets the whole copy it opened, or looks again.
                 with self._snapshot(located.tokenizer) as tokenizer_files, self._snapshot(located) as model_files:
-                    tokenizer = load_module("tokenizer", tokenizer_files, entry=located.tokenizer.entry.name)
-                    model = load_module("model", model_files, entry=name)
+                    tokenizer = load_module("tokenizer", tokenizer_files, entry=located.tokenizer.entry)
+                    model = load_module("model", model_files, entry=located.entry)
                 break
             except ObjectVanishedError as error:
                 if attempt == LOAD_ATTEMPTS - 1:
@@ -102,12 +106,14 @@ def repair_hint(name: str) -> str:
             "(`kronos-registry verify --deep` checks every byte)")
 
 
-def load_module(role: str, files: Snapshot | Path, *, entry: str | None = None):
+def load_module(role: str, files: Snapshot | Path, *, entry: Entry | None = None):
     """Build the role's module from a verified store object and load its weights (strict).
 
     ``files`` is an open ``Snapshot`` (what the store serves) or a folder. A file that does
     not load (possible only where the cheap check cannot see the damage) is a
-    ``VerificationError`` naming the repair, never a bare exception.
+    ``VerificationError`` naming the repair, never a bare exception. Pickle weights
+    (``pytorch_model.bin``) are read only for an ``entry`` that opted in (``allow_pickle:
+    true``), and then with ``weights_only=True``; never as a fallback.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -123,16 +129,26 @@ def load_module(role: str, files: Snapshot | Path, *, entry: str | None = None):
         # copy, and no meta device (whose first use imports torch._dynamo, ~1 s).
         module = cls.uninitialised(**config)
         has_safetensors = (folder / SAFETENSORS_FILE).is_file() if isinstance(files, Path) else files.has(SAFETENSORS_FILE)
+        if not has_safetensors and not (entry is not None and entry.allow_pickle):
+            raise _pickle_refused(entry, folder)
         current = SAFETENSORS_FILE if has_safetensors else PICKLE_FILE
         path = str(folder / current) if isinstance(files, Path) else files.path(current)
         state = load_file(path) if has_safetensors else load_pickle_weights(path)
         module.load_weights(state, label=str(folder), strict=True)
     except (ValueError, TypeError, KeyError, RuntimeError, SafetensorError, pickle.UnpicklingError) as exc:
         label = str(folder)
-        raise VerificationError(f"'{entry}' ({label})" if entry else label,
+        raise VerificationError(f"'{entry.name}' ({label})" if entry else label,
                                 [Problem(f"{current} does not load: {exc}", file=current)],
-                                hint=repair_hint(entry) if entry else None) from None
+                                hint=repair_hint(entry.name) if entry else None) from None
     return module.eval()
+
+
+def _pickle_refused(entry: Entry | None, folder: Path) -> VerificationError:
+    name = entry.name if entry is not None else "NAME"
+    return VerificationError(f"'{name}' ({folder})", [Problem(
+        f"{SAFETENSORS_FILE} is missing and '{name}' does not allow pickle weights ({PICKLE_FILE}), "
+        "which can run code when loaded", file=SAFETENSORS_FILE, field="allow_pickle")],
+        hint=f"nothing was loaded; `kronos-registry sync --force {name}` repairs the stored copy")
 
 
 def _read(files: Snapshot | Path, name: str) -> bytes:

@@ -358,7 +358,16 @@ def entry_info(registry, entry) -> dict:
         "artifact_id": artifact,
         "size": manifest.total_size if manifest is not None else None,
         "revision": manifest.resolved_revision if manifest is not None else None,
+        "registry": entry.origin.path,
+        "bundle": bundle_name(entry.origin.path),
     }
+
+
+def bundle_name(path: str) -> str | None:
+    """The bundle an imported entry came from (None for entries of other registry files)."""
+    from registry.imported import bundle_name as imported_from
+
+    return imported_from(path)
 
 
 def revision_text(info: dict) -> str:
@@ -393,10 +402,16 @@ def list_entries(app: App, as_json: bool, stored: bool):
         return
     rows = [[i["name"], i["kind"], human_params(registry.get(i["name"])), i["context_length"] or "-",
              status_word(i), human_size(i["size"]) if i["synced"] else "-",
-             revision_text(i) if i["synced"] else "-", shorten(i["description"] or i["reason"], 48)]
+             revision_text(i) if i["synced"] else "-", shorten(described(i), 48)]
             for i in infos]
     click.echo(table(["NAME", "KIND", "PARAMS", "CONTEXT", "STATUS", "SIZE", "REVISION", "DESCRIPTION"], rows))
     app.note(f"\nregistry: {', '.join(registry.spec.paths)}\nstore:    {registry.store.root}")
+
+
+def described(info: dict) -> str:
+    """The description, marked with the bundle an imported entry came from."""
+    text = info["description"] or info["reason"] or ""
+    return f"[from {info['bundle']}] {text}".strip() if info["bundle"] else text
 
 
 def list_stored(app: App, registry, as_json: bool) -> None:
@@ -487,6 +502,7 @@ def render_show(entry, info: dict, registry) -> str:
         ("params", params),
         ("available", "yes" if entry.available else f"no: {entry.reason or 'marked available: false'}"),
         ("defined in", info["defined_in"]),
+        ("imported from", info["bundle"]),
         ("config", " ".join(f"{k}={v}" for k, v in (info["config"] or {}).items()) or None),
     ]
     stored = info["store"]
@@ -1159,16 +1175,20 @@ def export_entries(app: App, names: tuple[str, ...], output: str, as_json: bool)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object of what was imported.")
 @pass_app
 def import_entries(app: App, bundle: str, as_json: bool):
-    """Import a bundle made by `export`: verify every hash, reject unsafe members, publish.
+    """Import a bundle made by `export`: verify it as a sync would, then publish.
 
-    The bundle's entries are saved as a registry file in the store; hub entries are
-    found by the packaged registry as they are, local ones through that file
-    (pass it with --registry, or copy its entries into your models.yaml).
+    Every member and hash is checked, unsafe members are refused, and every artifact
+    passes the Kronos checks against the entries that will use it before anything is
+    published. The bundle's entries are saved in the store (registries/) and work by
+    name from then on: `predict NAME`, `list` shows where they came from.
     """
     from registry.bundle import import_bundle
 
+    from .checks import kronos_checks
+
     registry = app.registry()
-    summary = import_bundle(registry.store, bundle, lock_timeout=registry.loader.lock_timeout)
+    summary = import_bundle(registry.store, bundle, checks=kronos_checks, registry=registry.spec,
+                            lock_timeout=registry.loader.lock_timeout)
     if as_json:
         emit_json({"imported": list(summary.artifacts), "present": list(summary.skipped),
                    "entries": list(summary.refs), "bytes": summary.bytes,
@@ -1180,7 +1200,7 @@ def import_entries(app: App, bundle: str, as_json: bool):
         click.echo(f"present  {artifact}")
     click.echo(f"entries  {', '.join(summary.refs)} ({human_size(summary.bytes)} written)")
     click.echo(f"registry {summary.registry_path}")
-    app.note(f"use it with: {PROG} --registry {summary.registry_path} list")
+    app.note(f"use them by name, e.g. {PROG} list")
 
 
 # ==============================================================================================

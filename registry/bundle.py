@@ -14,9 +14,10 @@ store's normal path (artifact lock, staging folder, one atomic rename) and sets 
 Local sources: a folder on the exporting machine will not exist on the target, so
 ``registry.yaml`` in the bundle names each local entry's source as ``../objects/<id>``
 (relative to a file saved in ``<store>/registries/``: the artifact's own copy in the store).
-Import rewrites it to the absolute path of that copy, so the saved registry file works with
-``--registry`` and can also be merged into another models.yaml. ``hf://`` sources are written
-pinned to the commit that was exported, so the target resolves the very same artifact.
+Import rewrites it to the absolute path of that copy; the registry resolution overlays the
+saved file on the packaged one (see ``registry.imported``), so imported entries work by name.
+``hf://`` sources are written pinned to the commit that was exported, so the target resolves
+the very same artifact.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from typing import IO, Callable, Iterator, Mapping, Sequence
 import attrs
 import yaml
 
+from . import imported
+from .checks import CheckProvider, generic_checks
 from .errors import InputDataError, NotSyncedError, Problem, RegistryFileError, VerificationError
 from .spec import COMMIT_RE, DEFAULT_FILES, ENTRY_NAME_RE, Entry, HfSource, LocalSource, RegistrySpec, parse_registry
 from .store import (
@@ -50,7 +53,7 @@ BUNDLE_VERSION = 1
 BUNDLE_JSON = "bundle.json"
 REGISTRY_YAML = "registry.yaml"
 OBJECTS = "objects"
-REGISTRIES_DIR = "registries"
+REGISTRIES_DIR = imported.REGISTRIES_DIR
 # Bounds that keep a hostile or broken bundle from filling the disk or the memory.
 DEFAULT_MAX_BYTES = 64 * 2**30
 MAX_MEMBERS = 10_000
@@ -189,8 +192,8 @@ def _export_header() -> str:
         f"# Entries exported by {tool_version()} on {utc_now()}.\n"
         "# `kronos-registry import` saves this file into <store>/registries/ with each local\n"
         "# source rewritten to the artifact's copy in that store; hub sources are pinned to the\n"
-        "# commit exported. Pass the saved file with --registry, or merge its entries into\n"
-        "# your models.yaml.\n"
+        "# commit exported. Its entries then work by name there (the file overlays the\n"
+        "# packaged registry; a models.yaml of your own overlays it).\n"
     )
 
 
@@ -345,33 +348,52 @@ class _Contents:
     registry_text: str
 
 
-def import_bundle(store: Store, bundle: str | os.PathLike, *, lock_timeout: float | None = 600.0,
+def import_bundle(store: Store, bundle: str | os.PathLike, *, checks: CheckProvider = generic_checks,
+                  registry: RegistrySpec | None = None, lock_timeout: float | None = 600.0,
                   max_bytes: int = DEFAULT_MAX_BYTES) -> ImportSummary:
     """Verify ``bundle`` and publish its artifacts and refs into ``store``.
 
     Every member name, the metadata and every manifest are checked before the store is
     touched (``InputDataError`` naming the bundle and the member); every file is hashed while
-    it is staged, and nothing is published unless all of them match (``VerificationError``).
-    An artifact already stored intact is kept and counted as skipped. The bundle's
-    registry.yaml is saved as ``<store>/registries/<bundle-stem>.yaml``.
+    it is staged (a member larger than its manifest says is refused before a byte is copied),
+    then the family's ``checks`` run on each artifact, as a sync runs them, against every
+    entry that will use it: the bundle's, and those of ``registry`` (the registry in use on
+    this machine) that pin the same artifact (see ``registry.imported``). Nothing is
+    published unless everything passes (``VerificationError``). An artifact already stored
+    intact is kept and counted as skipped (and checked all the same). The bundle's entries
+    are saved in ``<store>/registries/`` where the registry resolution finds them; an entry
+    an earlier import defines differently is refused (``InputDataError``).
     """
     bundle = Path(bundle)
     with _open_tar(bundle) as tar:
         contents = _read_contents(bundle, tar, max_bytes)
-        registry_text, refs = _imported_registry(bundle, contents, store)
+        registry_text, refs, bundle_spec = _imported_registry(bundle, contents, store)
+        registry_path = imported.registry_path_for(store, bundle, _stem(bundle), _by_name(bundle_spec),
+                                                   lambda e: _entry_data(e, str(e.source)))
         with _tidy_on_failure(store), _locked(store, sorted(contents.artifacts), lock_timeout):
             todo, skipped = _plan(store, contents)
             _check_free_space(store, sum(contents.artifacts[a].manifest.total_size for a in todo), bundle)
             written = _stage_all(store, bundle, tar, [contents.artifacts[a] for a in todo])
+            try:
+                folders = {a: store.staging_dir(a) if a in todo else store.object_dir(a) for a in contents.artifacts}
+                imported.check_artifacts(store, bundle, checks, bundle_spec, {r.entry: r.artifact_id for r in refs},
+                                         folders, registry)
+            except BaseException:
+                for artifact_id in todo:
+                    store.discard_staging(artifact_id)
+                raise
             for artifact_id in todo:
                 _publish(store, contents.artifacts[artifact_id])
             # Refs are set while the locks are held: gc never sees a fresh object unreferenced.
             for ref in refs:
                 store.set_ref(attrs.evolve(ref, registry=None))  # flat: of no known registry here
-        registry_path = store.root / REGISTRIES_DIR / f"{safe_component(_stem(bundle))}.yaml"
         write_atomic(registry_path, registry_text)
     return ImportSummary(bundle=bundle, artifacts=tuple(todo), skipped=tuple(skipped),
                          refs=tuple(r.entry for r in refs), bytes=written, registry_path=registry_path)
+
+
+def _by_name(spec: RegistrySpec) -> dict[str, Entry]:
+    return {entry.name: entry for entry in spec.entries()}
 
 
 def _stem(bundle: Path) -> str:
@@ -558,7 +580,19 @@ def _artifact(bundle: Path, tar: tarfile.TarFile, artifact_id: str,
     missing = sorted(set(listed) - set(data_members))
     if missing:
         raise _reject(bundle, f"{OBJECTS}/{artifact_id}/{missing[0]}", f"is listed in {manifest_name} but missing")
+    for record in manifest.files:  # before a byte is copied: a size the tar contradicts is a lie
+        if data_members[record.name].size != record.size:
+            raise _lied(bundle, artifact_id, data_members[record.name], record, data_members[record.name].size)
     return _Artifact(artifact_id, manifest, data_members)
+
+
+def _lied(bundle: Path, artifact_id: str, member: tarfile.TarInfo, record: FileRecord, actual: int,
+          *, at_least: bool = False) -> VerificationError:
+    size = f"more than {record.size}" if at_least else str(actual)
+    problem = Problem(f"bundle {bundle} lied: member '{member.name}' is {size} bytes, but its manifest "
+                      f"declares {record.size}", file=record.name, field="size",
+                      hint="the bundle is corrupt or was altered after export")
+    return VerificationError(artifact_id, [problem], hint=f"nothing was imported; {_REEXPORT_HINT}")
 
 
 def _unsafe_relative(name: str) -> bool:
@@ -592,8 +626,9 @@ def _parse_ref(bundle: Path, item: object, artifacts: Mapping[str, _Artifact]) -
 
 # --- the bundle's registry file ----------------------------------------------------------------
 
-def _imported_registry(bundle: Path, contents: _Contents, store: Store) -> tuple[str, list[Ref]]:
-    """The registry text to save in the store and the refs to set, local sources rewritten.
+def _imported_registry(bundle: Path, contents: _Contents, store: Store) -> tuple[str, list[Ref], RegistrySpec]:
+    """The registry text to save in the store, the refs to set and the entries as saved
+    (local sources rewritten to the store's copies).
 
     The bundle's file is parsed with the project's own strict parser from a scratch folder
     laid out like the store (``registries/`` beside ``objects/``), so ``../objects/<id>``
@@ -610,27 +645,37 @@ def _imported_registry(bundle: Path, contents: _Contents, store: Store) -> tuple
             raise _reject(bundle, REGISTRY_YAML, f"is not a valid registry file:\n{detail}") from None
         scratch_objects = Path(os.path.normpath(Path(scratch) / OBJECTS))
         sources = {e.name: _target_source(bundle, e, scratch_objects, contents, store) for e in spec.entries()}
-    header = (f"# Imported from {bundle.name} on {utc_now()} by {tool_version()}.\n"
+    header = (f"{imported.BUNDLE_LINE}{_one_line(bundle.name)}\n"
+              f"# Imported from {_one_line(bundle.name)} on {utc_now()} by {tool_version()}.\n"
               "# Local entries point at their verified copy in this store (do not edit it there).\n")
-    text = _render_registry([(e, sources[e.name]) for e in spec.entries()], header)
+    text = _render_registry([(e, str(sources[e.name])) for e in spec.entries()], header)
     refs = []
     for ref in contents.refs:
         if ref.entry not in sources:
             raise _reject(bundle, BUNDLE_JSON, f"has a ref for '{ref.entry}', which {REGISTRY_YAML} lacks")
-        if not sources[ref.entry].startswith("hf://"):
-            ref = attrs.evolve(ref, source=sources[ref.entry])  # what the loader compares it with
+        if isinstance(sources[ref.entry], LocalSource):
+            ref = attrs.evolve(ref, source=str(sources[ref.entry]))  # what the loader compares it with
         refs.append(ref)
-    return text, refs
+    saved = attrs.evolve(
+        spec, paths=(f"{bundle}:{REGISTRY_YAML}",),
+        tokenizers={n: attrs.evolve(e, source=sources[n]) for n, e in spec.tokenizers.items()},
+        models={n: attrs.evolve(e, source=sources[n]) for n, e in spec.models.items()})
+    return text, refs, saved
 
 
-def _target_source(bundle: Path, entry: Entry, scratch_objects: Path, contents: _Contents, store: Store) -> str:
+def _one_line(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _target_source(bundle: Path, entry: Entry, scratch_objects: Path, contents: _Contents,
+                   store: Store) -> HfSource | LocalSource:
     if not isinstance(entry.source, LocalSource):
-        return str(entry.source)
+        return entry.source
     relative = PurePosixPath(os.path.relpath(entry.source.path, scratch_objects))
     if len(relative.parts) != 1 or relative.parts[0] not in contents.artifacts:
         raise _reject(bundle, REGISTRY_YAML, f"gives '{entry.name}' the local source {entry.source.path}, "
                       f"which is not one of the bundle's artifacts (expected ../{OBJECTS}/<artifact-id>)")
-    return str(LocalSource(Path(os.path.normpath(store.objects_dir / relative.parts[0]))))
+    return LocalSource(Path(os.path.normpath(store.objects_dir / relative.parts[0])))
 
 
 # --- writing into the store -------------------------------------------------------------------
@@ -696,7 +741,8 @@ def _stage_all(store: Store, bundle: Path, tar: tarfile.TarFile, artifacts: Sequ
             staged.append(artifact.artifact_id)
             staging = store.staging(artifact.artifact_id)
             for record in artifact.manifest.files:
-                problem = _stage_file(bundle, tar, artifact.members[record.name], staging, record)
+                problem = _stage_file(bundle, tar, artifact.members[record.name], staging, record,
+                                      artifact.artifact_id)
                 if problem is not None:
                     problems.setdefault(artifact.artifact_id, []).append(problem)
         if problems:
@@ -711,15 +757,21 @@ def _stage_all(store: Store, bundle: Path, tar: tarfile.TarFile, artifacts: Sequ
 
 
 def _stage_file(bundle: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, staging: Path,
-                record: FileRecord) -> Problem | None:
-    """Copy one member into staging; a Problem when its size or sha256 is not the manifest's."""
+                record: FileRecord, artifact_id: str) -> Problem | None:
+    """Copy one member into staging; a Problem when its size or sha256 is not the manifest's.
+
+    Copying stops the moment the member runs past the size its manifest declares (the bundle
+    lied: ``VerificationError``), so a small bundle cannot fill the disk.
+    """
     target = staging / record.name
     make_dirs(target.parent)
     digest = hashlib.sha256()
     size = 0
     source = _open_member(bundle, tar, member)
     with open(target, "wb") as out:
-        while chunk := _read_chunk(bundle, source, member):
+        while chunk := _read_chunk(bundle, source, member, record.size + 1 - size):
+            if size + len(chunk) > record.size:
+                raise _lied(bundle, artifact_id, member, record, size + len(chunk), at_least=True)
             digest.update(chunk)
             out.write(chunk)
             size += len(chunk)
@@ -744,9 +796,9 @@ def _open_member(bundle: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) ->
     return handle
 
 
-def _read_chunk(bundle: Path, source: IO[bytes], member: tarfile.TarInfo) -> bytes:
+def _read_chunk(bundle: Path, source: IO[bytes], member: tarfile.TarInfo, limit: int) -> bytes:
     try:
-        return source.read(_CHUNK)
+        return source.read(max(1, min(_CHUNK, limit)))
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise _reject(bundle, member.name, f"cannot be read: the tar is truncated or corrupt ({exc})") from None
 

@@ -369,15 +369,26 @@ class Loader:
         return SyncResult(entry=entry, artifact_id=artifact_id, path=self.store.object_dir(artifact_id),
                           fetched=published, manifest=manifest, report=report, tokenizer=tokenizer)
 
+    def check_staged(self, entry: Entry, artifact_id: str, folder: Path, *,
+                     tokenizer: tuple[Entry, Path] | None = None) -> Report:
+        """The family's checks of ``folder``, about to be published as ``entry``'s artifact.
+
+        Every way into ``objects/`` runs these: a sync on what it fetched, an import on what
+        it unpacked (``registry.bundle``). ``tokenizer`` is the paired tokenizer's entry and
+        verified folder, for the pairing checks.
+        """
+        related = {"tokenizer": tokenizer[1]} if tokenizer else {}
+        related_entries = {"tokenizer": tokenizer[0]} if tokenizer else {}
+        ctx = CheckContext(entry=entry, folder=folder, spec=self.spec, deep=False,
+                           related=related, related_entries=related_entries)
+        return run_checks(self._label(entry, artifact_id), self.checks(entry), ctx)
+
     def _verify_staging(self, entry: Entry, resolved: ResolvedSource, names: tuple[str, ...],
                         artifact_id: str, staging: Path,
                         tokenizer: SyncResult | None) -> tuple[Report, tuple[FileRecord, ...]]:
         """The family's checks plus size and sha256 against what the hub recorded: all problems."""
-        related = {"tokenizer": tokenizer.path} if tokenizer else {}
-        related_entries = {"tokenizer": tokenizer.entry} if tokenizer else {}
-        ctx = CheckContext(entry=entry, folder=staging, spec=self.spec, deep=False,
-                           related=related, related_entries=related_entries)
-        report = run_checks(self._label(entry, artifact_id), self.checks(entry), ctx)
+        report = self.check_staged(entry, artifact_id, staging,
+                                   tokenizer=(tokenizer.entry, tokenizer.path) if tokenizer else None)
         records, problems = [], []
         for name in names:
             path = staging / name

@@ -12,7 +12,7 @@ import re
 import urllib.parse
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
 import attrs
 import yaml
@@ -962,16 +962,22 @@ def resolve_registry_path(explicit: str | Path | None, env: Mapping[str, str] = 
 
 
 def load_registry(path: str | Path | None = None, *, default_path: str | Path,
-                  env: Mapping[str, str] = os.environ, cwd: str | Path | None = None) -> RegistrySpec:
-    """The packaged registry at ``default_path`` overlaid by the user's file, if one resolves
-    (see ``resolve_registry_path``) and is not that same file; cross-references are checked
-    on the result. Every mistake in either file is reported at once."""
+                  env: Mapping[str, str] = os.environ, cwd: str | Path | None = None,
+                  overlays: Sequence[str | Path] = ()) -> RegistrySpec:
+    """The packaged registry at ``default_path``, overlaid in turn by each of ``overlays`` (the
+    registry files imports left in the store) and last by the user's file, if one resolves
+    (see ``resolve_registry_path``) and is not one of those; cross-references are checked on
+    the result. Every mistake in any file is reported at once."""
     package_dir = Path(os.path.realpath(default_path)).parent  # what package:// sources name
     parsed = _FileParser(Path(default_path), package_dir, PACKAGED_REGISTRY_ID).parse()
     warnings: list[Problem] = []
     user_path = resolve_registry_path(path, env, cwd)
+    layers = [Path(p) for p in overlays if not _same_file(Path(p), Path(default_path))]
     if user_path is not None and not _same_file(user_path, Path(default_path)):
-        parsed, warnings = _overlay(parsed, _FileParser(user_path, package_dir).parse())
+        layers = [p for p in layers if not _same_file(p, user_path)] + [user_path]
+    for layer in layers:
+        parsed, found = _overlay(parsed, _FileParser(layer, package_dir).parse())
+        warnings += found
     parsed.problems.extend(_reference_problems(parsed))
     return _finish(parsed, warnings)
 

@@ -318,6 +318,26 @@ def _drop_weights(members: list, assets: Assets) -> None:
     members[:] = [(m, c) for m, c in members if not m.name.endswith("/model.safetensors")]
 
 
+def _grow_weights(members: list, assets: Assets) -> None:
+    """The weights member holds more than its manifest declares (the tar header agrees with it)."""
+    for index, (member, content) in enumerate(members):
+        if member.name.endswith("/model.safetensors"):
+            member.size = len(content) + 2**20
+            members[index] = (member, content + bytes(2**20))
+            return
+    raise AssertionError("the bundle has no weights")
+
+
+def impostor(*, pickle_only: bool) -> Prepare:
+    """`import` of a bundle whose objects carry kronos-small's and its tokenizer's pinned ids
+    but hold a tiny model (or only pytorch_model.bin), its registry.yaml stripped of their pins."""
+    def prepare(folder: Path, assets: Assets) -> list:
+        from tests.support.bundles import impostor_bundle
+
+        return ["import", impostor_bundle(folder / "attacker", folder / BUNDLE, pickle_only=pickle_only)]
+    return prepare
+
+
 # =============================================================================================
 # The catalogue
 # =============================================================================================
@@ -588,6 +608,13 @@ CASES: list[Case] = [
          9, ("{dir}/" + BUNDLE, "is empty")),
     Case("bundle-missing-file", "bundle", bundle(missing=True),
          9, ("{dir}/" + BUNDLE, "does not exist")),
+    # --- imported objects pass the checks a sync runs, against the entries that will use them -----
+    Case("bundle-impostor-under-packaged-ids", "bundle", impostor(pickle_only=False),
+         6, ("{dir}/" + BUNDLE, "'kronos-small'", "d_model is 32 but the registry pins 512", "nothing was imported")),
+    Case("bundle-pickle-only-under-packaged-id", "bundle", impostor(pickle_only=True),
+         6, ("{dir}/" + BUNDLE, "'kronos-small'", "model.safetensors is missing", "nothing was imported")),
+    Case("bundle-member-larger-than-declared", "bundle", bundle(_grow_weights),
+         6, ("{dir}/" + BUNDLE, "lied", "/model.safetensors'", "but its manifest declares")),
 ]
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
+import json
+import struct
 import tarfile
 from pathlib import Path
 from typing import Callable
@@ -25,8 +27,17 @@ from tests.support.trees import tree_digest
 TOK_SHA = "1a" * 20
 OTHER_SHA = "2b" * 20
 TOK_ID = hf_artifact_id("acme/tiny-tok", TOK_SHA)
-TOK_FILES = {"config.json": b'{"d_in": 6, "group_size": 4}', "model.safetensors": bytes(range(256)) * 8}
-MODEL_FILES = {"config.json": b'{"s1_bits": 10}', "model.safetensors": b"w" * 40_000}
+
+
+def safetensors_bytes(payload: bytes) -> bytes:
+    """A well-formed safetensors file holding ``payload`` as one U8 tensor (import checks headers)."""
+    header = json.dumps({"w": {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}}).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + payload
+
+
+TOK_FILES = {"config.json": b'{"d_in": 6, "group_size": 4}', "model.safetensors": safetensors_bytes(bytes(range(256)) * 8)}
+MODEL_FILES = {"config.json": b'{"s1_bits": 10}', "model.safetensors": safetensors_bytes(b"w" * 40_000)}
 MODEL_ID = local_artifact_id("tiny-model", {n: hashlib.sha256(d).hexdigest() for n, d in MODEL_FILES.items()})
 
 REGISTRY = f"""\
@@ -366,3 +377,207 @@ def test_bundle_over_the_size_bound_is_refused(bundle, target):
 def test_missing_bundle_file(target, tmp_path):
     with pytest.raises(InputDataError, match="does not exist"):
         import_bundle(target, tmp_path / "nope.tar")
+
+
+# --- imported objects pass the same checks as a sync (issue 9 item 1) ----------------------------
+
+@pytest.fixture(scope="module")
+def packaged_registry():
+    from kronos_registry.api import PACKAGED_REGISTRY
+    from registry.spec import load_registry
+
+    return load_registry(None, default_path=PACKAGED_REGISTRY, env={}, cwd=PACKAGED_REGISTRY.parent)
+
+
+@pytest.mark.parametrize("pickle_only", [False, True], ids=["tiny-model", "pickle-only"])
+def test_impostor_of_packaged_entries_is_refused_before_publishing(packaged_registry, tmp_path, pickle_only):
+    from kronos_registry.checks import kronos_checks
+    from registry.loader import Loader
+    from tests.support.bundles import MODEL, TOKENIZER, impostor_bundle, packaged_id
+
+    bundle = impostor_bundle(tmp_path / "attacker", tmp_path / "evil.tar", pickle_only=pickle_only)
+    target = Store(tmp_path / "target")
+    publish(target, hf_artifact_id("acme/else", OTHER_SHA), "else", "tokenizer",  # a store in use
+            f"hf://acme/else@{OTHER_SHA}", OTHER_SHA, {"config.json": b"{}"})
+    before = tree_digest(target.root)
+    with pytest.raises(VerificationError) as caught:
+        import_bundle(target, bundle, checks=kronos_checks, registry=packaged_registry)
+    message = str(caught.value)
+    assert str(bundle) in message and "nothing was imported" in message
+    # Checked against the packaged entries, which pin the config and the parameter count.
+    assert f"'{MODEL}'" in message and "d_model is 32 but the registry pins 512" in message
+    if pickle_only:
+        assert "model.safetensors is missing" in message
+    assert tree_digest(target.root) == before  # no object, no ref, no staging, no registry file
+    loader = Loader(packaged_registry, target, checks=kronos_checks, offline=True, env={})
+    assert loader.status(MODEL) is None and loader.status(TOKENIZER) is None
+    assert not target.has(packaged_id(MODEL)) and not target.has(packaged_id(TOKENIZER))
+
+
+def test_artifact_used_by_no_entry_cannot_be_verified(bundle, tmp_path):
+    with tarfile.open(bundle) as tar:
+        index = json.loads(tar.extractfile("bundle.json").read())
+    index["refs"] = [r for r in index["refs"] if r["entry"] != "tiny-model"]
+    text = (f"schema: 1\ntokenizers:\n  tiny-tok:\n    source: hf://acme/tiny-tok@{TOK_SHA}\n"
+            "    params: 1000\n    config: {d_in: 6, group_size: 4}\n")
+    bad = rewrite(bundle, tmp_path / "orphan.tar", replace={"bundle.json": json.dumps(index).encode(),
+                                                              "registry.yaml": text.encode()})
+    target = Store(tmp_path / "target")
+    with pytest.raises(InputDataError, match=f"{MODEL_ID} is used by no entry"):
+        import_bundle(target, bad)
+    assert not target.root.exists()
+
+
+# --- a lying bundle never fills the disk (issue 9 item 5) ----------------------------------------
+
+def test_member_larger_than_its_manifest_says_is_refused_before_copying(bundle, target, tmp_path):
+    from tests.support.bundles import lying_bundle
+
+    actual = 16 * 2**20  # 16 MiB of zeros: a ~16 KB .tar.gz
+    bad = lying_bundle(bundle, tmp_path / "liar.tar.gz", MODEL_FILE, actual)
+    assert bad.stat().st_size < 2**20
+    before = tree_digest(target.root)
+    with pytest.raises(VerificationError) as caught:
+        import_bundle(target, bad)
+    message = str(caught.value)
+    declared = len(MODEL_FILES["model.safetensors"])
+    assert f"bundle {bad} lied" in message, message
+    assert f"member '{MODEL_FILE}' is {actual} bytes" in message and f"declares {declared}" in message
+    assert tree_digest(target.root) == before  # nothing in staging either
+
+
+def test_copy_stops_at_the_declared_size_even_when_the_header_agrees(bundle, tmp_path, monkeypatch):
+    # Defence in depth: should the tar stream deliver more than its header says, the copy
+    # still stops one byte past the manifest's size.
+    import registry.bundle as bundle_module
+
+    real_open = bundle_module._open_member
+
+    def endless(bundle_path, tar, member):
+        handle = real_open(bundle_path, tar, member)
+        if not member.name.endswith("/model.safetensors"):
+            return handle
+
+        class Endless:  # "endless" up to 32 MiB: a broken importer must not fill the test's disk
+            left = 32 * 2**20
+
+            def read(self, n=-1):
+                n = min(n, Endless.left)
+                Endless.left -= n
+                return b"\0" * n
+        return Endless()
+
+    monkeypatch.setattr(bundle_module, "_open_member", endless)
+    target = Store(tmp_path / "target")
+    with pytest.raises(VerificationError, match="lied"):
+        import_bundle(target, bundle)
+    assert not target.root.exists()
+
+
+# --- imported entries work by name; imports never lose each other's entries (issue 10 item 2) ----
+
+def _second_bundle(tmp_path: Path, name: str, entry: str, payload: bytes, folder: str = "second") -> Path:
+    """A bundle from another machine: one local tokenizer entry ``entry``."""
+    files = {"config.json": b'{"d_in": 6}', "model.safetensors": safetensors_bytes(payload)}
+    artifact = local_artifact_id(entry, {n: hashlib.sha256(d).hexdigest() for n, d in files.items()})
+    root = tmp_path / folder
+    root.mkdir(exist_ok=True)
+    (root / "models.yaml").write_text(f"schema: 1\ntokenizers:\n  {entry}:\n    source: ./ckpt\n")
+    spec = parse_registry(root / "models.yaml")
+    store = Store(root / "store")
+    publish(store, artifact, entry, "tokenizer", str(spec.get(entry).source), None, files)
+    return export_bundle(store, spec, [entry], root / name).path
+
+
+def test_imported_registry_files_overlay_the_packaged_one_by_name(bundle, tmp_path):
+    from registry.imported import bundle_name, registry_files
+    from registry.spec import load_registry
+
+    target = Store(tmp_path / "target")
+    first = import_bundle(target, bundle)
+    second = import_bundle(target, _second_bundle(tmp_path, "other.tar", "other-tok", b"o" * 64))
+    assert registry_files(target.root) == sorted([first.registry_path, second.registry_path])
+    assert bundle_name(first.registry_path) == "tiny.tar" and bundle_name(second.registry_path) == "other.tar"
+    packaged = tmp_path / "packaged.yaml"
+    packaged.write_text("schema: 1\ntokenizers:\n  base-tok:\n    source: hf://acme/base@main\n")
+    user = tmp_path / "user.yaml"
+    user.write_text(f"schema: 1\ntokenizers:\n  other-tok:\n    source: hf://acme/mine@{OTHER_SHA}\n")
+    spec = load_registry(user, default_path=packaged, env={}, overlays=registry_files(target.root))
+    assert sorted(spec.names()) == ["base-tok", "other-tok", "tiny-model", "tiny-tok"]
+    assert spec.get("tiny-model").source == LocalSource(target.object_dir(MODEL_ID))
+    assert str(spec.get("other-tok").source).startswith("hf://acme/mine")  # the user's file wins
+    assert spec.paths == (str(packaged), *map(str, registry_files(target.root)), str(user))
+
+
+def test_a_second_bundle_of_the_same_file_name_keeps_the_first_ones_entries(bundle, tmp_path):
+    target = Store(tmp_path / "target")
+    first = import_bundle(target, bundle)
+    again = import_bundle(target, bundle)  # the same bundle again: its own file is rewritten
+    assert again.registry_path == first.registry_path
+    other = _second_bundle(tmp_path, "tiny.tar", "other-tok", b"o" * 64)
+    second = import_bundle(target, other)
+    assert second.registry_path == target.root / "registries" / "tiny-2.yaml"
+    assert sorted(parse_registry(first.registry_path).names()) == ["tiny-model", "tiny-tok"]
+    assert parse_registry(second.registry_path).names() == ["other-tok"]
+
+
+def test_a_name_defined_differently_by_an_earlier_import_is_refused(bundle, tmp_path):
+    target = Store(tmp_path / "target")
+    first = import_bundle(target, bundle)
+    clash = _second_bundle(tmp_path, "clash.tar", "tiny-tok", b"c" * 64)
+    before = tree_digest(target.root)
+    with pytest.raises(InputDataError) as caught:
+        import_bundle(target, clash)
+    message = str(caught.value)
+    assert f"entry 'tiny-tok' is already defined differently by {first.registry_path}" in message
+    assert "imported from tiny.tar" in message and "nothing was imported" in message
+    assert f"delete {first.registry_path}" in message and "rename 'tiny-tok'" in message
+    assert tree_digest(target.root) == before
+
+
+def test_offline_flow_export_import_predict_by_name_with_sockets_refused(tmp_path):
+    """Issue 10 item 2: export on one machine, import into a fresh store, `predict NAME` offline."""
+    import os
+
+    from tests.support.bundles import socket_refusal
+    from tests.support.cli import SAMPLE_CSV, Cli
+    from tests.support.kronos_checkpoints import TINY_MODEL, TINY_TOKENIZER, model_checkpoint, tokenizer_checkpoint
+
+    project = tmp_path / "project"
+    tokenizer_checkpoint(project / "ckpt" / "tok", seed=3)
+    model_checkpoint(project / "ckpt" / "model", seed=4)
+    (project / "models.yaml").write_text(
+        f"schema: 1\ntokenizers:\n  my-tok:\n    source: ./ckpt/tok\n    config: {json.dumps(TINY_TOKENIZER)}\n"
+        f"models:\n  my-finetune:\n    source: ./ckpt/model\n    tokenizer: my-tok\n    context_length: 64\n"
+        f"    config: {json.dumps(TINY_MODEL)}\n")
+    connected = Cli(tmp_path / "connected")
+    assert (done := connected("--registry", project / "models.yaml", "sync", "my-finetune")).code == 0, done.output
+    bundle = tmp_path / "carry" / "bundle.tar"
+    assert (done := connected("--registry", project / "models.yaml", "export", "my-finetune", "-o", bundle)).code == 0, \
+        done.output
+
+    guard = socket_refusal(tmp_path / "guard")
+    offline = Cli(tmp_path / "air-gapped")  # a fresh store, no models.yaml anywhere near
+    env = {"PYTHONPATH": os.pathsep.join([str(guard), offline.env()["PYTHONPATH"]])}
+    imported = offline("import", bundle, env=env)
+    assert imported.code == 0, imported.output
+    forecast = offline("--offline", "predict", "my-finetune", "--input", SAMPLE_CSV, "--pred-len", "3",
+                       "--seed", "1", env=env)
+    assert forecast.code == 0, forecast.output
+    listed = {i["name"]: i for i in json.loads(offline("--offline", "list", "--json", env=env).stdout)}
+    assert listed["my-finetune"]["synced"] and listed["my-tok"]["synced"]
+    assert listed["my-finetune"]["bundle"] == "bundle.tar" and listed["kronos-small"]["bundle"] is None
+    table = offline("--offline", "list", env=env)
+    assert "[from bundle.tar]" in table.stdout, table.output
+    # A second bundle (same file name, another machine's entry) adds; the first's entries stay.
+    other = tmp_path / "other-project"
+    tokenizer_checkpoint(other / "ckpt", seed=9)
+    (other / "models.yaml").write_text("schema: 1\ntokenizers:\n  their-tok:\n    source: ./ckpt\n")
+    second_machine = Cli(tmp_path / "second")
+    assert second_machine("--registry", other / "models.yaml", "sync", "their-tok").code == 0
+    second = tmp_path / "carry2" / "bundle.tar"
+    assert second_machine("--registry", other / "models.yaml", "export", "their-tok", "-o", second).code == 0
+    assert (done := offline("import", second, env=env)).code == 0, done.output
+    names = {i["name"] for i in json.loads(offline("--offline", "list", "--json", env=env).stdout)}
+    assert {"my-finetune", "my-tok", "their-tok"} <= names
+    assert not (guard / "attempts").exists(), (guard / "attempts").read_text()

@@ -509,12 +509,17 @@ def test_every_result_printing_command_takes_json(demo_copy, tmp_path):
     bundle = tmp_path / "demo.tar"
     exported = as_json("export", DEMO, "-o", bundle)
     assert exported["entries"] == [DEMO_TOKENIZER, DEMO] and exported["bytes"] > 0
-    imported = as_json("import", bundle)
-    assert imported["imported"] == [] and len(imported["present"]) == 2
+    # Into a fresh store: imported entries overlay the packaged ones by name (so importing the
+    # demo into the store that exported it would make `rm` below keep the packaged ref's object).
+    fresh = Cli(tmp_path / "fresh")
+    result = fresh("import", bundle, "--json")
+    assert result.code == 0, result.output
+    imported = json.loads(result.stdout)
+    assert len(imported["imported"]) == 2 and imported["present"] == []
     removed = as_json("rm", DEMO)
     assert removed[0]["name"] == DEMO and removed[0]["removed"] and removed[0]["size"] > 0
     tokenizer = demo_object(demo_copy, DEMO_TOKENIZER).name
-    (demo_copy.store / "refs" / f"{DEMO_TOKENIZER}.json").unlink()
+    demo_ref_path(demo_copy, DEMO_TOKENIZER).unlink()
     collected = as_json("gc")
     assert [o["artifact_id"] for o in collected["objects"]] == [tokenizer]
     assert collected["freed_bytes"] > 0 and collected["dry_run"] is False

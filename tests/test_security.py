@@ -570,3 +570,90 @@ def test_never_world_writable_even_with_umask_000(demo_bundle, tmp_path):
     synced, imported, bundle = _sync_import_export(tmp_path, 0o000, demo_bundle)
     created = every_path(synced.store) + every_path(imported.store)
     assert not loose_modes(created, stat.S_IWOTH), loose_modes(created, stat.S_IWOTH)
+
+
+# =============================================================================================
+# Imported objects pass the sync's checks; load never falls back to a pickle (issue 9 item 1)
+# =============================================================================================
+
+
+@pytest.mark.parametrize("pickle_only", [False, True], ids=["tiny-model", "pickle-only"])
+def test_impostor_bundle_of_packaged_ids_is_refused_and_never_present(tmp_path, pickle_only):
+    from tests.support.bundles import MODEL, impostor_bundle
+
+    bundle = impostor_bundle(tmp_path / "attacker", tmp_path / "evil.tar", pickle_only=pickle_only)
+    fresh = Cli(tmp_path / "target")
+    result = fresh("import", bundle)
+    assert result.code == 6, result.output  # verification failed, like a sync of the same files
+    assert "Traceback" not in result.output
+    assert "nothing was imported" in result.stderr and f"'{MODEL}'" in result.stderr
+    assert ("model.safetensors is missing" if pickle_only else "d_model is 32 but the registry pins 512") \
+        in result.stderr
+    assert not fresh.store.exists(), [str(p) for p in every_path(fresh.store)]  # no objects, no refs
+    synced = fresh("--offline", "sync", MODEL)
+    assert synced.code == 7 and "present" not in synced.stdout, synced.output
+    predicted = fresh("--offline", "predict", MODEL, "--input", SAMPLE_CSV, "--pred-len", "2")
+    assert predicted.code == 7, predicted.output
+
+
+def test_load_never_falls_back_to_a_pickle_the_entry_did_not_allow(pickles, tmp_path):
+    # An object holding only pytorch_model.bin (put there by an older version, or by hand)
+    # under an entry without `allow_pickle`: loading it must refuse, not unpickle it.
+    import hashlib
+
+    from registry.store import FileRecord, Manifest, Store, hf_artifact_id
+
+    benign, _, _ = pickles
+    commit = "3c" * 20
+    cli = synced_demo(tmp_path / "demo")
+    store = Store(cli.store)
+    artifact = hf_artifact_id("acme/pickled", commit)
+    with store.lock(artifact):
+        staging = store.staging(artifact)
+        records = []
+        for name, source in (("config.json", DEMO_MODEL_DIR / "config.json"), ("pytorch_model.bin", benign)):
+            data = source.read_bytes()
+            (staging / name).write_bytes(data)
+            records.append(FileRecord(name, len(data), hashlib.sha256(data).hexdigest()))
+        assert store.publish(artifact, staging, Manifest(
+            artifact_id=artifact, kind="model", entry="pickled", source=f"hf://acme/pickled@{commit}",
+            resolved_revision=commit, files=tuple(records)))
+    registry = tmp_path / "models.yaml"
+    registry.write_text(f"schema: 1\nmodels:\n  pickled:\n    source: hf://acme/pickled@{commit}\n"
+                        f"    tokenizer: {DEMO_TOKENIZER}\n    context_length: 512\n")
+    result = cli("--registry", registry, "--offline", "predict", "pickled", "--input", SAMPLE_CSV,
+                 "--pred-len", "2")
+    assert result.code == 6, result.output
+    assert "allow_pickle" in result.stderr and "pytorch_model.bin" in result.stderr
+    assert "Traceback" not in result.output
+
+
+# =============================================================================================
+# A lying bundle stops at its declared size (issue 9 item 5)
+# =============================================================================================
+
+
+def test_lying_bundle_is_refused_without_writing_past_the_declared_size(demo_bundle, tmp_path):
+    import resource
+
+    from tests.support.bundles import lying_bundle
+
+    with tarfile.open(demo_bundle) as tar:
+        [weights] = [m for m in tar.getmembers()
+                     if m.name.endswith("/model.safetensors") and m.size > 100_000]
+    actual = 32 * 2**20  # the real case: 2 GiB of zeros in a 2 MB .tar.gz
+    bad = lying_bundle(demo_bundle, tmp_path / "liar.tar.gz", weights.name, actual)
+    limit = 4 * 2**20  # no file the import writes may grow past this (the demo weights are ~1.5 MB)
+
+    def cap_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    fresh = Cli(tmp_path / "target")
+    done = subprocess.run([*console_script(), "import", str(bad)], cwd=fresh.cwd, env=fresh.env(),
+                          capture_output=True, text=True, timeout=120, preexec_fn=cap_file_size)
+    output = f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == 6, output
+    assert "lied" in done.stderr and weights.name in done.stderr, output
+    assert f"is {actual} bytes" in done.stderr and f"declares {weights.size}" in done.stderr, output
+    assert "Traceback" not in output
+    assert not fresh.store.exists(), [str(p) for p in every_path(fresh.store)]  # nothing left in staging
