@@ -14,6 +14,9 @@ produce the same tokens (outputs are compared, rtol 1e-4):
     (`KronosPredictor.predict` per series) and the official `predict` one-by-one, the last
     timed on the first `--official-subset` series (8) and reported per series (it recomputes
     the whole context every step, so its cost per series does not depend on the others).
+Wall seconds are what is compared; each worker's CPU seconds (user + system) are printed
+too, since on a shared machine wall time also measures the neighbours.
+
 (c) peak memory of each: growth of the worker's resident set during the timed part
     (VmHWM after minus VmRSS before, the high-water mark reset through
     /proc/self/clear_refs; weights loaded before, so not counted).
@@ -106,10 +109,13 @@ class _Peak:
 
 def worker(part, impl, ckpt, out_npy, args):
     import gc
+    import resource
 
     import numpy as np
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     ckpt = Path(ckpt)
     if impl == "official":
         from safetensors.torch import load_file
@@ -139,6 +145,7 @@ def worker(part, impl, ckpt, out_npy, args):
     peak = _Peak(args.device)
     peak.start()
     t0 = time.perf_counter()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     if impl == "official" and part == "a":
         frames = predictor.predict_batch([w[1] for w in work], [w[2] for w in work], [w[3] for w in work], pred,
                                          top_k=1, verbose=False)
@@ -150,8 +157,10 @@ def worker(part, impl, ckpt, out_npy, args):
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     np.save(out_npy, np.stack([f.to_numpy() for f in frames]))
-    print(json.dumps({"seconds": seconds, "series": len(work), "peak_bytes": peak.stop(),
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "series": len(work), "peak_bytes": peak.stop(),
                       "load": os.getloadavg()[0]}))
 
 
@@ -167,7 +176,8 @@ def run_worker(part, impl, ckpt, tmp, argv):
     if res.returncode != 0:
         raise SystemExit(f"{impl} worker failed on part {part}:\n{res.stderr[-3000:]}")
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    print(f"  part {part}, {impl}: {out['series']} series in {out['seconds']:.2f} s", flush=True)
+    print(f"  part {part}, {impl}: {out['series']} series in {out['seconds']:.2f} s "
+          f"(cpu {out['cpu_seconds']:.2f} s, load avg {out['load']:.1f})", flush=True)
     return out, np.load(npy)
 
 
@@ -187,12 +197,13 @@ def main(argv=None):
     ap.add_argument("--pred", type=int, default=32)
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads in the workers (0: torch's default)")
     ap.add_argument("--parts", default="a,b")
     ap.add_argument("--worker", nargs=4, metavar=("PART", "IMPL", "CKPT", "NPY"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         return worker(*args.worker, args=args)
-    shared = [a for a in argv]
+    shared = list(argv)
 
     import torch
     try:

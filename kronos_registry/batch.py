@@ -68,11 +68,14 @@ def series_seed(seed: int, key: str) -> int:
 
 
 def forecast_series(predictor, requests: Sequence[SeriesRequest], *, max_batch: int = 16,
-                    progress: Callable[[int], None] | None = None) -> list[SeriesForecast]:
+                    progress: Callable[[int], None] | None = None, max_rows: int = 64) -> list[SeriesForecast]:
     """Forecast every request; results in the requests' order.
 
     Requests are sorted by (sample_count, pred_len, history length) and cut into batches
-    of at most ``max_batch`` series sharing a sample_count; a batch mixes history lengths
+    of at most ``max_batch`` series sharing a sample_count, and at most ``max_rows``
+    sampled paths (series x sample_count; one series always fits): the key/value cache
+    costs memory per path (~18 MiB for Kronos-small at a full 512-bar context), so raise
+    it on a GPU with memory to spare. A batch mixes history lengths
     (left-padded, padding masked out), pred_lens (run to the longest, each keeps its own)
     and sampling settings. A series whose history plus forecast exceeds the predictor's
     context slides its window as ``predict`` does and runs alone. Each series samples with
@@ -90,7 +93,8 @@ def forecast_series(predictor, requests: Sequence[SeriesRequest], *, max_batch: 
                      key=lambda it: (it.req.sample_count, it.req.pred_len, it.length, it.index))
     batches: list[list[_Item]] = []
     for it in batched:
-        if batches and len(batches[-1]) < max_batch and batches[-1][0].req.sample_count == it.req.sample_count:
+        cap = max(1, min(max_batch, max_rows // int(it.req.sample_count)))
+        if batches and len(batches[-1]) < cap and batches[-1][0].req.sample_count == it.req.sample_count:
             batches[-1].append(it)
         else:
             batches.append([it])

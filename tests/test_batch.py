@@ -146,6 +146,10 @@ def test_progress_counts_every_series_and_errors_name_the_series(predictor):
     done = []
     forecast_series(predictor, reqs, max_batch=2, progress=done.append)
     assert sum(done) == 5 and max(done) <= 2
+    done.clear()  # at most max_rows sampled paths per batch (the cache grows per path)
+    forecast_series(predictor, [_request(i, 10 + i, sample_count=4) for i in range(5)], max_rows=8,
+                    progress=done.append)
+    assert done == [2, 2, 1]
     bad = reqs[2].frame.copy()
     bad.iloc[3, 1] = np.nan
     with pytest.raises(ValueError, match="series 'S2'.*NaN"):
