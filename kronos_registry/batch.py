@@ -163,7 +163,6 @@ def _forecast_batch(predictor, batch: list[_Item]) -> list[SeriesForecast]:
     dev = predictor.device
     tok, model = predictor.tokenizer, predictor.model
     B, S = len(batch), batch[0].req.sample_count
-    N = B * S
     lens = [it.length for it in batch]
     preds = [int(it.req.pred_len) for it in batch]
     Lmax, P = max(lens), max(preds)

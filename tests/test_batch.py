@@ -52,24 +52,32 @@ def _assert_same(a, b):
         np.testing.assert_allclose(a.samples, b.samples, rtol=1e-5, atol=1e-6)
 
 
-def _count_prefills(monkeypatch):
-    rows = []
-    window = gen._window_forward
+def _count_passes(monkeypatch):
+    """-> {"generate": [(series, padded length) per generation], "prefill": [(rows, window) per prefill]}"""
+    calls = {"generate": [], "prefill": []}
+    window, generate = gen._window_forward, gen.generate_tokens
 
-    def counting(model, W, s1, *a, **k):
-        rows.append(s1.shape)
+    def counting_window(model, W, s1, *a, **k):
+        calls["prefill"].append(tuple(s1.shape))
         return window(model, W, s1, *a, **k)
 
-    monkeypatch.setattr(gen, "_window_forward", counting)
-    return rows
+    def counting_generate(model, s1, *a, **k):
+        calls["generate"].append(tuple(s1.shape))
+        return generate(model, s1, *a, **k)
+
+    monkeypatch.setattr(gen, "_window_forward", counting_window)
+    monkeypatch.setattr(gen, "generate_tokens", counting_generate)
+    return calls
 
 
 def test_mixed_lengths_in_one_batch_equal_each_series_alone(predictor, monkeypatch):
     reqs = [_request(i, n) for i, n in enumerate([40, 9, 25, 57, 2, 33])]
     alone = [forecast_series(predictor, [r])[0] for r in reqs]
-    rows = _count_prefills(monkeypatch)
+    calls = _count_passes(monkeypatch)
     batch = forecast_series(predictor, reqs, max_batch=16)
-    assert rows == [(6, 57)]  # one left-padded pass for all six lengths
+    assert calls["generate"] == [(6, 57)]  # one left-padded generation for all six lengths
+    # prefilled by groups of similar length, each padded to its own longest (2, 9 | 25, 33, 40 | 57)
+    assert calls["prefill"] == [(2, 9), (3, 40), (1, 57)]
     for a, b in zip(alone, batch):
         assert b.samples.shape == (3, 6, 6)
         _assert_same(a, b)
@@ -119,9 +127,9 @@ def test_per_series_sampling_settings_in_one_batch(predictor, monkeypatch):
     settings = [dict(T=1.0, top_k=0, top_p=0.9), dict(T=0.5, top_k=3, top_p=1.0), dict(T=1.3, top_k=0, top_p=0.5),
                 dict(T=1.0, top_k=1, top_p=1.0), dict(T=1.0, top_k=0, top_p=1.0)]
     reqs = [_request(i, 20 + 7 * i, pred_len=5 + i, **s) for i, s in enumerate(settings)]
-    rows = _count_prefills(monkeypatch)
+    calls = _count_passes(monkeypatch)
     batch = forecast_series(predictor, reqs)
-    assert len(rows) == 1
+    assert len(calls["generate"]) == 1
     for r, b in zip(reqs, batch):
         mean, samples = predictor.predict(r.frame, r.timestamps, r.future, r.pred_len, T=r.T, top_k=r.top_k,
                                           top_p=r.top_p, sample_count=3, verbose=False, seed=r.seed,
