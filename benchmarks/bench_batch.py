@@ -130,7 +130,8 @@ def worker(part, impl, ckpt, out_npy, args):
                                     device=args.device, max_context=CONTEXT)
     else:
         from kronos_registry import Kronos, KronosPredictor, KronosTokenizer
-        predictor = KronosPredictor(Kronos.from_pretrained(ckpt / MODEL), KronosTokenizer.from_pretrained(ckpt / TOKENIZER),
+        predictor = KronosPredictor(Kronos.from_pretrained(ckpt / MODEL),
+                                    KronosTokenizer.from_pretrained(ckpt / TOKENIZER),
                                     device=args.device, max_context=CONTEXT)
     from kronos_registry.batch import SeriesRequest, forecast_series
 
