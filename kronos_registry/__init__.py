@@ -18,6 +18,11 @@ _LAZY = {
     "load_predictor": "kronos_registry.api",
     "Registry": "kronos_registry.api",
     "PredictorCache": "kronos_registry.api",
+    "forecast_frame": "kronos_registry.batch",
+    "forecast_series": "kronos_registry.batch",
+    "SeriesRequest": "kronos_registry.batch",
+    "SeriesForecast": "kronos_registry.batch",
+    "series_seed": "kronos_registry.batch",
 }
 
 __all__ = [*_LAZY, "__version__"]
