@@ -71,6 +71,7 @@ def run_on_ray(requests: Sequence[SeriesRequest], *, by: str, sampling: Sampling
             ray.init(include_dashboard=False, logging_level=logging.WARNING)
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts series
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines
         chunks = [requests[i:i + max_batch] for i in range(0, len(requests), max_batch)]
         if not chunks:
             return sort_output(output_rows([], by=by, sampling=sampling), by)
