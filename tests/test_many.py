@@ -232,3 +232,18 @@ def test_ray_local_cluster_output_equals_the_local_run(demo, tmp_path, monkeypat
     assert sum(done) == len(keys)
     assert list(on_ray.dtypes) == list(local.dtypes)
     close_enough(on_ray, local)
+
+
+def test_ray_cli_starts_a_local_cluster_and_writes_the_local_output(demo, tmp_path):
+    pytest.importorskip("ray", reason="ray is not installed (pip install 'kronos-registry[ray]')")
+    pytest.importorskip("ray.data", reason="ray[data] is not installed")
+    source = write_csv(long_candles([f"S{i:02d}" for i in range(24)], rows=20, step=5), tmp_path / "long.csv")
+    common = ["predict", DEMO, "-i", source, "--by", "symbol", "-n", "3", "--seed", "9", "--samples", "2"]
+    local = demo(*common, "-o", tmp_path / "local.csv")
+    assert local.code == 0, local.output
+    # 24 series, batches of 16: two actors at most, whatever the machine's core count.
+    on_ray = demo(*common, "-o", tmp_path / "ray.csv", "--ray", env={"RAY_DISABLE_DOCKER_CPU_WARNING": "1"},
+                  timeout=300)
+    assert on_ray.code == 0, on_ray.output
+    assert "ray: starting a local cluster, 24 series" in on_ray.stderr and "on ray (local cluster)" in on_ray.stderr
+    assert (tmp_path / "ray.csv").read_bytes() == (tmp_path / "local.csv").read_bytes()
