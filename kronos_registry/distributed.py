@@ -19,6 +19,8 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
+from registry.errors import InputDataError
+
 from .batch import SeriesRequest, forecast_series
 from .many import Sampling, output_rows, sort_output
 
@@ -65,10 +67,17 @@ def run_on_ray(requests: Sequence[SeriesRequest], *, by: str, sampling: Sampling
 
     started_here = not ray.is_initialized()
     if started_here:
-        if address:
-            ray.init(address=address, logging_level=logging.WARNING)
-        else:
-            ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        try:
+            if address:
+                ray.init(address=address, logging_level=logging.WARNING)
+            else:
+                ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = f"the Ray cluster at '{address}'" if address else "a local Ray cluster"
+            raise InputDataError(
+                f"--ray: cannot reach {where}: {exc}", field="--ray",
+                hint="start one (`ray start --head`) and pass `--ray auto` or its address "
+                     "(host:6379, ray://host:10001); or give --ray no address for a local cluster") from None
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts series
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-dataset INFO lines
