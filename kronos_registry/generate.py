@@ -51,12 +51,17 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
     return logits
 
 
-def sample_tokens(logits, T=1.0, top_k=0, top_p=1.0, generator=None) -> torch.Tensor:
-    """(N, V) logits -> (N, 1) sampled ids; one multinomial draw over all rows."""
+def sampling_probs(logits, T=1.0, top_k=0, top_p=1.0) -> torch.Tensor:
+    """(N, V) logits -> (N, V) probabilities after temperature, top-k / nucleus (row-wise)."""
     logits = logits / T
     if top_k > 0 or top_p < 1.0:
         logits = filter_logits(logits, top_k, top_p)
-    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
+    return F.softmax(logits, dim=-1)
+
+
+def sample_tokens(logits, T=1.0, top_k=0, top_p=1.0, generator=None) -> torch.Tensor:
+    """(N, V) logits -> (N, 1) sampled ids; one multinomial draw over all rows."""
+    return torch.multinomial(sampling_probs(logits, T, top_k, top_p), 1, generator=generator)
 
 
 # --------------------------------------------------------------------------- transformer pieces
@@ -70,7 +75,7 @@ def _rms(x, w):
 
 
 def _window_forward(model: Kronos, W: dict, s1, s2, temb, kcache=None, vcache=None, chunk: int | None = None,
-                    cross_k=None, cross_v=None):
+                    cross_k=None, cross_v=None, pad=None):
     """Causal pass over a window of tokens at positions 0..T-1 -> normed context (R, T, d).
 
     s1, s2: (R, T); temb: (R, T, d). With kcache/vcache (per layer (R, H, M, hd)) each
@@ -81,11 +86,20 @@ def _window_forward(model: Kronos, W: dict, s1, s2, temb, kcache=None, vcache=No
     chunk attending to the cached keys before it: the same arithmetic up to rounding,
     with activations a fraction of the window's, which keeps the prefill's peak memory
     below the reference's. Only the last chunk's context is returned then.
+
+    With `pad` ((R,) long, left padding per row) row r's real tokens start at pad[r]: their
+    rotary positions count from there (0 at the first real token, as when run alone) and
+    the padded prefix is masked out of every real query's keys (a padded query sees only
+    itself, which keeps it finite; nothing real reads it).
     """
     R, T = s1.shape
     d = model.d_model
     step = T if (chunk is None or kcache is None) else chunk
     c = None
+    if pad is not None:
+        cols = torch.arange(T, device=s1.device)
+        pos = (cols[None, :] - pad[:, None]).clamp_(min=0)                 # (R, T) own positions
+        valid = cols[None, :] >= pad[:, None]                              # (R, T) real keys
     for a in range(0, T, step):
         b = min(T, a + step)
         n = b - a
@@ -95,15 +109,27 @@ def _window_forward(model: Kronos, W: dict, s1, s2, temb, kcache=None, vcache=No
             hd = d // H
             h = _rms(x, L["norm1"])
             qkv = F.linear(h, L["qkv_w"], L["qkv_b"]).view(R, n, 3, H, hd).transpose(1, 3)  # (R, H, 3, n, hd)
-            cos, sin = L["rotary"].tables(b, x.device)
-            cos, sin = cos[a:b], sin[a:b]
+            if pad is None:
+                cos, sin = L["rotary"].tables(b, x.device)
+                cos, sin = cos[a:b], sin[a:b]
+            else:  # per-row positions: (R, 1, n, hd)
+                cos, sin = L["rotary"].tables(T, x.device)
+                cos, sin = cos[pos[:, a:b]].unsqueeze(1), sin[pos[:, a:b]].unsqueeze(1)
             q = _rotate(qkv[:, :, 0], cos, sin)                            # (R, H, n, hd)
             k = _rotate(qkv[:, :, 1], cos, sin)
             v = qkv[:, :, 2]
             if kcache is not None:
                 kcache[i][:, :, a:b].copy_(k)
                 vcache[i][:, :, a:b].copy_(v)
-            if a == 0:
+            if pad is not None:
+                if i == 0:
+                    qi = torch.arange(a, b, device=x.device)[:, None]
+                    ki = torch.arange(b, device=x.device)[None, :]
+                    mask = ((ki <= qi)[None] & (valid[:, None, :b] | (ki == qi)[None])).unsqueeze(1)  # (R,1,n,b)
+                kk, vv = (k, v) if kcache is None else (kcache[i][:, :, :b], vcache[i][:, :, :b])
+                y = F.scaled_dot_product_attention(q, kk, vv, attn_mask=mask)
+                del kk, vv
+            elif a == 0:
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             else:  # query a+j sees keys 0..a+j: a causal mask shifted by the chunk start
                 mask = torch.ones(n, b, dtype=torch.bool, device=x.device).tril(diagonal=a)
@@ -214,17 +240,33 @@ class _StepThreads:
 @torch.inference_mode()
 def generate_tokens(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: torch.Tensor, pred_len: int, *,
                     max_context: int = 512, sample_count: int = 1, T: float = 1.0, top_k: int = 0,
-                    top_p: float = 0.99, generator: torch.Generator | None = None, progress=None):
+                    top_p: float = 0.99, generator: torch.Generator | None = None, progress=None,
+                    pad: torch.Tensor | None = None, sampler=None):
     """Sample `pred_len` new tokens after the context tokens.
 
     s1, s2: (B, L) context ids; stamp: (B, L + pred_len, 5) time features of the context
     and of the steps to generate. Every series is prefilled once and its cache shared by
     its `sample_count` samples. Returns s1, s2 of shape (B * sample_count, L + pred_len).
+
+    Series of different lengths share a batch left-padded: `pad` ((B,) long) is each
+    series' count of padding tokens before its history. Its positions count from its first
+    real token and the padding is masked out of every attention, so each series computes
+    what it would alone (up to rounding). A padded batch must fit max_context (no sliding).
+    `sampler(logits, head)` ((N, V) logits, head 1 or 2 -> (N, 1) ids) replaces the one
+    draw across the batch (per-series settings and generators, see batch.py).
     """
     B, L = s1.shape
     S = sample_count
     N = B * S
     total = L + pred_len
+    if sampler is None:
+        sampler = lambda logits, head: sample_tokens(logits, T, top_k, top_p, generator)  # noqa: E731
+    if pad is not None:
+        if total > max_context:
+            raise ValueError(f"a padded batch must fit the context: {L} + {pred_len} > {max_context}")
+        pad = pad.to(s1.device)
+        rpad = pad.repeat_interleave(S)                                # (N,)
+        key_ok = (torch.arange(total, device=s1.device)[None, :] >= rpad[:, None])[:, None, None, :]  # (N,1,1,total)
     dev = s1.device
     d = model.d_model
     W = fused_weights(model)
@@ -287,7 +329,7 @@ def generate_tokens(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: to
                 # Prefill once per series, then share the cache with the series' samples.
                 first = lambda t: t.view(B, S, *t.shape[1:])[:, 0]  # noqa: E731  sample 0 of each series
                 c = _window_forward(model, W, s1, s2, temb[:, :L], [first(t) for t in kc], [first(t) for t in vc],
-                                    chunk=PREFILL_CHUNK, cross_k=first(ck), cross_v=first(cv))
+                                    chunk=PREFILL_CHUNK, cross_k=first(ck), cross_v=first(cv), pad=pad)
                 if S > 1:
                     for t in (*kc, *vc, ck, cv):
                         t5 = t.view(B, S, *t.shape[1:])
@@ -300,16 +342,26 @@ def generate_tokens(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: to
                 e = torch.cat((E1[out1[:, p]], E2[out2[:, p]]), dim=-1) * scale
                 x = F.linear(e, fuse_w, fuse_b).view(B, S, d) + temb[:, p].unsqueeze(1)
                 x = x.view(N, d)
+                if pad is None:
+                    mask = None
+                else:
+                    rp = p - rpad                                       # each row's own position
+                    mask = key_ok[..., :cur]
                 for li, Lw in enumerate(layers):
                     tb = tabs[li]
                     h = _rms(x, Lw["norm1"])
                     qkv = F.linear(h, Lw["qkv_w"], Lw["qkv_b"]).view(N, 3, H, hd)
                     qk = qkv[:, :2]
-                    qk = torch.addcmul(qk * tb.cos[p], torch.roll(qk, tb.half, -1), tb.sin[p])  # (N, 2, H, hd)
+                    if pad is None:
+                        cs, sn = tb.cos[p], tb.sin[p]
+                    else:
+                        cs, sn = tb.cos[rp].view(N, 1, 1, hd), tb.sin[rp].view(N, 1, 1, hd)
+                    qk = torch.addcmul(qk * cs, torch.roll(qk, tb.half, -1), sn)  # (N, 2, H, hd)
                     kl, vl = kc[li], vc[li]
                     kl.select(2, p).copy_(qk[:, 1])
                     vl.select(2, p).copy_(qkv[:, 2])
-                    y = F.scaled_dot_product_attention(qk[:, 0].unsqueeze(2), kl[:, :, :cur], vl[:, :, :cur])
+                    y = F.scaled_dot_product_attention(qk[:, 0].unsqueeze(2), kl[:, :, :cur], vl[:, :, :cur],
+                                                       attn_mask=mask)
                     x = x + F.linear(y.reshape(N, d), Lw["out_w"], Lw["out_b"])
                     a = F.linear(_rms(x, Lw["norm2"]), Lw["w13"])
                     ff = a.shape[-1] // 2
@@ -321,11 +373,12 @@ def generate_tokens(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: to
                 n_ctx = cur
 
             # s1 from the last position, then s2 given the sampled s1 (dependency-aware layer).
-            nxt1 = sample_tokens(F.linear(c_last, h1_w, h1_b), T, top_k, top_p, generator)       # (N, 1)
+            nxt1 = sampler(F.linear(c_last, h1_w, h1_b), 1)                                    # (N, 1)
             q = F.linear(E1[nxt1[:, 0]], cq_w, cq_b).view(N, Hc, 1, hdc)
-            y = F.scaled_dot_product_attention(q, ck[:, :, :n_ctx], cv[:, :, :n_ctx]).reshape(N, d)
+            y = F.scaled_dot_product_attention(q, ck[:, :, :n_ctx], cv[:, :, :n_ctx],
+                                               attn_mask=None if pad is None else key_ok[..., :n_ctx]).reshape(N, d)
             x2 = _rms(c_last + F.linear(y, co_w, co_b), cn_w)
-            nxt2 = sample_tokens(F.linear(x2, h2_w, h2_b), T, top_k, top_p, generator)
+            nxt2 = sampler(F.linear(x2, h2_w, h2_b), 2)
             out1[:, cur] = nxt1[:, 0]
             out2[:, cur] = nxt2[:, 0]
             if cached:
