@@ -55,7 +55,8 @@ Exit codes:
   7   not in the store, and it may not be fetched now (offline)
   8   gave up waiting for another process's lock on an artifact
   9   bad input data (candle CSV, bundle, argument value)
-  10  an optional dependency is missing (matplotlib for --plot)
+  10  an optional dependency is missing (matplotlib for --plot, pyarrow for
+      Parquet, ray for --ray)
   11  the store is read-only: sync, rm, gc and import need to write it
       (predict never writes, so it works from a read-only store, and so
       does a sync of an entry already stored)
@@ -786,9 +787,18 @@ def need_matplotlib() -> None:
               "[default: a random one, printed].")
 @click.option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps [default: cuda, else mps, else cpu].")
 @click.option("--plot", metavar="PNG", help="Save a chart of history, forecast and spread (needs matplotlib).")
+@click.option("--by", metavar="COLUMN", help="Many series: --input is long format (CSV or Parquet), one row per "
+              "bar, COLUMN naming each row's series; every series is forecast (see README).")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), help="With --by: a bad series stops the job "
+              "[fail, the default: report them all, write nothing] or is skipped with a warning [skip].")
+@click.option("--quantiles", metavar="Q,Q,...", help="With --by and --samples > 1: quantile columns "
+              "{col}_q{q} over the sampled paths [default: 0.1,0.5,0.9].")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="With --by: run on Ray (pip install 'kronos-registry[ray]'); no ADDRESS starts a local "
+              "cluster, 'auto' or an address joins one.")
 @pass_app
 def predict(app: App, name, input_path, pred_len, lookback, future_file, output, samples, temperature, top_p,
-            top_k, seed, device, plot):
+            top_k, seed, device, plot, by, on_error, quantiles, ray_address):
     """Forecast the next N candles of a CSV with the model NAME.
 
     The model is loaded from the store (synced first when missing and online).
@@ -802,6 +812,13 @@ def predict(app: App, name, input_path, pred_len, lookback, future_file, output,
       kronos-registry predict kronos-small -i btc_5min.csv -n 48 \\
           --samples 20 --seed 1 -o forecast.csv --plot forecast.png
     """
+    if by is not None or on_error or quantiles or ray_address is not None:
+        from .cli_many import predict_many
+
+        return predict_many(app, name, input_path=input_path, by=by, pred_len=pred_len, lookback=lookback,
+                            future_file=future_file, output=output, samples=samples, sampling=(temperature,
+                            top_p, top_k), seed=seed, device=device, plot=plot, on_error=on_error,
+                            quantiles=quantiles, ray_address=ray_address)
     from .candles import read_candles, write_forecast
     from .forecast import prepare_forecast
 

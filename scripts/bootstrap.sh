@@ -16,7 +16,8 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 .venv/bin/python -c "import torch" 2>/dev/null || pip install "torch==2.13.0"
 
 if [[ $want_test == 1 ]]; then
-    pip install -e ".[test]"
+    # The ray extra too: the Ray test runs in CI (tests/test_many.py).
+    pip install -e ".[test,ray]"
     # The official implementation is a test oracle only; its pins clash with ours.
     .venv/bin/python -c "import model.kronos" 2>/dev/null || pip install --no-deps "kronos-model-arch==0.1.0"
     # olah (a self-hosted Hugging Face mirror) gets its own venv: its pins clash with ours.

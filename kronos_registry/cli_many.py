@@ -1,0 +1,155 @@
+"""`kronos-registry predict NAME --input FILE --by COLUMN`: every series of a long table.
+
+The click face of ``many.py`` (local) and ``distributed.py`` (``--ray``): check the options,
+read and validate every series, report the bad ones (``--on-error``), forecast the rest in
+one call, write the long output, say what was done on stderr.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from registry.errors import EntryKindError, InputDataError
+
+from .cli import DEMO_ENTRY, App, MissingExtraError, check_device, load_model, table
+
+
+def need_pyarrow() -> None:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise MissingExtraError("pyarrow", "parquet", "Parquet input or output") from None
+
+
+def check_many_options(*, by, future_file, plot, samples, quantiles, ray_address) -> tuple[float, ...]:
+    """Usage errors of the many-series form (exit 2) -> the quantiles to write."""
+    from .many import DEFAULT_QUANTILES, parse_quantiles
+
+    if by is None:
+        given = [flag for flag, value in (("--on-error", True), ("--quantiles", quantiles),
+                                          ("--ray", ray_address is not None)) if value]
+        raise click.UsageError(f"{given[0] if given else '--on-error'} applies to many series: add --by COLUMN "
+                               "(the column of --input that names each row's series)")
+    if future_file:
+        raise click.UsageError("--future-timestamps gives one series' timestamps; with --by each series "
+                               "continues its own history")
+    if plot:
+        raise click.UsageError("--plot draws one series; with --by, forecast one series without --by to plot it")
+    if quantiles is None:
+        return DEFAULT_QUANTILES
+    if samples < 2:
+        raise click.BadParameter("quantiles are taken over the sampled paths: add --samples N (N > 1)",
+                                 param_hint="--quantiles")
+    try:
+        return parse_quantiles(quantiles)
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc} (give numbers between 0 and 1, e.g. 0.1,0.5,0.9)",
+                                 param_hint="--quantiles") from None
+
+
+def predict_many(app: App, name: str, *, input_path, by, pred_len, lookback, future_file, output, samples,
+                 sampling, seed, device, plot, on_error, quantiles, ray_address) -> None:
+    from .distributed import INSTALL_HINT, ray_available
+    from .many import Sampling, is_parquet, read_series, run_local, write_output
+
+    qs = check_many_options(by=by, future_file=future_file, plot=plot, samples=samples, quantiles=quantiles,
+                            ray_address=ray_address)
+    registry = app.registry()
+    entry = registry.spec.get_available(name)  # fail fast, before reading anything
+    if entry.kind != "model":
+        users = [m.name for m in registry.spec.models.values() if m.tokenizer == name and m.available]
+        raise EntryKindError(name, entry.kind, "model", users)
+    if is_parquet(input_path) or (output and is_parquet(output)):
+        need_pyarrow()
+    if ray_address is not None and not ray_available():
+        error = MissingExtraError("ray", "ray", "--ray")
+        error.hint = INSTALL_HINT
+        raise error
+    check_device(device)
+
+    series = read_series(input_path, by, pred_len=pred_len, context=entry.context_length or 512,
+                         lookback=lookback)
+    if on_error != "skip":
+        series.fail_if_bad()
+    for bad in series.bad:
+        app.note(f"warning: skipped {bad.describe(by)}")
+    if not series.good:
+        raise InputDataError(f"{input_path}: none of its {series.total} series can be forecast",
+                             path=str(input_path), field=by, hint="fix the series named above")
+    temperature, top_p, top_k = sampling
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    job = Sampling(pred_len=pred_len, lookback=lookback, T=temperature, top_k=top_k, top_p=top_p,
+                   samples=samples, seed=seed, quantiles=qs)
+    requests = series.requests(job)
+
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    with tqdm(total=len(requests), desc="forecast", unit="series", file=sys.stderr,
+              disable=not app.progress, leave=False) as bar:
+        if ray_address is None:
+            predictor = load_model(registry, name, device)
+            where = str(predictor.device)
+            frame = run_local(predictor, requests, by=by, sampling=job, progress=bar.update)
+        else:
+            frame, where = run_ray(app, registry, name, requests, by=by, sampling=job, device=device,
+                                   address=ray_address or None, progress=bar.update)
+    seconds = time.perf_counter() - started
+
+    if output:
+        write_output(output, frame)
+    else:
+        click.echo(series_table(frame, by))
+    skipped = f", {len(series.bad)} skipped" if series.bad else ""
+    rows = [
+        ("model", f"{entry.name} ({registry.status(name)})"),
+        ("input", f"{input_path}: {series.rows} rows, {series.total} series by '{by}' "
+                  f"({len(series.good)} forecast{skipped})"),
+        ("horizon", f"{pred_len} bars per series"),
+        ("sampling", f"{samples} sample{'s' if samples != 1 else ''}, T={temperature:g}, top_p={top_p:g}, "
+                     f"top_k={top_k}, seed {seed} (each series: from the seed and its key)"),
+        ("time", f"{seconds:.2f} s on {where} ({len(requests) / max(seconds, 1e-9):.1f} series/s)"),
+    ]
+    if output:
+        rows.append(("wrote", f"{output} ({len(frame)} rows)"))
+    width = max(len(label) for label, _ in rows)
+    app.note("\n".join(f"{label.ljust(width)}  {value}" for label, value in rows))
+    if entry.name == DEMO_ENTRY:
+        app.note("note: kronos-demo has random weights; its forecasts are meaningless")
+
+
+def run_ray(app: App, registry, name, requests, *, by, sampling, device, address, progress):
+    """The job on Ray: actors load ``name`` through the same registry file, store and offline
+    setting as this command. A cluster this command starts shares this machine's store, which
+    is filled here first (one sync, not one per actor); a joined cluster's nodes use their own
+    (``--store`` or their KRONOS_REGISTRY_HOME), syncing and verifying on first use."""
+    from .api import PACKAGED_REGISTRY
+    from .distributed import run_on_ray
+
+    overlay = registry.spec.path
+    registry_file = None if Path(overlay) == PACKAGED_REGISTRY else str(Path(overlay).resolve())
+    if address is None:
+        registry.loader.locate(name)
+        store = str(registry.store.root)
+    else:
+        store = str(Path(app.store).resolve()) if app.store else None
+    app.note(f"ray: {'starting a local cluster' if address is None else f'joining {address}'}, "
+             f"{len(requests)} series")
+    frame = run_on_ray(requests, by=by, sampling=sampling, name=name, registry=registry_file, store=store,
+                       offline=registry.offline, device=device, address=address, progress=progress)
+    return frame, f"ray ({'local cluster' if address is None else address})"
+
+
+def series_table(frame, by: str, head: int = 10) -> str:
+    """One line per series: its first and last forecast close."""
+    rows = [[str(key), str(len(group)), group["timestamps"].iloc[-1].strftime("%Y-%m-%d %H:%M:%S"),
+             f"{group['close'].iloc[0]:.4f}", f"{group['close'].iloc[-1]:.4f}"]
+            for key, group in frame.groupby(by, sort=False)]
+    if len(rows) > 2 * head:
+        rows = rows[:head] + [["..."] + [""] * 4] + rows[-head:]
+    return table([by.upper(), "BARS", "LAST TIMESTAMP", "FIRST CLOSE", "LAST CLOSE"], rows)
