@@ -43,18 +43,9 @@ MODEL, TOKENIZER, CONTEXT = "kronos-small", "kronos-tokenizer-base", 512
 
 
 def _series(i, n):
-    import numpy as np
-    import pandas as pd
-    rng = np.random.default_rng(1000 + i)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
-    open_ = np.r_[close[0], close[:-1]]
-    spread = np.abs(rng.normal(0, 0.001, n)) * close
-    df = pd.DataFrame({"open": open_, "high": np.maximum(open_, close) + spread,
-                       "low": np.minimum(open_, close) - spread, "close": close,
-                       "volume": rng.integers(100, 10_000, n).astype(float)})
-    df["amount"] = df["volume"] * close
-    ts = pd.Series(pd.date_range("2024-01-02 09:30", periods=n, freq="5min"))
-    return df, ts
+    from bench_predict import synthetic_candles  # same folder: run as a script, it is on sys.path
+
+    return synthetic_candles(n, seed=1000 + i)
 
 
 def workload(part, args):

@@ -64,14 +64,20 @@ def _mem():
 
 
 def _candles(n):
-    import numpy as np
     import pandas as pd
     if CANDLES.is_file():
         df = pd.read_csv(CANDLES, parse_dates=["timestamps"])
         if len(df) >= n:
             df = df.iloc[:n].reset_index(drop=True)
             return df[["open", "high", "low", "close", "volume", "amount"]], df["timestamps"], "real"
-    rng = np.random.default_rng(0)
+    return (*synthetic_candles(n), "synthetic")
+
+
+def synthetic_candles(n, seed=0):
+    """A seeded random walk of n five-minute bars: (frame of the six columns, timestamps)."""
+    import numpy as np
+    import pandas as pd
+    rng = np.random.default_rng(seed)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.002, n)))
     open_ = np.r_[close[0], close[:-1]]
     spread = np.abs(rng.normal(0, 0.001, n)) * close
@@ -80,7 +86,7 @@ def _candles(n):
                        "volume": rng.integers(100, 10_000, n).astype(float)})
     df["amount"] = df["volume"] * close
     ts = pd.Series(pd.date_range("2024-01-02 09:30", periods=n, freq="5min"))
-    return df, ts, "synthetic"
+    return df, ts
 
 
 def worker(impl, name, ckpt, out_npy, quick):
