@@ -89,13 +89,9 @@ class _Peak:
 
     @staticmethod
     def _mem():
-        out = {}
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(("VmRSS", "VmHWM")):
-                    k, v = line.split(":")
-                    out[k] = int(v.split()[0]) * 1024
-        return out
+        from bench_predict import _mem  # VmRSS and VmHWM of this process, in bytes
+
+        return _mem()
 
 
 def worker(part, impl, ckpt, out_npy, args):
