@@ -70,6 +70,7 @@ def test_module_help_lists_commands_and_exit_codes(cli):
     assert "Exit codes:" in result.stdout and "10  an optional dependency" in result.stdout
 
 
+@pytest.mark.real_exec  # the installed script's own start-up, on every run
 def test_version_and_usage_errors_exit_2(cli):
     version = cli("--version")
     assert version.code == 0 and version.stdout.startswith("kronos-registry ")
@@ -82,6 +83,7 @@ def test_version_and_usage_errors_exit_2(cli):
 # --- list / show ---------------------------------------------------------------------------------
 
 
+@pytest.mark.real_exec  # the installed script's own start-up, on every run
 def test_list_json_has_every_field(cli):
     result = cli("list", "--json")
     assert result.code == 0, result.output
@@ -116,6 +118,7 @@ def test_show_unsynced_model(cli):
     assert text.code == 0 and "not synced (run `kronos-registry sync kronos-small`)" in text.stdout
 
 
+@pytest.mark.real_exec  # the installed script's own start-up, on every run
 def test_show_unknown_name_exit_4_with_suggestion(cli):
     result = cli("show", "kronos-smal")
     assert result.code == 4
@@ -124,6 +127,7 @@ def test_show_unknown_name_exit_4_with_suggestion(cli):
     assert no_traceback(result)
 
 
+@pytest.mark.real_exec  # the installed script's own start-up, on every run
 def test_debug_shows_a_traceback(cli):
     plain = cli("show", "nope")
     debug = cli("--debug", "show", "nope")
@@ -228,6 +232,7 @@ def test_corrupted_store_fails_verification_exit_6(demo_copy):
     assert "kronos-registry sync --force" in cheap.stderr
 
 
+@pytest.mark.real_exec  # the installed script's own start-up, on every run
 def test_sync_from_dead_endpoint_exit_5_quickly(tmp_path):
     registry = tmp_path / "dead.yaml"
     registry.write_text(
@@ -274,6 +279,7 @@ def test_predict_demo_writes_csv_and_png_and_repeats_with_a_seed(demo, tmp_path)
     assert again.read_bytes() == out.read_bytes()
 
 
+@pytest.mark.real_exec  # the installed script's own start-up, on every run
 def test_predict_prints_a_table_without_output(demo):
     result = demo("-q", "predict", DEMO, "-i", SAMPLE_CSV, "-n", "5", "--lookback", "64", "--seed", "1")
     assert result.code == 0, result.output

@@ -10,6 +10,28 @@ endpoint) says so.
     assert result.code == 0, result.output
 
 ``synced_demo(root)`` is a Cli whose store already holds the packaged demo entries.
+
+Fork server. Most of a call's time would be imports (torch, pandas: seconds) before
+milliseconds of work, so a call normally runs as a child forked from a session-wide zygote
+that has those imports done (tests/support/forkserver.py, zygote.py). The child is a real,
+separate process with the call's environment (wholesale), cwd, argv and its own stdout and
+stderr pipes; it runs the installed console script's code as __main__ and exits with its real
+exit code; a timeout SIGKILLs it, as subprocess.run does. huggingface_hub, kronos_registry and
+registry are imported in the child, after its environment is set.
+
+A call execs the console script for real (``subprocess.run``) instead when:
+
+- ``KRONOS_TEST_EXEC=1`` is in the test session's environment (the whole run execs: use it to
+  check that the zygote changes no outcome, or when debugging one),
+- the test is marked ``@pytest.mark.real_exec`` (a few test_cli.py cases, so the installed
+  script's own start-up stays covered on every run), or runs inside ``exec_only()``,
+- ``module=True`` (``python -m kronos_registry``: what a fresh interpreter imports is tested),
+- the call's environment differs from the zygote's in a variable read at interpreter or
+  library start-up (PYTHONPATH, as for an injected sitecustomize or a hidden module;
+  OMP_NUM_THREADS, HOME, LANG, LD_*, ...: see ForkServer.serves),
+- the console script is not installed, or the zygote cannot start (then every call execs).
+
+``Result.via`` says which way a call ran ("fork" or "exec").
 """
 
 from __future__ import annotations
@@ -19,10 +41,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Mapping
 
 import attrs
+import contextlib
+
+from tests.support.forkserver import Unavailable, shared_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = REPO_ROOT / "kronos_registry"
@@ -36,6 +62,24 @@ DEMO_TOKENIZER_DIR = PACKAGE_DIR / "data" / "demo" / "tokenizer"
 # Settings of the machine that would leak into a test: the user's store, registry, hub
 # cache, endpoint, token and offline switches.
 _SCRUBBED_PREFIXES = ("KRONOS_REGISTRY_", "HF_", "HUGGINGFACE_")
+_exec_only = 0  # > 0 inside exec_only(): every call execs
+calls: Counter[str] = Counter()  # "fork" / "exec": how the session's calls ran (see conftest)
+exec_reasons: Counter[str] = Counter()  # why the zygote declined a call
+
+
+@contextlib.contextmanager
+def exec_only():
+    """Every Cli call in this block execs the console script (no fork server)."""
+    global _exec_only
+    _exec_only += 1
+    try:
+        yield
+    finally:
+        _exec_only -= 1
+
+
+def forking_enabled() -> bool:
+    return _exec_only == 0 and os.environ.get("KRONOS_TEST_EXEC", "") in ("", "0")
 
 
 def console_script() -> list[str]:
@@ -50,6 +94,7 @@ class Result:
     stdout: str
     stderr: str
     seconds: float
+    via: str = "exec"  # "fork": a child of the session's zygote; "exec": a fresh interpreter
 
     @property
     def output(self) -> str:
@@ -71,16 +116,8 @@ class Cli:
         self.extra_env = dict(env or {})
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
-        env.update(
-            KRONOS_REGISTRY_HOME=str(self.store),
-            HF_HOME=str(self.hf_home),
-            # One thread: two cores are shared with other test processes, and an oversubscribed
-            # OpenMP pool can make a tiny model 30x slower.
-            OMP_NUM_THREADS="1",
-            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-            COLUMNS="120",
-        )
+        env = base_env()
+        env.update(KRONOS_REGISTRY_HOME=str(self.store), HF_HOME=str(self.hf_home))
         if self.offline:
             env.update(KRONOS_REGISTRY_OFFLINE="1", HF_HUB_OFFLINE="1")
         env.update(self.extra_env)
@@ -90,10 +127,17 @@ class Cli:
     def __call__(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120,
                  module: bool = False) -> Result:
         command = [sys.executable, "-m", "kronos_registry"] if module else console_script()
+        args = [str(arg) for arg in args]
+        call_env = self.env(env)
         started = time.monotonic()
-        done = subprocess.run([*command, *map(str, args)], cwd=self.cwd, env=self.env(env),
-                              capture_output=True, text=True, timeout=timeout)
-        return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+        done = None if module else _forked(command, args, call_env, self.cwd, timeout)
+        via = "fork"
+        if done is None:
+            via = "exec"
+            done = subprocess.run([*command, *args], cwd=self.cwd, env=call_env,
+                                  capture_output=True, text=True, timeout=timeout)
+        calls[via] += 1
+        return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started, via)
 
     def object_ids(self) -> list[str]:
         """The artifacts published in this store (the folders under objects/), sorted."""
@@ -105,6 +149,32 @@ class Cli:
         if self.store.exists():
             shutil.copytree(self.store, copy.store, symlinks=True)
         return copy
+
+
+def base_env() -> dict[str, str]:
+    """The machine's environment without its registry settings, as every call starts from."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
+    env.update(
+        # One thread: two cores are shared with other test processes, and an oversubscribed
+        # OpenMP pool can make a tiny model 30x slower.
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        COLUMNS="120",
+    )
+    return env
+
+
+def _forked(command: list[str], args: list[str], env: dict[str, str], cwd: Path,
+            timeout: float) -> subprocess.CompletedProcess | None:
+    """The call run by the session's zygote, or None where it must exec (see the module doc)."""
+    if not forking_enabled() or len(command) != 1:  # not the installed script: python -m
+        return None
+    script = Path(command[0])
+    try:
+        return shared_server(base_env(), script).run(script, args, env=env, cwd=cwd, timeout=timeout)
+    except Unavailable as why:
+        exec_reasons[str(why)] += 1
+        return None
 
 
 def synced_demo(root: Path) -> Cli:
