@@ -127,6 +127,32 @@ def test_a_timeout_kills_the_child_and_raises_like_subprocess_run(server, script
     assert wait_until(lambda: not alive(pid)), f"child {pid} outlived its timeout"
 
 
+def test_an_interrupted_call_kills_its_child_first(server, scripts, tmp_path):
+    # As pytest-timeout's SIGALRM or a Ctrl-C would: an exception raised in the waiting thread.
+    pid_file = tmp_path / "pid"
+    path = script(scripts, "patient.py", f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                  "time.sleep(60)\n")
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(*_):
+        raise Interrupted("interrupted by the test")
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    poke = threading.Thread(target=lambda: wait_until(lambda: pid_file.exists() and pid_file.read_text())
+                            and os.kill(os.getpid(), signal.SIGUSR1))
+    try:
+        poke.start()
+        with pytest.raises(Interrupted):
+            server.run(path, [], env=base_env(), cwd=tmp_path, timeout=None)
+    finally:
+        poke.join()
+        signal.signal(signal.SIGUSR1, previous)
+    pid = int(pid_file.read_text())
+    assert wait_until(lambda: not alive(pid)), f"child {pid} outlived the interrupted call"
+
+
 def test_the_call_gets_the_callers_stdin(server, scripts, tmp_path):
     path = script(scripts, "stdin.py", "import sys\nprint(repr(sys.stdin.read()))\n")
     source = tmp_path / "input.txt"

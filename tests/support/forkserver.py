@@ -184,40 +184,44 @@ def _read_line(stream, timeout: float) -> bytes:
 
 def _wait(conn: socket.socket, command: list[str], out_r: int, err_r: int,
           timeout: float | None) -> subprocess.CompletedProcess:
-    """Collect the child's streams and status; at the deadline kill it, as subprocess.run does."""
+    """Collect the child's streams and status. At the deadline, or when this thread is
+    interrupted (pytest-timeout, Ctrl-C), kill the child first, as subprocess.run does."""
     deadline = None if timeout is None else time.monotonic() + timeout
     chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
-    control = b""
-    pid = status = None
-    with selectors.DefaultSelector() as selector:
-        for fd in (out_r, err_r, conn.fileno()):
-            selector.register(fd, selectors.EVENT_READ)
-        try:
+    control = [b""]
+    status = None
+    try:
+        with selectors.DefaultSelector() as selector:
+            for fd in (out_r, err_r, conn.fileno()):
+                selector.register(fd, selectors.EVENT_READ)
             while status is None or out_r in selector.get_map() or err_r in selector.get_map():
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    _kill_child(pid, conn, control)
                     raise subprocess.TimeoutExpired(command, timeout, b"".join(chunks[out_r]),
                                                     b"".join(chunks[err_r]))
                 for key, _ in selector.select(left):
                     data = os.read(key.fd, 65536)
                     if key.fd == conn.fileno():
+                        control[0] += data
+                        pid, status = _parse_control(control[0])
                         if not data:
                             selector.unregister(key.fd)
                             if status is None:
                                 _lost_zygote(pid)
-                            continue
-                        control += data
-                        pid, status = _parse_control(control)
                     elif data:
                         chunks[key.fd].append(data)
                     else:
                         selector.unregister(key.fd)
-        finally:
-            conn.close()
-            os.close(out_r)
-            os.close(err_r)
-    return subprocess.CompletedProcess(command, _returncode(status), _text(chunks[out_r]), _text(chunks[err_r]))
+    except BaseException:
+        if status is None:
+            _kill_child(conn, control)
+        raise
+    finally:
+        conn.close()
+        os.close(out_r)
+        os.close(err_r)
+    return subprocess.CompletedProcess(command, os.waitstatus_to_exitcode(status), _text(chunks[out_r]),
+                                       _text(chunks[err_r]))
 
 
 def _parse_control(control: bytes) -> tuple[int | None, int | None]:
@@ -233,24 +237,26 @@ def _parse_control(control: bytes) -> tuple[int | None, int | None]:
     return pid, status
 
 
-def _kill_child(pid: int | None, conn: socket.socket, control: bytes) -> None:
-    """SIGKILL the child, then wait (briefly) for the zygote to report it reaped."""
-    if pid is None:  # forked but not yet said: the pid line is on its way
-        conn.settimeout(10)
-        control += conn.recv(4096)
-        pid, _ = _parse_control(control)
-    if pid is not None:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+def _kill_child(conn: socket.socket, control: list[bytes]) -> None:
+    """SIGKILL the child, then wait (briefly) for the zygote to say it has reaped it."""
     conn.settimeout(10)
     try:
-        while b"status" not in control:
+        while b"\n" not in control[0]:  # forked but not yet said: the pid line is on its way
             more = conn.recv(4096)
             if not more:
-                break
-            control += more
+                return
+            control[0] += more
+        pid, _ = _parse_control(control[0])
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        while b"status" not in control[0]:
+            more = conn.recv(4096)
+            if not more:
+                return
+            control[0] += more
     except OSError:
         pass
 
@@ -264,10 +270,6 @@ def _lost_zygote(pid: int | None) -> None:
             pass
     raise RuntimeError(f"the fork server died while child {pid} ran; its exit code is lost "
                        "(rerun with KRONOS_TEST_EXEC=1 to take the zygote out)")
-
-
-def _returncode(status: int) -> int:
-    return os.waitstatus_to_exitcode(status)
 
 
 def _text(chunks: list[bytes]) -> str:
