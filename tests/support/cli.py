@@ -36,6 +36,7 @@ A call execs the console script for real (``subprocess.run``) instead when:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -46,7 +47,6 @@ from pathlib import Path
 from typing import Mapping
 
 import attrs
-import contextlib
 
 from tests.support.forkserver import Unavailable, shared_server
 

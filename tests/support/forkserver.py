@@ -26,6 +26,7 @@ import atexit
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -83,6 +84,7 @@ class ForkServer:
             self._start()
 
     def _start(self) -> None:
+        os.makedirs(self._folder, exist_ok=True)
         self._socket_path = os.path.join(self._folder, f"zygote-{time.monotonic_ns()}.sock")
         log = open(os.path.join(self._folder, "zygote.log"), "ab")
         try:
@@ -104,17 +106,18 @@ class ForkServer:
         self._frozen_prefixes = tuple(self.report["frozen_prefixes"])
 
     def close(self) -> None:
-        """End the zygote (closing its lifeline) and wait for it."""
+        """End the zygote (closing its lifeline) and wait for it; keep its log only if it failed."""
         with self._lock:
             process, self._process = self._process, None
-        if process is None:
-            return
-        try:
-            process.stdin.close()
-            process.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            process.kill()
-            process.wait()
+        if process is not None:
+            try:
+                process.stdin.close()
+                process.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                process.kill()
+                process.wait()
+        if self.failure is None:
+            shutil.rmtree(self._folder, ignore_errors=True)
 
     @property
     def pid(self) -> int | None:
