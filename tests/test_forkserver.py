@@ -194,7 +194,7 @@ def test_start_up_variables_send_the_call_to_exec(server, tmp_path):
     env = base_env()
     assert server.serves(env)
     assert server.serves({**env, "HF_HOME": str(tmp_path), "KRONOS_REGISTRY_HOME": str(tmp_path),
-                          "NO_PROXY": "127.0.0.1"})
+                          "NO_PROXY": "127.0.0.1", "PYTHONBREAKPOINT": "ray.util.rpdb.set_trace"})
     for changed in ({"PYTHONPATH": str(tmp_path)}, {"OMP_NUM_THREADS": "2"}, {"LD_PRELOAD": "x.so"},
                     {"HOME": str(tmp_path)}, {"LANG": "C"}, {"TQDM_DISABLE": "1"}):
         assert not server.serves({**env, **changed}), changed

@@ -69,6 +69,7 @@ class ForkServer:
         self._socket_path: str | None = None
         self._frozen_keys: frozenset[str] = frozenset()
         self._frozen_prefixes: tuple[str, ...] = ()
+        self._lazy_keys: frozenset[str] = frozenset()
         self._folder = tempfile.mkdtemp(prefix="kronos-zygote-")
         self.failure: str | None = None  # why the zygote could not start (then every call execs)
         self.report: dict = {}
@@ -104,6 +105,7 @@ class ForkServer:
         self.report = json.loads(line)
         self._frozen_keys = frozenset(self.report["frozen_keys"])
         self._frozen_prefixes = tuple(self.report["frozen_prefixes"])
+        self._lazy_keys = frozenset(self.report["lazy_keys"])
 
     def close(self) -> None:
         """End the zygote (closing its lifeline) and wait for it; keep its log only if it failed."""
@@ -133,8 +135,8 @@ class ForkServer:
     def start_up_differences(self, env: Mapping[str, str]) -> list[str]:
         """The start-up variables in which ``env`` differs from the zygote's environment."""
         self._ensure_started()
-        keys = {k for k in {*env, *self.base_env}
-                if k in self._frozen_keys or k.startswith(self._frozen_prefixes)}
+        keys = {k for k in {*env, *self.base_env} if k not in self._lazy_keys
+                and (k in self._frozen_keys or k.startswith(self._frozen_prefixes))}
         return sorted(k for k in keys if env.get(k) != self.base_env.get(k))
 
     def run(self, script: str | Path, args: Sequence[str], *, env: Mapping[str, str], cwd: str | Path,

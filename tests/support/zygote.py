@@ -34,6 +34,9 @@ FROZEN_PREFIXES = ("PYTHON", "LD_", "OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_"
                    "NUMEXPR_", "MALLOC_", "GLIBC_", "JE_", "ARROW_", "TORCH", "PYTORCH_", "CUDA_",
                    "NVIDIA_", "DNNL_", "ONEDNN_", "NUMPY_", "NPY_", "PANDAS_", "TQDM_", "LC_")
 FROZEN_KEYS = ("LANG", "LANGUAGE", "TZ", "TMPDIR", "HOME", "PATH")
+# ... except these, which CPython reads at each use: sys.breakpointhook() reads PYTHONBREAKPOINT
+# when breakpoint() is called (ray.init sets it in the test session's own environment).
+LAZY_KEYS = ("PYTHONBREAKPOINT",)
 
 # Iterating os.environ at import reads every variable; these sites are known to keep only
 # variables with the given prefix (tqdm's envwrap: TQDM_*), anything else stops the zygote.
@@ -97,6 +100,7 @@ def preload(modules: list[str]) -> dict:
     if len(threads) > 1 + sum(name in _FORK_SAFE_THREADS for name in threads):
         raise SystemExit(f"zygote: threads running after the preload, fork is unsafe: {threads}")
     return {"frozen_keys": sorted(tracing.read | set(FROZEN_KEYS)), "frozen_prefixes": prefixes,
+            "lazy_keys": sorted(set(LAZY_KEYS) - tracing.read),
             "threads": threads, "modules": modules}
 
 
