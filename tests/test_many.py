@@ -215,6 +215,11 @@ def test_ray_local_cluster_output_equals_the_local_run(demo, tmp_path, monkeypat
     from kronos_registry.many import Sampling, read_series, run_local
 
     monkeypatch.setenv("RAY_DISABLE_DOCKER_CPU_WARNING", "1")
+    # ray.init sets PYTHONBREAKPOINT in this process's environment: undone after the test, so
+    # the later tests' subprocesses do not inherit ray's debugger hook.
+    monkeypatch.setenv("PYTHONBREAKPOINT", os.environ.get("PYTHONBREAKPOINT", ""))
+    if not os.environ["PYTHONBREAKPOINT"]:
+        monkeypatch.delenv("PYTHONBREAKPOINT")
     keys = [f"S{i:02d}" for i in range(30)]
     source = write_csv(long_candles(keys, rows=24, step=5), tmp_path / "long.csv")
     series = read_series(source, "symbol", pred_len=3, context=512)
