@@ -48,6 +48,7 @@ ZYGOTE = Path(__file__).with_name("zygote.py")
 PRELOAD = ("numpy", "torch", "pandas", "safetensors.torch", "torch._dynamo", "click", "attrs", "yaml",
            "filelock")
 START_TIMEOUT = 300  # seconds for the zygote's imports on a busy two-core machine
+MAX_STARTS = 3  # a zygote that keeps dying is given up: the rest of the session execs
 
 
 class Unavailable(Exception):
@@ -73,6 +74,7 @@ class ForkServer:
         self._folder = tempfile.mkdtemp(prefix="kronos-zygote-")
         self.failure: str | None = None  # why the zygote could not start (then every call execs)
         self.report: dict = {}
+        self.starts = 0
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -80,8 +82,11 @@ class ForkServer:
         with self._lock:
             if self._process is not None and self._process.poll() is None:
                 return
+            if self.failure is None and self.starts >= MAX_STARTS:
+                self.failure = f"the zygote died {self.starts} times (see {self._folder}/zygote.log)"
             if self.failure is not None:
                 raise Unavailable(self.failure)
+            self.starts += 1
             self._start()
 
     def _start(self) -> None:
