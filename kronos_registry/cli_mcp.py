@@ -1,0 +1,70 @@
+"""`kronos-registry mcp`: serve the registry's models to AI agents over MCP.
+
+The command only builds the shared services (a Registry from the global options, a
+ForecastService with its ModelManager) and hands them to the MCP face
+(``mcp_server.py``), which is imported only here, after checking that the optional
+`mcp` package is installed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .cli import PROG, App, MissingExtraError, cli, pass_app
+
+TRANSPORTS = ("stdio", "streamable-http")
+
+
+@cli.command("mcp")
+@click.option("--transport", type=click.Choice(TRANSPORTS), default="stdio", show_default=True,
+              help="stdio: the client starts this command and talks over its stdin/stdout (Claude Desktop, "
+              "Cursor); streamable-http: serve http://HOST:PORT/mcp for clients that connect by URL.")
+@click.option("--host", default="127.0.0.1", show_default=True, metavar="HOST",
+              help="With streamable-http: the address to listen on (127.0.0.1 keeps it on this machine).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), metavar="PORT",
+              help="With streamable-http: the port (0: any free one, printed).")
+@pass_app
+def mcp_command(app: App, transport: str, host: str, port: int):
+    """Serve forecasts to AI agents over the Model Context Protocol (MCP).
+
+    Tools: list_models, model_info, forecast. Models stay loaded between calls.
+    Logs go to stderr; on stdio, stdout carries only the protocol.
+    Needs the optional extra: pip install 'kronos-registry[mcp]'.
+
+    \b
+    Examples:
+      kronos-registry mcp                                   # stdio, for a client's config
+      kronos-registry --offline mcp --transport streamable-http --port 8765
+    """
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        raise MissingExtraError("mcp", "mcp", f"`{PROG} mcp`") from None
+    from . import mcp_server
+    from .service import ForecastService
+
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s: %(message)s")
+    service = ForecastService(mcp_registry(app))
+    try:
+        if transport == "stdio":
+            app.note(f"{PROG}: MCP server on stdio (store {service.registry.store.root})")
+            mcp_server.run_stdio(service)
+        else:
+            mcp_server.run_http(service, host=host, port=port, announce=lambda line: app.note(f"{PROG}: {line}"))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.close()
+
+
+def mcp_registry(app: App):
+    """The registry of the global options, with no progress bars (stderr is a client's log)."""
+    from .api import Registry
+
+    return Registry(app.registry_file, app.store, offline=app.offline, progress=False,
+                    on_wait=app.on_wait, on_note=app.note)
+
+
+__all__ = ["mcp_command"]
