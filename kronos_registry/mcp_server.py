@@ -256,7 +256,7 @@ def _summary(info: dict) -> ModelSummary:
 def _show_text(service, name: str, info: dict) -> str:
     from .catalog import render_show
 
-    return render_show(service.registry.get(name), info, service.registry)
+    return render_show(service.registry.get(name), info)
 
 
 def _jsonable(value):

@@ -293,8 +293,9 @@ def test_forecast_text_summarises_close_change_and_seed(transcript):
     text = text_of(result)
     last_close = pd.read_csv(SAMPLE_CSV)["close"].iloc[-1]
     end_close = result.structured_content["forecast"]["close"][-1]
-    assert f"{SEED}" in text and "%" in text
-    assert f"{last_close:.2f}" in text and f"{end_close:.2f}" in text
+    change = (end_close / last_close - 1) * 100
+    assert f"last close {last_close:.4f}" in text and f"forecast close {end_close:.4f}" in text
+    assert f"({change:+.2f}%)" in text and f"Seed {SEED} reproduces it" in text
     assert "quantiles" not in result.structured_content  # one sample: no spread to report
 
 
@@ -309,6 +310,7 @@ def test_sampled_forecast_has_the_asked_quantiles_and_repeats_with_its_seed(tran
         assert all(a <= b + 1e-9 for a, b in zip(low, high))
     assert again.structured_content["forecast"] == result.structured_content["forecast"]
     assert again.structured_content["quantiles"] == quantiles
+    assert "across 4 samples the final close spans" in text_of(result) and "Seed 1 reproduces it" in text_of(result)
 
 
 def test_the_model_stays_loaded_between_calls(transcript):
@@ -316,8 +318,10 @@ def test_the_model_stays_loaded_between_calls(transcript):
     assert transcript["info_after"].structured_content["loaded"] is True
     first = transcript["forecast_csv"].structured_content["timing"]
     later = [transcript[key].structured_content["timing"] for key in ("forecast_records", "sampled", "after_errors")]
-    assert first["load_ms"] > 0
-    assert all(timing["load_ms"] == 0 for timing in later), later
+    # The first call loaded the model (milliseconds even for the tiny demo); later calls found it
+    # resident (microseconds: a dictionary lookup).
+    assert first["load_ms"] > 5, first
+    assert all(timing["load_ms"] < 1 for timing in later), later
 
 
 # --- caller mistakes ---------------------------------------------------------------------------
