@@ -12,7 +12,7 @@ import logging
 
 import click
 
-from .cli import PROG, App, MissingExtraError, cli, pass_app
+from .cli import PROG, App, MissingExtraError, check_device, cli, pass_app
 
 TRANSPORTS = ("stdio", "streamable-http")
 
@@ -25,11 +25,18 @@ TRANSPORTS = ("stdio", "streamable-http")
               help="With streamable-http: the address to listen on (127.0.0.1 keeps it on this machine).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), metavar="PORT",
               help="With streamable-http: the port (0: any free one, printed).")
+@click.option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps [default: cuda, else mps, else cpu].")
+@click.option("--max-models", default=2, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="Models kept loaded at once; the least recently used is unloaded first.")
+@click.option("--keep-alive", default=300.0, show_default=True, type=click.FloatRange(min=-1), metavar="SECONDS",
+              help="Unload a model this long after its last forecast (-1: never).")
 @pass_app
-def mcp_command(app: App, transport: str, host: str, port: int):
+def mcp_command(app: App, transport: str, host: str, port: int, device: str | None, max_models: int,
+                keep_alive: float):
     """Serve forecasts to AI agents over the Model Context Protocol (MCP).
 
-    Tools: list_models, model_info, forecast. Models stay loaded between calls.
+    Tools: list_models, model_info, forecast. Models stay loaded between calls
+    (at most --max-models, each until --keep-alive seconds after its last use).
     Logs go to stderr; on stdio, stdout carries only the protocol.
     Needs the optional extra: pip install 'kronos-registry[mcp]'.
 
@@ -43,10 +50,16 @@ def mcp_command(app: App, transport: str, host: str, port: int):
     except ImportError:
         raise MissingExtraError("mcp", "mcp", f"`{PROG} mcp`") from None
     from . import mcp_server
+    from .manager import ModelManager
     from .service import ForecastService
 
+    check_device(device)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s: %(message)s")
-    service = ForecastService(mcp_registry(app))
+    registry = mcp_registry(app)
+    manager = ModelManager(registry, max_models=max_models, keep_alive=None if keep_alive < 0 else keep_alive,
+                           device=device)
+    manager.start()  # the keep-alive reaper
+    service = ForecastService(registry, manager=manager)
     try:
         if transport == "stdio":
             app.note(f"{PROG}: MCP server on stdio (store {service.registry.store.root})")
