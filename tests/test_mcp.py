@@ -34,7 +34,7 @@ import pytest
 from tests.support.cli import DEMO, DEMO_TOKENIZER, SAMPLE_CSV, Cli, console_script, synced_demo
 from tests.support.process_guard import read_record, write_sitecustomize
 
-mcp = pytest.importorskip("mcp", reason="the optional `mcp` package is not installed (pip install 'kronos-registry[mcp]')")
+pytest.importorskip("mcp", reason="the optional `mcp` package is not installed: pip install 'kronos-registry[mcp]'")
 import anyio  # noqa: E402 - a dependency of mcp
 
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
