@@ -396,3 +396,35 @@ def test_importing_the_cli_does_not_import_mcp(demo):
     done = subprocess.run([sys.executable, "-c", code], env=demo.env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+class _FlakyService:
+    """A service whose first catalogue call hits a bug (any unexpected exception stands for one)."""
+
+    registry = None
+
+    def __init__(self):
+        self.calls = 0
+
+    def models(self) -> list[dict]:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("injected bug")
+        return [{"name": DEMO, "kind": "model", "available": True, "synced": True, "loaded": False}]
+
+
+def test_a_bug_in_a_tool_is_an_internal_error_result_and_the_server_goes_on():
+    # In-process (the SDK's in-memory transport): the face alone, over a service that breaks once.
+    from mcp import Client
+
+    from kronos_registry.mcp_server import build_server
+
+    async def run():
+        async with Client(build_server(_FlakyService())) as client:
+            return [await client.call_tool("list_models", {}) for _ in range(2)]
+
+    broken, working = anyio.run(run)
+    assert broken.is_error is True
+    text = text_of(broken)
+    assert "internal error (RuntimeError: injected bug)" in text and "bug in kronos-registry" in text
+    assert not working.is_error and working.structured_content["models"][0]["name"] == DEMO
