@@ -41,7 +41,7 @@ log = logging.getLogger("kronos_registry.mcp")
 
 SERVER_NAME = "kronos-registry"
 HTTP_PATH = "/mcp"
-COLUMNS = ("open", "high", "low", "close", "volume", "amount")
+DEMO_ENTRY = "kronos-demo"  # ships with random weights: every answer of it says so
 
 INSTRUCTIONS = """\
 Forecast financial candlesticks (OHLCV bars) with Kronos models that run on this machine,
@@ -193,8 +193,10 @@ def build_server(service, *, stdio: bool = False) -> MCPServer:
                          temperature=temperature, top_p=top_p, top_k=top_k, lookback=lookback,
                          future_timestamps=future_timestamps)
         result = _call(service.forecast, model, history, params)
-        return CallToolResult(content=[TextContent(type="text", text=result.summary_text())],
-                              structured_content=result.to_json())
+        text = result.summary_text()
+        if model == DEMO_ENTRY:
+            text += f"\nnote: {DEMO_ENTRY} has random weights, so this forecast is meaningless; use it to try the tools"
+        return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=result.to_json())
 
     return server
 

@@ -297,6 +297,7 @@ def test_forecast_text_summarises_close_change_and_seed(transcript):
     change = (end_close / last_close - 1) * 100
     assert f"last close {last_close:.4f}" in text and f"forecast close {end_close:.4f}" in text
     assert f"({change:+.2f}%)" in text and f"Seed {SEED} reproduces it" in text
+    assert "kronos-demo has random weights" in text
     assert "quantiles" not in result.structured_content  # one sample: no spread to report
 
 
