@@ -12,7 +12,7 @@ import logging
 
 import click
 
-from .cli import PROG, App, MissingExtraError, check_device, cli, pass_app
+from .cli import PROG, App, MissingExtraError, cli, pass_app
 
 TRANSPORTS = ("stdio", "streamable-http")
 
@@ -50,6 +50,7 @@ def mcp_command(app: App, transport: str, host: str, port: int, device: str | No
     except ImportError:
         raise MissingExtraError("mcp", "mcp", f"`{PROG} mcp`") from None
     from . import mcp_server
+    from .cli_predict import check_device
     from .manager import ModelManager
     from .service import ForecastService
 
