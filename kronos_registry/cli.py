@@ -47,7 +47,7 @@ Exit codes:
   8   gave up waiting for another process's lock on an artifact
   9   bad input data (candle CSV, bundle, argument value)
   10  an optional dependency is missing (matplotlib for --plot, pyarrow for
-      Parquet, ray for --ray)
+      Parquet, ray for --ray, mcp for `mcp`)
   11  the store is read-only: sync, rm, gc and import need to write it
       (predict never writes, so it works from a read-only store, and so
       does a sync of an entry already stored)
