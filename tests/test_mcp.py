@@ -26,6 +26,7 @@ import re
 import subprocess
 import sys
 import threading
+import traceback
 from pathlib import Path
 
 import pandas as pd
@@ -89,6 +90,14 @@ async def exercise(session: ClientSession) -> dict:
     out["forecast_records"] = await session.call_tool("forecast", {"model": DEMO, "candles": sample_records(),
                                                                    "pred_len": PRED_LEN, "seed": SEED})
     out["info_after"] = await session.call_tool("model_info", {"model": DEMO})
+    out["concurrent"] = {}
+
+    async def concurrent(seed: int) -> None:  # an agent's parallel tool calls: one batch in the service
+        out["concurrent"][seed] = await session.call_tool("forecast", {"model": DEMO, "csv": csv,
+                                                                       "pred_len": PRED_LEN, "seed": seed})
+    async with anyio.create_task_group() as group:
+        for seed in (SEED, SEED + 1, SEED + 2):
+            group.start_soon(concurrent, seed)
     sampled = {"model": DEMO, "csv": csv, "pred_len": PRED_LEN, "samples": 4, "seed": 1,
                "quantiles": [0.25, 0.75]}
     out["sampled"] = await session.call_tool("forecast", sampled)
@@ -151,7 +160,7 @@ def stdio_transcript(demo, tmp_path_factory) -> Transcript:
                     with anyio.fail_after(START_TIMEOUT * 2):
                         return await exercise(session)
 
-    results = anyio.run(run)
+    results = run_scenario(run, lambda: log_path.read_text(), "stdio")
     return Transcript(results, wire_errors, record, log_path.read_text())
 
 
@@ -177,7 +186,7 @@ def http_transcript(demo, tmp_path_factory) -> Transcript:
                     with anyio.fail_after(START_TIMEOUT * 2):
                         return await exercise(session)
 
-        results = anyio.run(run)
+        results = run_scenario(run, lambda: "".join(log), "streamable HTTP")
         results["url"] = url
     finally:
         server.terminate()
@@ -188,6 +197,15 @@ def http_transcript(demo, tmp_path_factory) -> Transcript:
             server.wait()
     results["stdout"] = server.stdout.read()
     return Transcript(results, wire_errors, record, "".join(log))
+
+
+def run_scenario(run, server_log, transport: str) -> dict:
+    """``anyio.run(run)``; a failure names the exception and shows the server's log."""
+    try:
+        return anyio.run(run)
+    except Exception as error:  # noqa: BLE001 - reported with its context, not swallowed
+        detail = "".join(traceback.format_exception(error))
+        pytest.fail(f"the scenario over {transport} failed:\n{detail}\nserver log:\n{server_log()}")
 
 
 def wait_for_url(server: subprocess.Popen, log: list[str]) -> str:
@@ -287,6 +305,17 @@ def test_forecast_equals_cli_predict_for_the_same_seed(transcript, predicted):
             got = pd.Series(body["forecast"][column], dtype="float64")
             want = predicted[column].astype("float64")
             assert (got - want).abs().max() <= 1e-5 * max(1.0, want.abs().max()), (key, column)
+
+
+def test_concurrent_calls_each_get_what_they_would_get_alone(transcript):
+    results = transcript["concurrent"]
+    assert sorted(results) == [SEED, SEED + 1, SEED + 2]
+    assert not any(r.is_error for r in results.values()), [text_of(r) for r in results.values()]
+    alone = transcript["forecast_csv"].structured_content["forecast"]
+    together = results[SEED].structured_content["forecast"]
+    for column in COLUMNS:
+        assert max(abs(a - b) for a, b in zip(alone[column], together[column])) <= 1e-5, column
+    assert results[SEED + 1].structured_content["forecast"] != together  # another seed, another path
 
 
 def test_forecast_text_summarises_close_change_and_seed(transcript):
