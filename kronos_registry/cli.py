@@ -1383,5 +1383,6 @@ def main(argv: Sequence[str] | None = None, prog_name: str = PROG) -> None:
 
 
 from . import cli_add  # noqa: E402,F401 - registers `add` on the group (it imports from here)
+from . import cli_serve  # noqa: E402,F401 - registers `serve` (fastapi/uvicorn imported only when it runs)
 
 __all__ = ["cli", "main", "MissingExtraError"]
