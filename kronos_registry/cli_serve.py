@@ -147,8 +147,7 @@ def serve(app: App, host, port, preload, max_models, max_memory, keep_alive, tok
     try:
         uvicorn.Server(config).run()
     finally:
-        service.close()
-        manager.close()
+        service.close()  # closes the manager too
 
 
 def require_serve_extra():
