@@ -355,7 +355,8 @@ service.ForecastService.models = models
 @pytest.fixture(scope="module")
 def limited(store, tmp_path_factory):
     """A copy of the store behind a read-only bind mount (where mounting is permitted), served
-    with a forecast queue of 1 and no batching, and a bug planted in GET /v1/models; yields
+    with a forecast queue of 1 and no batching, a preload that fails (kronos-small is not in the
+    store) and a bug planted in GET /v1/models; yields
     (server, why it is not read-only or None)."""
     root = tmp_path_factory.mktemp("ro")
     copy = store.clone(root / "copy")
@@ -368,7 +369,7 @@ def limited(store, tmp_path_factory):
             view = stack.enter_context(read_only_view(copy.store, root / "view"))
         except pytest.skip.Exception as skipped:
             why = str(skipped)
-        args = ["--store", view or copy.store, "--max-queue", "1", "--max-batch", "1"]
+        args = ["--store", view or copy.store, "--max-queue", "1", "--max-batch", "1", "--preload", "kronos-small"]
         server = ServeProcess(copy, args, env={"PYTHONPATH": python_path})
         stack.callback(server.stop)
         yield server.start(), why
@@ -404,6 +405,17 @@ def test_a_full_queue_answers_503_with_retry_after(limited):
         problem = assert_problem(refused, 503, "overloaded")
         assert int(refused.headers["retry-after"]) >= 1 and "--max-queue" in problem["hint"]
         assert http.post("/v1/forecast", json=body).status_code == 200  # and it recovers
+
+
+def test_readyz_stays_503_naming_the_preload_that_failed(limited):
+    server, _ = limited
+    deadline = time.monotonic() + 30
+    while (ready := httpx.get(f"{server.url}/readyz")).json()["status"] == "loading" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "failed"
+    assert "'kronos-small' is not in the store" in ready.json()["preload"]["kronos-small"]
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
 
 
 def test_a_bug_is_a_500_problem_logged_on_the_server_and_the_server_goes_on(limited):
