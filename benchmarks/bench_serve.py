@@ -122,6 +122,22 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[int(rank) - 1]
 
 
+def batch_sizes(url: str) -> dict[str, int]:
+    """Executed batches by size bucket (le), from the server's /metrics."""
+    import re
+
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    counts = {le: float(v) for le, v in re.findall(r'kronos_batch_size_bucket\{le="([^"]+)"\} (\S+)', text)}
+    out, below = {}, 0.0
+    for le, cumulative in counts.items():
+        if cumulative > below:
+            out[f"<={le}"] = int(cumulative - below)
+        below = cumulative
+    return out
+
+
 def warm_up(url: str, body: dict) -> None:
     import httpx
 
@@ -206,8 +222,11 @@ def main(argv=None) -> int:
                 if label == "batched":
                     results["1 client"] = run_clients(server.url, 1, args.solo, bodies)
                     print(f"  1 client done: {results['1 client']['rps']:.2f} req/s", flush=True)
-                results[f"{args.clients} clients, {label}"] = run_clients(server.url, args.clients, args.rounds,
-                                                                         bodies)
+                before = batch_sizes(server.url)
+                key = f"{args.clients} clients, {label}"
+                results[key] = run_clients(server.url, args.clients, args.rounds, bodies)
+                after = batch_sizes(server.url)
+                results[key]["batches"] = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
                 print(f"  {args.clients} clients, {label} done", flush=True)
                 if label == "batched":
                     results["overhead"] = http_overhead(env, server.url, args.overhead_n, args.batch_window,
@@ -224,7 +243,7 @@ def main(argv=None) -> int:
     for label, r in results.items():
         if label != "overhead":
             print(f"{label:<28} {r['requests']:>8} {r['wall_s']:>8.2f} {r['rps']:>7.2f} {r['p50_s']:>7.3f} "
-                  f"{r['p99_s']:>7.3f}")
+                  f"{r['p99_s']:>7.3f}  {'batches by size: ' + str(r['batches']) if 'batches' in r else ''}")
     gain = results[f"{args.clients} clients, batched"]["rps"] / results[f"{args.clients} clients, max-batch 1"]["rps"]
     print(f"batching gain ({args.clients} clients, batched vs --max-batch 1): {gain:.2f}x (issue: >= 2.5x)")
     o = results["overhead"]
