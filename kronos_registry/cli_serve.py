@@ -118,8 +118,8 @@ def serve(app: App, host, port, preload, max_models, max_memory, keep_alive, tok
     \b
     Example:
       kronos-registry --offline serve --preload kronos-small --token "$TOKEN"
-      curl -s localhost:8000/v1/forecast -H "Authorization: Bearer $TOKEN" \\
-           -H 'Content-Type: text/csv' --data-binary @candles.csv \\
+      curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: text/csv' \\
+           --data-binary @candles.csv \\
            'localhost:8000/v1/forecast?model=kronos-small&pred_len=24&seed=7'
     """
     uvicorn = require_serve_extra()

@@ -450,7 +450,10 @@ def test_kill_9_mid_request_then_restart_serves_everything_and_the_store_verifie
         server.start()
         with ThreadPoolExecutor(len(bodies)) as pool:
             pending = [pool.submit(send, body) for body in bodies]
-            time.sleep(0.5)
+            # Kill as soon as the first sync writes to the store: mid-request, mid-sync.
+            deadline = time.monotonic() + 30
+            while not (fresh.store / "staging").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
             server.kill9()
             outcomes = [f.result() for f in pending]
         assert any(not isinstance(o, int) for o in outcomes), f"nothing was in flight: {outcomes}"
