@@ -15,7 +15,8 @@ import click
 
 from registry.errors import EntryKindError
 
-from .cli import PROG, App, MissingExtraError, check_device, cli, pass_app
+from .cli import PROG, App, MissingExtraError, cli, pass_app
+from .cli_predict import check_device
 
 # Defaults of the limits (service.Limits holds the same; repeated here for --help).
 DEFAULT_MAX_PRED_LEN = 1024
