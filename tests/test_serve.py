@@ -149,7 +149,10 @@ def test_forecast_equals_the_cli_predict_for_the_same_seed(http, store, tmp_path
 
     from_csv = post_csv(http, SAMPLE_CSV.read_bytes(), model=DEMO, pred_len=12, seed=7).raise_for_status().json()
     from_json = http.post("/v1/forecast", json=request_body(DEMO, 12, 7, rows=None)).raise_for_status().json()
-    for body in (from_csv, from_json):
+    plural = request_body(DEMO, 12, 7, rows=None)  # "timestamps", as in the CSV, is accepted too
+    plural["candles"] = [{"timestamps": c.pop("timestamp"), **c} for c in plural["candles"]]
+    from_plural = http.post("/v1/forecast", json=plural).raise_for_status().json()
+    for body in (from_csv, from_json, from_plural):
         assert body["model"] == DEMO and body["seed"] == 7 and "quantiles" not in body
         assert set(body["timing"]) == {"queue_ms", "load_ms", "forecast_ms"}
         assert pd.to_datetime(body["timestamps"]).equals(pd.DatetimeIndex(pd.to_datetime(expected["timestamps"])))
