@@ -70,16 +70,16 @@
         status: problem.status || response.status,
         title: problem.title || response.statusText || "Request failed",
         detail: problem.detail || (body ? "" : text.slice(0, 300)),
-        hint: problem.hint || defaultHint(response.status),
+        hint: pageHint(response.status) || problem.hint,
         field: problem.field, type: problem.type,
       });
     }
     return body;
   }
 
-  function defaultHint(status) {
-    if (status === 401) return "Enter the server's token under \"Access token\" (top right).";
-    if (status === 503) return "The server is busy; try again in a moment.";
+  // What to do in this page, where the server's hint speaks of HTTP headers.
+  function pageHint(status) {
+    if (status === 401) return "Enter the server's token under \"Access token\" at the top of the page.";
     return undefined;
   }
 
