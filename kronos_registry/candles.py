@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -100,6 +101,32 @@ def read_candles(path: str | os.PathLike, *, min_rows: int = 2) -> Candles:
         locate=lambda position: f"line {line_numbers[position]}",
         min_rows=min_rows,
     )
+
+
+def read_candles_text(text: str, *, source: str = "request body", min_rows: int = 2) -> Candles:
+    """Validate candle CSV text (an upload, an HTTP body) with the rules of :func:`read_candles`;
+    problems name ``source`` and the line within the text."""
+    header, rows, line_numbers, ragged = _split_csv_rows(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    if header is None:
+        raise InputDataError(f"{source} is empty", field="candles", hint=_CSV_LAYOUT_HINT)
+    if ragged:
+        _raise_ragged_rows(source, len(header), ragged)
+    table = pd.DataFrame(rows, columns=[name.strip() for name in header], dtype=object)
+    return _validate_table(table, source=source, path=None,
+                           locate=lambda position: f"line {line_numbers[position]}", min_rows=min_rows)
+
+
+def candles_from_records(records: Sequence[dict], *, source: str = "candles", min_rows: int = 2) -> Candles:
+    """Validate candles given as records (JSON objects: a timestamp field, open, high, low,
+    close[, volume, amount]) with the rules of :func:`read_candles`; a problem names the
+    record by its 0-based index (``candles[3]``)."""
+    if not isinstance(records, (list, tuple)) or not all(isinstance(r, dict) for r in records):
+        raise InputDataError(f"{source}: expected a list of objects, one per bar", field="candles",
+                             hint='give [{"timestamp": "2024-01-02T09:30:00", "open": 1, "high": 1, '
+                                  '"low": 1, "close": 1}, ...]')
+    table = pd.DataFrame.from_records(list(records)).astype(object)
+    return _validate_table(table, source=source, path=None,
+                           locate=lambda position: f"{source}[{position}]", min_rows=min_rows)
 
 
 def validate_frame(df: pd.DataFrame, *, source: str = "DataFrame", min_rows: int = 2) -> Candles:
@@ -212,24 +239,42 @@ def read_future_timestamps(path: str | os.PathLike, *, pred_len: int, after) -> 
             f"{csv_path}: no timestamp column among {', '.join(map(repr, table.columns))}",
             path=str(csv_path), field=OUTPUT_TIMESTAMP_COLUMN,
             hint=f"give the future timestamps in one column named one of {', '.join(TIMESTAMP_NAMES)}")
-    def locate(position: int) -> str:
-        return f"line {line_numbers[position]}"
+    return _checked_future(table[column], column, pred_len=pred_len, after=after, source=str(csv_path),
+                           path=csv_path, locate=lambda position: f"line {line_numbers[position]}",
+                           pred_len_name="--pred-len")
+
+
+def future_timestamps_from_values(values: Sequence, *, pred_len: int, after,
+                                  source: str = "future_timestamps") -> pd.Series:
+    """The forecast's timestamps given as a list (an HTTP or MCP request), with the checks of
+    :func:`read_future_timestamps`; a problem names the item as ``source[i]``."""
+    if not isinstance(values, (list, tuple)):
+        raise InputDataError(f"{source}: expected a list of timestamps", field=source,
+                             hint=f"give {pred_len} timestamps after the last candle, oldest first")
+    column = pd.Series([None if v is None else str(v) for v in values], dtype=object)
+    return _checked_future(column, source, pred_len=pred_len, after=after, source=source, path=None,
+                           locate=lambda position: f"{source}[{position}]", pred_len_name="pred_len")
+
+
+def _checked_future(column: pd.Series, name: str, *, pred_len: int, after, source: str, path: Path | None,
+                    locate: Callable[[int], str], pred_len_name: str) -> pd.Series:
     log = _ProblemLog()
-    stamps = _parse_timestamps(table[column], column, log)
-    _check_time_order(stamps, column, log, locate)
+    stamps = _parse_timestamps(column, name, log)
+    _check_time_order(stamps, name, log, locate)
     if log.total:
-        _raise_problems(log, source=str(csv_path), path=csv_path, locate=locate)
+        _raise_problems(log, source=source, path=path, locate=locate)
     if len(stamps) != pred_len:
         raise InputDataError(
-            f"{csv_path} has {len(stamps)} future timestamp(s), but --pred-len is {pred_len}",
-            path=str(csv_path), field=str(column),
-            hint=f"give exactly {pred_len} timestamps (one per forecast bar), or pass --pred-len {len(stamps)}")
+            f"{source} has {len(stamps)} future timestamp(s), but {pred_len_name} is {pred_len}",
+            path=_path_text(path), field=str(name),
+            hint=f"give exactly {pred_len} timestamps (one per forecast bar), or set {pred_len_name} "
+                 f"{len(stamps)}")
     last = pd.Timestamp(after)
     if stamps.iloc[0] <= last:
         raise InputDataError(
-            f"{csv_path}: {locate(0)}: the first future timestamp {stamps.iloc[0]} is not after "
+            f"{source}: {locate(0)}: the first future timestamp {stamps.iloc[0]} is not after "
             f"the last history bar {last}",
-            path=str(csv_path), field=str(column),
+            path=_path_text(path), field=str(name),
             hint="list only the bars after the history's last one, oldest first")
     return stamps.rename(OUTPUT_TIMESTAMP_COLUMN).reset_index(drop=True)
 
@@ -312,7 +357,7 @@ def _split_csv_rows(reader) -> tuple[list[str] | None, list[list[str]], list[int
     return header, rows, line_numbers, ragged
 
 
-def _raise_ragged_rows(path: Path, expected: int, ragged: list[tuple[int, int]]) -> None:
+def _raise_ragged_rows(path: Path | str, expected: int, ragged: list[tuple[int, int]]) -> None:
     shown = [f"  - line {line}: {count} fields" for line, count in ragged[:MAX_REPORTED_PROBLEMS]]
     more = len(ragged) - len(shown)
     if more:
@@ -320,7 +365,7 @@ def _raise_ragged_rows(path: Path, expected: int, ragged: list[tuple[int, int]])
     raise InputDataError(
         f"{path}: {len(ragged)} row(s) with a field count other than the header's {expected}:\n"
         + "\n".join(shown),
-        path=str(path),
+        path=str(path) if isinstance(path, Path) else None,
         hint="give every row one value per header column; quote values that contain commas",
     )
 

@@ -37,6 +37,7 @@ from registry.errors import (
 )
 
 from . import __version__
+from .catalog import entry_info, human_params, human_size, render_show, show_info
 
 PROG = "kronos-registry"
 DEMO_ENTRY = "kronos-demo"  # ships in the package with random weights: say so wherever it forecasts
@@ -263,29 +264,6 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
                      for line in lines)
 
 
-def human_size(count: int | None) -> str:
-    if count is None:
-        return "-"
-    size = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"  # pragma: no cover - unreachable
-
-
-def human_params(entry) -> str:
-    if entry.params is None:
-        return "-"
-    if not entry.params.exact:
-        return entry.params.text
-    value = entry.params.value
-    for suffix, scale in (("B", 10**9), ("M", 10**6), ("K", 10**3)):
-        if value >= scale:
-            return f"{value / scale:.1f}{suffix}"
-    return str(value)
-
-
 def shorten(text: str | None, width: int) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= width else text[: width - 3].rstrip() + "..."
@@ -333,42 +311,6 @@ cli.command_class = KronosCommand  # every command also takes the global options
 # ==============================================================================================
 # list / show
 # ==============================================================================================
-
-
-def entry_info(registry, entry) -> dict:
-    artifact = registry.status(entry.name) if entry.available and entry.source is not None else None
-    manifest = None
-    if artifact is not None:
-        try:
-            manifest = registry.store.read_manifest(artifact)
-        except RegistryError:
-            manifest = None
-    return {
-        "name": entry.name,
-        "kind": entry.kind,
-        "display_name": entry.display_name,
-        "description": entry.description,
-        "params": entry.params.value if entry.params else None,
-        "params_text": entry.params.text if entry.params else None,
-        "context_length": entry.context_length,
-        "tokenizer": entry.tokenizer,
-        "source": str(entry.source) if entry.source is not None else None,
-        "available": entry.available,
-        "reason": entry.reason,
-        "synced": artifact is not None,
-        "artifact_id": artifact,
-        "size": manifest.total_size if manifest is not None else None,
-        "revision": manifest.resolved_revision if manifest is not None else None,
-        "registry": entry.origin.path,
-        "bundle": bundle_name(entry.origin.path),
-    }
-
-
-def bundle_name(path: str) -> str | None:
-    """The bundle an imported entry came from (None for entries of other registry files)."""
-    from registry.imported import bundle_name as imported_from
-
-    return imported_from(path)
 
 
 def revision_text(info: dict) -> str:
@@ -433,22 +375,6 @@ def list_stored(app: App, registry, as_json: bool) -> None:
              f"store: {registry.store.root}")
 
 
-def stored_info(registry, artifact_id: str | None) -> dict | None:
-    if artifact_id is None:
-        return None
-    manifest = registry.store.read_manifest(artifact_id)
-    return {
-        "artifact_id": artifact_id,
-        "path": str(registry.store.object_dir(artifact_id)),
-        "resolved_revision": manifest.resolved_revision,
-        "size": manifest.total_size,
-        "files": [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in manifest.files],
-        "created_at": manifest.created_at,
-        "checks": list(manifest.checks),
-        "warnings": list(manifest.warnings),
-    }
-
-
 @cli.command()
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
@@ -456,73 +382,11 @@ def stored_info(registry, artifact_id: str | None) -> dict | None:
 def show(app: App, name: str, as_json: bool):
     """Show everything about one entry: source, config, and its copy in the store."""
     registry = app.registry()
-    entry = registry.get(name)
-    info = entry_info(registry, entry)
-    info["config"] = dict(entry.config) if entry.config is not None else None
-    info["defined_in"] = str(entry.origin)
-    info["sha256"] = dict(entry.sha256)
-    info["files"] = list(entry.files)
-    if entry.kind == "tokenizer":
-        info["used_by"] = [m.name for m in registry.spec.models.values() if m.tokenizer == entry.name]
-    info["store"] = stored_info(registry, info["artifact_id"])
-    info["counted_params"], info["counted_in"] = counted_params_of(entry, info)
+    info = show_info(registry, name)
     if as_json:
         emit_json(info)
         return
-    click.echo(render_show(entry, info, registry))
-
-
-def counted_params_of(entry, info: dict) -> tuple[int | None, str | None]:
-    """Parameters counted in the weights: the stored copy's, else a local source folder's."""
-    from registry.spec import LocalSource
-
-    from .cli_store import counted_params
-
-    if info["store"] is not None:
-        return counted_params(Path(info["store"]["path"]), entry.kind), "the stored checkpoint"
-    if isinstance(entry.source, LocalSource) and Path(entry.source.path).is_dir():
-        return counted_params(Path(entry.source.path), entry.kind), "the source folder"
-    return None, None
-
-
-def render_show(entry, info: dict, registry) -> str:
-    params = "-"
-    if entry.params is not None:
-        params = f"{entry.params.value:,}" if entry.params.exact else f"{entry.params.text} (rounded)"
-        params += " declared"
-    if info.get("counted_params") is not None:
-        counted = f"{info['counted_params']:,} counted in {info['counted_in']}"
-        params = counted if params == "-" else f"{params}, {counted}"
-    rows = [
-        ("display name", info["display_name"]),
-        ("description", info["description"]),
-        ("source", info["source"] or "-"),
-        ("tokenizer", info["tokenizer"]),
-        ("used by", ", ".join(info.get("used_by") or []) or None),
-        ("context", info["context_length"]),
-        ("params", params),
-        ("available", "yes" if entry.available else f"no: {entry.reason or 'marked available: false'}"),
-        ("defined in", info["defined_in"]),
-        ("imported from", info["bundle"]),
-        ("config", " ".join(f"{k}={v}" for k, v in (info["config"] or {}).items()) or None),
-    ]
-    stored = info["store"]
-    if stored is None and entry.available:
-        rows.append(("store", f"not synced (run `{PROG} sync {entry.name}`)"))
-    elif stored is not None:
-        rows += [
-            ("store", f"synced as {stored['artifact_id']}"),
-            ("path", stored["path"]),
-            ("revision", stored["resolved_revision"]),
-            ("files", ", ".join(f"{f['name']} {human_size(f['size'])}" for f in stored["files"])),
-            ("synced at", stored["created_at"]),
-            ("checks", ", ".join(stored["checks"])),
-        ]
-        rows += [("warning", text) for text in stored["warnings"]]
-    width = max(len(label) for label, _ in rows)
-    lines = [f"{entry.name} ({entry.kind})"]
-    lines += [f"  {label.ljust(width)}  {value}" for label, value in rows if value not in (None, "")]
-    return "\n".join(lines)
+    click.echo(render_show(registry.get(name), info))
 
 
 # ==============================================================================================
@@ -820,7 +684,7 @@ def predict(app: App, name, input_path, pred_len, lookback, future_file, output,
                             top_p, top_k), seed=seed, device=device, plot=plot, on_error=on_error,
                             quantiles=quantiles, ray_address=ray_address)
     from .candles import read_candles, write_forecast
-    from .forecast import prepare_forecast
+    from .forecast import ForecastParams, prepare_forecast, run_forecast
 
     registry = app.registry()
     entry = registry.spec.get_available(name)  # fail fast, before reading anything
@@ -835,16 +699,18 @@ def predict(app: App, name, input_path, pred_len, lookback, future_file, output,
                            lookback=lookback, future_file=future_file)
     for note in job.notes:
         app.note(note)
-    candles, used, future = job.candles, job.used, job.future.timestamps
+    candles, future = job.candles, job.future.timestamps
     seed = secrets.randbelow(2**31) if seed is None else seed
 
     started = time.perf_counter()
     predictor = load_model(registry, name, device)
     loaded = time.perf_counter()
-    forecast, paths = predictor.predict(
-        used.frame, used.timestamps, future, pred_len, T=temperature, top_k=top_k, top_p=top_p,
-        sample_count=samples, verbose=app.progress, return_samples=True, seed=seed)
+    params = ForecastParams(pred_len=pred_len, samples=samples, seed=seed, temperature=temperature,
+                            top_p=top_p, top_k=top_k, lookback=lookback)
+    forecast, paths = run_forecast(predictor, job, params, seed=seed)
     finished = time.perf_counter()
+    if paths is None:  # one sample: its path is the forecast
+        paths = forecast[["open", "high", "low", "close", "volume", "amount"]].to_numpy()[None]
 
     if output:
         write_forecast(output, future, forecast)
@@ -1383,5 +1249,6 @@ def main(argv: Sequence[str] | None = None, prog_name: str = PROG) -> None:
 
 
 from . import cli_add  # noqa: E402,F401 - registers `add` on the group (it imports from here)
+from . import cli_serve  # noqa: E402,F401 - registers `serve` (fastapi/uvicorn imported only when it runs)
 
 __all__ = ["cli", "main", "MissingExtraError"]

@@ -11,20 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-
-def counted_params(folder: Path, role: str) -> int | None:
-    """Parameters of the ``role`` module that ``folder/config.json`` builds (on the meta device:
-    no memory), as sync's parameter check counts them; the weights' shapes were checked to
-    match it. None when the config cannot build one (`verify` says why)."""
-    from .checks import count_parameters, read_config, schema_problems
-
-    config, problem = read_config(Path(folder))
-    if problem is not None or any(p.is_error for p in schema_problems(config, role, "")):
-        return None
-    try:
-        return count_parameters(role, config)
-    except Exception:  # noqa: BLE001 - a config the checks would refuse: nothing to count
-        return None
+from .catalog import counted_params  # noqa: F401 - part of this module's API
 
 
 def disk_usage(root: Path) -> dict[str, Any]:

@@ -13,17 +13,26 @@ and records why, so that the CLI (and later the server) can say it in a summary:
 - Gaps: steps in the used history longer than the bar interval (closures of a session
   or weekends of a business-day series are not gaps), counted.
 
-Pure pandas: nothing here imports torch.
+Then :func:`run_forecast` is the one forecast path: the job's series through the batched
+core (``batch.py``), so a series gives the same numbers from the CLI, the server (where
+concurrent requests share a batch) and Python. :class:`ForecastResult` renders it for every
+face (``to_json``, ``summary_text``, quantiles).
+
+Pure pandas here: torch is imported only when a forecast runs.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 import attrs
+import numpy as np
 import pandas as pd
 
-from .candles import Candles, read_future_timestamps, tail_lookback
+from registry.errors import InputDataError
+
+from .candles import Candles, future_timestamps_from_values, read_future_timestamps, tail_lookback
 from .timestamps import FutureTimes, Gaps, find_gaps, infer_interval, is_business_daily, plan_future
 
 
@@ -73,12 +82,20 @@ def choose_lookback(rows: int, context: int, pred_len: int, lookback: int | None
 
 
 def prepare_forecast(candles: Candles, *, pred_len: int, context: int, lookback: int | None = None,
-                     future_file: str | os.PathLike | None = None) -> ForecastInput:
-    """Choose the lookback, make the future timestamps and look for gaps (see the module doc)."""
+                     future_file: str | os.PathLike | None = None,
+                     future_timestamps: Sequence | None = None) -> ForecastInput:
+    """Choose the lookback, make the future timestamps and look for gaps (see the module doc).
+
+    The forecast's timestamps come from ``future_file`` (a CSV), else ``future_timestamps``
+    (a list, as a request gives them), else they continue the history.
+    """
     chosen, why, notes = choose_lookback(len(candles), context, pred_len, lookback)
     used = tail_lookback(candles, chosen)
     last = used.timestamps.iloc[-1]
-    if future_file is not None:
+    if future_timestamps is not None:
+        stamps = future_timestamps_from_values(future_timestamps, pred_len=pred_len, after=last)
+        future = FutureTimes(stamps, "given in the request")
+    elif future_file is not None:
         stamps = read_future_timestamps(future_file, pred_len=pred_len, after=last)
         future = FutureTimes(stamps, f"from {future_file}")
     else:
@@ -89,3 +106,149 @@ def prepare_forecast(candles: Candles, *, pred_len: int, context: int, lookback:
         business = future.business_days or is_business_daily(pd.DatetimeIndex(used.timestamps), interval)
         gaps = find_gaps(used.timestamps, interval, business_days=business, session=future.session)
     return ForecastInput(candles, used, why, future, gaps, tuple(notes))
+
+
+# --------------------------------------------------------------------------- the forecast itself
+
+COLUMNS = ("open", "high", "low", "close", "volume", "amount")
+DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
+
+
+@attrs.frozen
+class ForecastParams:
+    """What a caller asks of one forecast, whatever the face (CLI options, HTTP, MCP)."""
+
+    pred_len: int
+    samples: int = 1
+    seed: int | None = None              # None: a random one is drawn and reported
+    temperature: float = 1.0
+    top_p: float = 0.9
+    top_k: int = 0
+    lookback: int | None = None
+    quantiles: tuple[float, ...] = attrs.field(default=DEFAULT_QUANTILES, converter=tuple)
+    future_timestamps: tuple | None = attrs.field(default=None, converter=attrs.converters.optional(tuple))
+
+    def check(self, *, max_pred_len: int | None = None, max_samples: int | None = None) -> None:
+        """Raise InputDataError naming the first parameter out of range (and its limit)."""
+        def bad(field: str, message: str, hint: str):
+            raise InputDataError(f"{field} {message}", field=field, hint=hint)
+
+        if not _is_int(self.pred_len) or self.pred_len < 1:
+            bad("pred_len", f"must be a whole number of bars, at least 1 (got {self.pred_len!r})",
+                "ask for 1 or more bars")
+        if max_pred_len is not None and self.pred_len > max_pred_len:
+            bad("pred_len", f"is {self.pred_len}, over this service's limit of {max_pred_len}",
+                f"ask for at most {max_pred_len} bars (the limit is the server's --max-pred-len)")
+        if not _is_int(self.samples) or self.samples < 1:
+            bad("samples", f"must be a whole number, at least 1 (got {self.samples!r})", "use 1 or more")
+        if max_samples is not None and self.samples > max_samples:
+            bad("samples", f"is {self.samples}, over this service's limit of {max_samples}",
+                f"ask for at most {max_samples} samples (the server's --max-samples)")
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**63):
+            bad("seed", f"must be a whole number from 0 to 2**63-1 (got {self.seed!r})", "pass e.g. 7, or none")
+        if not self.temperature > 0:
+            bad("temperature", f"must be above 0 (got {self.temperature!r})", "1.0 samples as trained; lower is calmer")
+        if not 0 < self.top_p <= 1:
+            bad("top_p", f"must be in (0, 1] (got {self.top_p!r})", "0.9 is the default")
+        if not _is_int(self.top_k) or self.top_k < 0:
+            bad("top_k", f"must be a whole number, 0 or more (got {self.top_k!r})", "0 means no limit")
+        if self.lookback is not None and (not _is_int(self.lookback) or self.lookback < 1):
+            bad("lookback", f"must be a whole number, at least 1 (got {self.lookback!r})",
+                "leave it out to use what fits the model's context")
+        if any(not 0 < q < 1 for q in self.quantiles):
+            bad("quantiles", f"must each lie strictly between 0 and 1 (got {list(self.quantiles)})",
+                "e.g. [0.1, 0.5, 0.9]")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@attrs.frozen
+class Timing:
+    queue_s: float = 0.0      # waiting for a batch to start
+    load_s: float = 0.0       # waiting for the model to load (0 when it was resident)
+    forecast_s: float = 0.0   # the batch that carried this forecast
+
+
+@attrs.frozen(eq=False)
+class ForecastResult:
+    """One series' forecast and everything a face renders from it."""
+
+    model: str
+    artifact: str | None
+    job: ForecastInput
+    forecast: pd.DataFrame            # index: the future timestamps; columns: COLUMNS
+    samples: np.ndarray | None        # (samples, pred_len, 6) in the input's units, when samples > 1
+    seed: int
+    device: str
+    params: ForecastParams
+    timing: Timing = Timing()
+
+    def quantile_frames(self, quantiles: Sequence[float] | None = None) -> dict[float, pd.DataFrame]:
+        """{q: frame like ``forecast``} over the sampled paths; {} for a single sample."""
+        if self.samples is None or len(self.samples) < 2:
+            return {}
+        qs = list(self.params.quantiles if quantiles is None else quantiles)
+        values = np.quantile(self.samples, qs, axis=0)               # (Q, pred_len, 6)
+        return {float(q): pd.DataFrame(values[i], columns=list(COLUMNS), index=self.forecast.index)
+                for i, q in enumerate(qs)}
+
+    def to_json(self) -> dict:
+        """The response body every machine face returns (HTTP, MCP)."""
+        body = {
+            "model": self.model,
+            "artifact": self.artifact,
+            "timestamps": [ts.isoformat() for ts in pd.DatetimeIndex(self.forecast.index)],
+            "forecast": {c: [float(v) for v in self.forecast[c].to_numpy()] for c in COLUMNS},
+            "seed": self.seed,
+            "timing": {"queue_ms": round(self.timing.queue_s * 1000, 3),
+                       "load_ms": round(self.timing.load_s * 1000, 3),
+                       "forecast_ms": round(self.timing.forecast_s * 1000, 3)},
+        }
+        quantiles = self.quantile_frames()
+        if quantiles:
+            body["quantiles"] = {f"{q:g}": {c: [float(v) for v in frame[c].to_numpy()] for c in COLUMNS}
+                                 for q, frame in quantiles.items()}
+        return body
+
+    def summary_text(self) -> str:
+        """Two lines for a person or an agent: where the close goes, how sure, how to repeat it."""
+        last = float(self.job.used.frame["close"].iloc[-1])
+        closes = self.forecast["close"].to_numpy()
+        end = float(closes[-1])
+        change = (end / last - 1) * 100 if last else float("nan")
+        stamps = pd.DatetimeIndex(self.forecast.index)
+        text = (f"{self.model}: last close {last:.4f}; forecast close {end:.4f} at "
+                f"{stamps[-1]:%Y-%m-%d %H:%M} ({change:+.2f}%) after {len(closes)} bars")
+        if self.samples is not None and len(self.samples) > 1:
+            finals = self.samples[:, -1, COLUMNS.index("close")]
+            low, high = np.quantile(finals, [0.1, 0.9])
+            text += (f"; across {len(self.samples)} samples the final close spans {finals.min():.4f}.."
+                     f"{finals.max():.4f} (10-90%: {low:.4f}..{high:.4f})")
+        else:
+            text += "; one sample (ask for more to see the spread)"
+        return text + f". Seed {self.seed} reproduces it."
+
+
+def series_request(job: ForecastInput, params: ForecastParams, *, seed: int, key: str = "series"):
+    """The batched core's request for this job."""
+    from .batch import SeriesRequest
+
+    return SeriesRequest(
+        key=key, frame=job.used.frame, timestamps=job.used.timestamps,
+        future=pd.Series(pd.DatetimeIndex(job.future.timestamps), name="timestamps"),
+        pred_len=params.pred_len, T=params.temperature, top_k=params.top_k, top_p=params.top_p,
+        sample_count=params.samples, seed=seed)
+
+
+def run_forecast(predictor, job: ForecastInput, params: ForecastParams, *, seed: int):
+    """The one forecast path: -> (mean frame indexed by the future, samples or None).
+
+    A single series through the batched core; the server sends many through it at once and,
+    batch invariance holding, each gets what it would get here.
+    """
+    from .batch import forecast_series
+
+    (result,) = forecast_series(predictor, [series_request(job, params, seed=seed)])
+    return result.forecast, result.samples

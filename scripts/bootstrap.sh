@@ -16,8 +16,13 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 .venv/bin/python -c "import torch" 2>/dev/null || pip install "torch==2.13.0"
 
 if [[ $want_test == 1 ]]; then
-    # The ray extra too: the Ray test runs in CI (tests/test_many.py).
-    pip install -e ".[test,ray]"
+    # Every optional face too: their tests run in CI (Ray, the server, the MCP server).
+    pip install -e ".[test,ray,serve,mcp]"
+    # A real browser for the page test (Debian's chromium; playwright drives it, never downloads one).
+    if [[ ! -x /usr/bin/chromium ]] && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
+        (apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 &&
+            apt-get install -y -q chromium >/dev/null 2>&1; }) || echo "note: chromium not installed; the page test will skip" >&2
+    fi
     # The official implementation is a test oracle only; its pins clash with ours.
     .venv/bin/python -c "import model.kronos" 2>/dev/null || pip install --no-deps "kronos-model-arch==0.1.0"
     # olah (a self-hosted Hugging Face mirror) gets its own venv: its pins clash with ours.

@@ -1,0 +1,270 @@
+"""The forecast service below the long-running faces (HTTP server, MCP server).
+
+:class:`ForecastService` answers "forecast these candles with model NAME" from many threads
+at once. It checks the request (limits, entry, candles, parameters) before anything waits,
+loads the model through the :class:`~kronos_registry.manager.ModelManager` (once, however
+many ask), then queues the series on that model's lane. A lane is one worker thread: it
+takes what arrived within ``batch_window_ms`` (at most ``max_batch``) and runs it as one
+batch through the batched core. Batch invariance (see ``batch.py``) means a response never
+depends on its neighbours: each equals what ``kronos-registry predict`` gives for the same
+inputs and seed. The queue is bounded; when full, :class:`OverloadedError` says when to
+come back.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future
+from typing import Callable
+
+import attrs
+
+from registry.errors import EntryKindError, InputDataError, NotSyncedError, RegistryError
+
+from .candles import Candles
+from .catalog import entry_info, show_info
+from .forecast import ForecastParams, ForecastResult, Timing, prepare_forecast, series_request
+from .manager import LoadedModel, ModelManager
+
+MIB = 1024 * 1024
+
+
+@attrs.frozen
+class Limits:
+    """What one request may ask (each documented in `serve --help`)."""
+
+    max_pred_len: int = 1024
+    max_samples: int = 64
+    max_rows: int = 100_000            # candles in one request
+    max_body_bytes: int = 16 * MIB
+    max_queue: int = 64                # series waiting for a batch, all models together
+
+
+class OverloadedError(RegistryError):
+    """Too many forecasts are waiting; try again after ``retry_after`` seconds."""
+
+    def __init__(self, waiting: int, retry_after: int = 1):
+        super().__init__(f"the forecast queue is full ({waiting} waiting)",
+                         hint=f"retry after {retry_after} s, or start the server with a larger --max-queue")
+        self.waiting = waiting
+        self.retry_after = retry_after
+
+
+@attrs.define(eq=False)
+class _Waiting:
+    """One queued series: its request, what it needs to render, and where its answer goes."""
+
+    model: LoadedModel
+    job: object
+    params: ForecastParams
+    seed: int
+    queued_at: float
+    done: Future = attrs.field(factory=Future)
+
+
+class ForecastService:
+    def __init__(self, registry, *, manager: ModelManager | None = None, max_batch: int = 8,
+                 batch_window_ms: float = 10.0, limits: Limits = Limits(), allow_sync: bool = True):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.registry = registry
+        self.manager = manager or ModelManager(registry)
+        self.max_batch = max_batch
+        self.batch_window = batch_window_ms / 1000
+        self.limits = limits
+        self.allow_sync = allow_sync
+        self.batch_sizes: Counter = Counter()
+        self._batch_listeners: list[Callable[[str, int, float], None]] = []
+        self._lanes: dict[str, _Lane] = {}
+        self._lock = threading.Lock()
+        self._waiting = 0
+
+    # ------------------------------------------------------------------ catalogue
+
+    def models(self) -> list[dict]:
+        """Every registry entry as `list --json` gives it, plus whether it is loaded."""
+        return [{**entry_info(self.registry, entry), "loaded": self.manager.is_loaded(entry.name)}
+                for entry in self.registry.entries()]
+
+    def model_info(self, name: str) -> dict:
+        """What `show --json` gives for ``name``, plus whether it is loaded."""
+        return {**show_info(self.registry, name), "loaded": self.manager.is_loaded(name)}
+
+    def load(self, name: str) -> LoadedModel:
+        self._model_entry(name)
+        return self.manager.get(name)
+
+    def unload(self, name: str) -> bool:
+        self.registry.get(name)  # an unknown name is an error, not "was not loaded"
+        return self.manager.unload(name)
+
+    def add_batch_listener(self, listener: Callable[[str, int, float], None]) -> None:
+        """``listener(model, size, seconds)`` after each batch (metrics)."""
+        self._batch_listeners.append(listener)
+
+    # ------------------------------------------------------------------ forecasting
+
+    def forecast(self, model: str, candles: Candles, params: ForecastParams) -> ForecastResult:
+        """Forecast ``candles`` with ``model`` (blocking; thread-safe; see the module doc)."""
+        entry = self._model_entry(model)
+        params.check(max_pred_len=self.limits.max_pred_len, max_samples=self.limits.max_samples)
+        if len(candles) > self.limits.max_rows:
+            raise InputDataError(f"{candles.source}: {len(candles)} candles, over this service's limit of "
+                                 f"{self.limits.max_rows}", field="candles",
+                                 hint=f"send at most the last {self.limits.max_rows} bars (the model sees at "
+                                      f"most {entry.context_length or 512} of them anyway)")
+        job = prepare_forecast(candles, pred_len=params.pred_len, context=entry.context_length or 512,
+                               lookback=params.lookback, future_timestamps=params.future_timestamps)
+        seed = secrets.randbelow(2**31) if params.seed is None else int(params.seed)
+        self._reserve()
+        try:
+            started = time.perf_counter()
+            loaded = self._loaded(model)
+            load_s = time.perf_counter() - started      # ~0 when it was resident
+            waiting = _Waiting(loaded, job, params, seed, time.perf_counter())
+            self._lane(model).put(waiting)
+            forecast, samples, timing = waiting.done.result()
+        finally:
+            self._release()
+        return ForecastResult(model=model, artifact=loaded.artifact, job=job, forecast=forecast, samples=samples,
+                              seed=seed, device=loaded.device, params=params,
+                              timing=Timing(timing.queue_s, load_s, timing.forecast_s))
+
+    def close(self) -> None:
+        with self._lock:
+            lanes, self._lanes = list(self._lanes.values()), {}
+        for lane in lanes:
+            lane.close()
+        self.manager.close()
+
+    # ------------------------------------------------------------------ inside
+
+    def _model_entry(self, name: str):
+        entry = self.registry.spec.get_available(name)
+        if entry.kind != "model":
+            users = [m.name for m in self.registry.spec.models.values() if m.tokenizer == name and m.available]
+            raise EntryKindError(name, entry.kind, "model", users)
+        return entry
+
+    def _loaded(self, name: str) -> LoadedModel:
+        if not self.allow_sync and not self.manager.is_loaded(name) and self.registry.status(name) is None:
+            raise NotSyncedError(name, str(self.registry.store.root),
+                                 reason="this service does not sync; run `kronos-registry sync " + name + "`")
+        return self.manager.get(name)
+
+    def _reserve(self) -> None:
+        with self._lock:
+            if self._waiting >= self.limits.max_queue:
+                raise OverloadedError(self._waiting, retry_after=1)
+            self._waiting += 1
+
+    def _release(self) -> None:
+        with self._lock:
+            self._waiting -= 1
+
+    def _lane(self, model: str) -> "_Lane":
+        with self._lock:
+            lane = self._lanes.get(model)
+            if lane is None:
+                lane = self._lanes[model] = _Lane(model, self)
+            return lane
+
+    def _batch_done(self, model: str, size: int, seconds: float) -> None:
+        with self._lock:
+            self.batch_sizes[size] += 1
+        for listener in self._batch_listeners:
+            listener(model, size, seconds)
+
+
+@attrs.frozen
+class _Done:
+    queue_s: float
+    forecast_s: float
+
+
+class _Lane:
+    """One model's queue and the worker thread that empties it in batches."""
+
+    def __init__(self, model: str, service: ForecastService):
+        self.model = model
+        self.service = service
+        self._items: list[_Waiting] = []
+        self._ready = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"kronos-batch-{model}", daemon=True)
+        self._thread.start()
+
+    def put(self, item: _Waiting) -> None:
+        with self._ready:
+            self._items.append(item)
+            self._ready.notify()
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._forecast(batch)
+
+    def _next_batch(self) -> list[_Waiting] | None:
+        service = self.service
+        with self._ready:
+            while not self._items and not self._closed:
+                self._ready.wait()
+            if self._closed:
+                return None
+            # Wait out the window for neighbours, unless the batch is already full.
+            deadline = time.perf_counter() + service.batch_window
+            while len(self._items) < service.max_batch and not self._closed:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self._ready.wait(left)
+            batch, self._items = self._items[:service.max_batch], self._items[service.max_batch:]
+            return batch
+
+    def _forecast(self, batch: list[_Waiting]) -> None:
+        from .batch import forecast_series
+
+        started = time.perf_counter()
+        by_predictor: dict[int, list[_Waiting]] = {}
+        for item in batch:  # a model reloaded between requests: each runs on the copy it got
+            by_predictor.setdefault(id(item.model.predictor), []).append(item)
+        for items in by_predictor.values():
+            predictor = items[0].model.predictor
+            requests = [series_request(it.job, it.params, seed=it.seed, key=str(i)) for i, it in enumerate(items)]
+            try:
+                results = forecast_series(predictor, requests, max_batch=self.service.max_batch)
+            except Exception:  # noqa: BLE001 - one bad series must not fail its neighbours
+                results = None
+            finished = time.perf_counter()
+            for i, item in enumerate(items):
+                if results is None:
+                    self._forecast_alone(predictor, item, started)
+                    continue
+                done = _Done(started - item.queued_at, finished - started)
+                item.done.set_result((results[i].forecast, results[i].samples, done))
+        self.service._batch_done(self.model, len(batch), time.perf_counter() - started)
+
+    def _forecast_alone(self, predictor, item: _Waiting, started: float) -> None:
+        from .batch import forecast_series
+
+        try:
+            (result,) = forecast_series(predictor, [series_request(item.job, item.params, seed=item.seed)])
+        except Exception as error:  # noqa: BLE001 - handed to the request that caused it
+            item.done.set_exception(error)
+            return
+        done = _Done(started - item.queued_at, time.perf_counter() - started)
+        item.done.set_result((result.forecast, result.samples, done))
+
+
+__all__ = ["ForecastService", "Limits", "OverloadedError"]
