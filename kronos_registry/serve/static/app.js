@@ -97,6 +97,7 @@
     if (problem.hint) addLine(el.error, "Hint: ", problem.hint);
     el.error.hidden = false;
     if (problem.status === 401) el.tokenBox.open = true;
+    if (window.matchMedia("(max-width: 760px)").matches) el.error.scrollIntoView({ block: "start" });
   }
 
   function addLine(parent, label, text) {
