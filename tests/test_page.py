@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.cli import DEMO, SAMPLE_CSV, console_script, synced_demo
+from tests.support.cli import DEMO, REPO_ROOT, SAMPLE_CSV, console_script, synced_demo
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -34,14 +34,21 @@ HISTORY_RGB = [(0x26, 0xA6, 0x9A), (0xEF, 0x53, 0x50)]
 FORECAST_RGB = [(0x1E, 0x6F, 0xD9), (0xF0, 0x8C, 0x00)]
 MEDIAN_RGB = [(0x70, 0x48, 0xE8)]
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed: "
-                                     "pip install playwright (no `playwright install` needed)")
-pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'kronos-registry[serve]'")
-pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip install 'kronos-registry[serve]'")
-httpx = pytest.importorskip("httpx", reason="httpx is not installed (a test dependency)")
-if not CHROMIUM.is_file():
-    pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)",
-                allow_module_level=True)
+STATIC_DIR = REPO_ROOT / "kronos_registry" / "serve" / "static"
+VENDORED_JS = STATIC_DIR / "vendor" / "lightweight-charts" / "lightweight-charts.standalone.production.js"
+
+
+def require_serve_extra() -> None:
+    for module in ("fastapi", "uvicorn", "httpx"):
+        pytest.importorskip(module, reason=f"{module} is not installed: pip install 'kronos-registry[serve,test]'")
+
+
+def require_browser():
+    """The playwright API, or a skip saying what is missing."""
+    if not CHROMIUM.is_file():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install -y chromium)")
+    return pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed: "
+                               "pip install playwright (no `playwright install` needed)")
 
 
 def free_port() -> int:
@@ -57,10 +64,12 @@ def wait_until_ready(base: str, process: subprocess.Popen, log: Path) -> None:
         if process.poll() is not None:
             pytest.fail(f"kronos-registry serve exited with {process.returncode}:\n{log.read_text()}")
         try:
+            import httpx
+
             if httpx.get(base + "/readyz", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
-            pass
+            pass  # not listening yet
         time.sleep(0.3)
     pytest.fail(f"kronos-registry serve was not ready after {START_TIMEOUT_S} s:\n{log.read_text()}")
 
@@ -68,6 +77,7 @@ def wait_until_ready(base: str, process: subprocess.Popen, log: Path) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`kronos-registry serve` on 127.0.0.1 with a token, kronos-demo synced and preloaded: its URL."""
+    require_serve_extra()
     demo = synced_demo(tmp_path_factory.mktemp("page-store"))
     port = free_port()
     log = demo.root / "serve.log"
@@ -92,6 +102,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
+    playwright_api = require_browser()
     with playwright_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
@@ -160,6 +171,8 @@ def open_page(browser, server):
 
 
 def api(server: str, method: str, path: str, **kwargs):
+    import httpx
+
     headers = {"Authorization": f"Bearer {TOKEN}", **kwargs.pop("headers", {})}
     return httpx.request(method, server + path, headers=headers, timeout=60, **kwargs)
 
@@ -188,7 +201,34 @@ def screenshot_path(tmp_path_factory) -> Path:
     return Path(wanted) if wanted else tmp_path_factory.mktemp("page-shot") / "page.png"
 
 
-# --- tests ---------------------------------------------------------------------------------------
+# --- the package ---------------------------------------------------------------------------------
+
+
+def test_pyproject_ships_every_static_file():
+    """A file added under static/ that package-data does not match would vanish from a wheel."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python 3.11+")
+
+    patterns = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    serve_patterns = patterns["kronos_registry.serve"]
+    package_dir = STATIC_DIR.parent
+    shipped = {path for pattern in serve_patterns for path in package_dir.glob(pattern) if path.is_file()}
+    present = {path for path in STATIC_DIR.rglob("*") if path.is_file()}
+    assert present - shipped == set(), f"not matched by package-data {serve_patterns}: {present - shipped}"
+    assert {"index.html", "app.js", "style.css"} <= {path.name for path in present}
+
+
+def test_the_vendored_chart_library_is_the_one_recorded():
+    """VENDORED.md records the file's sha256; an edit or a partial update must show up."""
+    import hashlib
+
+    record = (VENDORED_JS.parent / "VENDORED.md").read_text()
+    digest = hashlib.sha256(VENDORED_JS.read_bytes()).hexdigest()
+    assert f"`{digest}`" in record, f"{VENDORED_JS.name} has sha256 {digest}, not the one in VENDORED.md"
+    assert (VENDORED_JS.parent / "LICENSE").read_text().lstrip().startswith("Apache License")
+    assert "TradingView" in (VENDORED_JS.parent / "NOTICE").read_text()
+
+
+# --- the page in a browser -----------------------------------------------------------------------
 
 
 def test_without_the_token_the_page_says_so_and_lists_models_once_given(open_page, server):
