@@ -306,6 +306,8 @@
     if (!el.model.value) throw new Problem({ title: "No model", detail: "This registry lists no usable model." });
     state.status = "running";
     setBusy(true);
+    const previousSummary = [...el.summary.childNodes];  // the last good forecast stays on show
+    el.summary.replaceChildren(runningNote(selectedModel()));
     try {
       const body = await request(forecastUrl(), {
         method: "POST", headers: { "Content-Type": "text/csv" }, body: state.csv.text,
@@ -318,10 +320,24 @@
       state.status = "done";
       // On a phone the chart sits below the form: bring it into view.
       if (window.matchMedia("(max-width: 760px)").matches) el.results.scrollIntoView({ block: "start" });
+    } catch (error) {
+      el.summary.replaceChildren(...previousSummary);
+      throw error;
     } finally {
       setBusy(false);
     }
     loadModels().catch(() => {});  // "loaded" changed; a failure here must not hide the forecast
+  }
+
+  // A first forecast may load the model, or download it when not synced: say so while waiting.
+  function runningNote(entry) {
+    const note = document.createElement("p");
+    note.className = "help";
+    const name = entry ? entry.name : el.model.value;
+    note.textContent = "Forecasting " + el.predLen.value + " bars with " + name
+      + (entry && !entry.loaded ? (entry.synced ? " (loading the model first)" : " (syncing and loading the model first)") : "")
+      + "\u2026";
+    return note;
   }
 
   function setBusy(busy) {
