@@ -265,6 +265,9 @@ def test_the_page_lists_the_registry_with_params_context_synced_loaded(open_page
     large = page.locator("#model option[value='kronos-large']")
     if large.count():
         assert large.is_disabled()
+    unlabelled = page.evaluate("[...document.querySelectorAll('input, select')]"
+                               ".filter((field) => !field.labels || field.labels.length === 0).map((f) => f.id)")
+    assert unlabelled == [], f"form fields without a <label>: {unlabelled}"
     # The sample was loaded on start.
     assert view.state("csv.history.length") == len(SAMPLE_CSV.read_text().strip().splitlines()) - 1
 
