@@ -120,6 +120,9 @@ def serve(app: App, host, port, preload, max_models, max_memory, keep_alive, tok
            'localhost:8000/v1/forecast?model=kronos-small&pred_len=24&seed=7'
     """
     uvicorn = require_serve_extra()
+    import prometheus_client
+
+    prometheus_client.disable_created_metrics()  # no *_created series beside each counter: this process is ours
     from .manager import ModelManager
     from .serve.app import ServeSettings, create_app
     from .service import ForecastService, Limits
@@ -147,8 +150,7 @@ def serve(app: App, host, port, preload, max_models, max_memory, keep_alive, tok
     try:
         uvicorn.Server(config).run()
     finally:
-        service.close()
-        manager.close()
+        service.close()  # closes the manager too
 
 
 def require_serve_extra():

@@ -42,7 +42,7 @@ from .models import (
     FORECAST_FIELDS, ForecastOptions, ForecastRequest, ForecastResponse, Health, LoadedModels, Problem, Readiness,
     Unloaded,
 )
-from .problems import TokenError, UnsupportedMediaError, install_problem_handlers, internal_problem
+from .problems import BodyTooLargeError, TokenError, UnsupportedMediaError, install_problem_handlers, internal_problem
 
 log = logging.getLogger("kronos_registry.serve")
 
@@ -253,7 +253,7 @@ FORECAST_BODY = {
 @v1.post("/forecast", response_model=ForecastResponse, openapi_extra=FORECAST_BODY)
 async def forecast(request: Request):
     """Forecast the next pred_len candles with a model of the registry."""
-    body = await request.body()
+    body = await read_body(request, service_of(request).limits.max_body_bytes)
     options, read = parse_forecast_request(request, body)
     request.state.model = options.model
     service = service_of(request)
@@ -271,6 +271,21 @@ def metrics(request: Request):
 # ----------------------------------------------------------------------------------------------
 # the forecast body
 # ----------------------------------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it is known to exceed ``limit``: by its declared
+    Content-Length before reading anything, else while it streams in (chunked)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def media_type(request: Request) -> str:
@@ -345,7 +360,6 @@ def create_app(service, settings: ServeSettings | None = None) -> FastAPI:
         yield
 
     app = FastAPI(title="kronos-registry", version=__version__, lifespan=lifespan,
-                  max_body_size=service.limits.max_body_bytes,
                   description="Kronos forecasts by model name, from a verified local store. "
                               "Errors are application/problem+json (RFC 9457).")
     app.state.service = service
@@ -353,7 +367,7 @@ def create_app(service, settings: ServeSettings | None = None) -> FastAPI:
     app.state.preloads = preloads
     app.state.metrics = ServeMetrics(service, known_models=service.registry.spec.names())
     app.state.limiter = anyio.CapacityLimiter(service.limits.max_queue + SPARE_THREADS)
-    install_problem_handlers(app, max_body_bytes=service.limits.max_body_bytes, known_fields=FORECAST_FIELDS)
+    install_problem_handlers(app, known_fields=FORECAST_FIELDS)
     app.add_middleware(RequestLog, metrics=app.state.metrics)
     for router in (probes, v1, monitoring):
         app.include_router(router)

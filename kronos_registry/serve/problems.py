@@ -95,6 +95,14 @@ class TokenError(Exception):
         self.missing = missing
 
 
+class BodyTooLargeError(Exception):
+    """A request body over the server's --max-body."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"body over {limit} bytes")
+        self.limit = limit
+
+
 class UnsupportedMediaError(Exception):
     """A forecast body that is neither JSON nor CSV."""
 
@@ -172,15 +180,19 @@ HTTP_KINDS = {
 }
 
 
-def problem_from_http(error: StarletteHTTPException, *, max_body_bytes: int | None) -> HttpProblem:
+def problem_from_http(error: StarletteHTTPException) -> HttpProblem:
     kind, title = HTTP_KINDS.get(error.status_code, ("http-error", "HTTP error"))
     detail, hint = str(error.detail), None
-    if error.status_code == 413:
-        detail = f"the request body is larger than the server's limit of {max_body_bytes:,} bytes"
-        hint = "send fewer candles per request, or start the server with a larger --max-body"
-    elif error.status_code == 404:
+    if error.status_code == 404:
         hint = "the API is under /v1 (see /docs); /healthz and /readyz are the probes"
     return HttpProblem(error.status_code, kind, title, detail, hint=hint, headers=dict(error.headers or {}))
+
+
+def body_problem(error: BodyTooLargeError) -> HttpProblem:
+    return HttpProblem(413, "body-too-large", "Request body too large",
+                       f"the request body is larger than this server's limit of {error.limit:,} bytes",
+                       hint="send fewer candles per request (the model sees at most its context), or start "
+                       "the server with a larger --max-body")
 
 
 def token_problem(error: TokenError) -> HttpProblem:
@@ -211,8 +223,7 @@ def internal_problem(error: BaseException) -> HttpProblem:
                        hint="this is a bug in kronos-registry: report it with the server log's traceback")
 
 
-def install_problem_handlers(app: FastAPI, *, max_body_bytes: int | None,
-                             known_fields: Iterable[str] = ()) -> None:
+def install_problem_handlers(app: FastAPI, *, known_fields: Iterable[str] = ()) -> None:
     """Route every exception to its problem response; nothing escapes as a traceback."""
     known = tuple(known_fields)
 
@@ -229,10 +240,13 @@ def install_problem_handlers(app: FastAPI, *, max_body_bytes: int | None,
         return problem_from_validation(error.errors(), known_fields=known).response(request.url.path)
 
     async def on_http(request: Request, error: StarletteHTTPException):
-        return problem_from_http(error, max_body_bytes=max_body_bytes).response(request.url.path)
+        return problem_from_http(error).response(request.url.path)
 
     async def on_token(request: Request, error: TokenError):
         return token_problem(error).response(request.url.path)
+
+    async def on_body(request: Request, error: BodyTooLargeError):
+        return body_problem(error).response(request.url.path)
 
     async def on_media(request: Request, error: UnsupportedMediaError):
         return media_problem(error).response(request.url.path)
@@ -242,6 +256,7 @@ def install_problem_handlers(app: FastAPI, *, max_body_bytes: int | None,
     app.add_exception_handler(ValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(TokenError, on_token)
+    app.add_exception_handler(BodyTooLargeError, on_body)
     app.add_exception_handler(UnsupportedMediaError, on_media)
     # Anything else reaches the request-log middleware (app.py), which logs it once with its
     # traceback and answers internal_problem(): Starlette's own handler for Exception would
