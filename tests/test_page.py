@@ -12,10 +12,14 @@ forecast is written to $KRONOS_PAGE_SCREENSHOT (else a temporary folder) and its
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import socket
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,6 +31,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TOKEN = "page-test-token"
+PREFIX = "/kronos"   # the path prefix of the reverse-proxy test
 START_TIMEOUT_S = 90
 FORECAST_TIMEOUT_MS = 60_000
 # The page's colours (app.js COLORS): history up/down, forecast up/down, the median line.
@@ -74,17 +79,15 @@ def wait_until_ready(base: str, process: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"kronos-registry serve was not ready after {START_TIMEOUT_S} s:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """`kronos-registry serve` on 127.0.0.1 with a token, kronos-demo synced and preloaded: its URL."""
-    require_serve_extra()
-    demo = synced_demo(tmp_path_factory.mktemp("page-store"))
+@contextlib.contextmanager
+def running_server(demo, *options: str):
+    """`kronos-registry serve` on 127.0.0.1 over the demo store, kronos-demo preloaded: its URL."""
     port = free_port()
-    log = demo.root / "serve.log"
+    log = demo.root / f"serve-{port}.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [*console_script(), "serve", "--host", "127.0.0.1", "--port", str(port), "--token", TOKEN,
-             "--preload", DEMO, "--offline"],
+            [*console_script(), "serve", "--host", "127.0.0.1", "--port", str(port), "--preload", DEMO,
+             "--offline", *options],
             cwd=demo.cwd, env=demo.env(), stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -98,6 +101,81 @@ def server(tmp_path_factory):
             process.kill()
             process.wait()
     assert "Traceback" not in log.read_text(), log.read_text()
+
+
+class PrefixProxy(ThreadingHTTPServer):
+    """A reverse proxy publishing the server under PREFIX, as nginx's
+    `location /kronos/ { proxy_pass http://127.0.0.1:PORT/; }` does: it strips the prefix."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str):
+        self.upstream = urlsplit(upstream)
+        super().__init__(("127.0.0.1", 0), PrefixProxyHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class PrefixProxyHandler(BaseHTTPRequestHandler):
+    HOP_HEADERS = {"host", "connection", "keep-alive", "transfer-encoding", "content-length"}
+
+    def do_GET(self):
+        self.forward()
+
+    def do_POST(self):
+        self.forward()
+
+    def forward(self):
+        if not self.path.startswith(PREFIX + "/"):
+            self.send_error(404, f"outside {PREFIX}/")
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        upstream = http.client.HTTPConnection(self.server.upstream.hostname, self.server.upstream.port, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in self.HOP_HEADERS}
+        upstream.request(self.command, self.path[len(PREFIX):], body=body, headers=headers)
+        answer = upstream.getresponse()
+        payload = answer.read()
+        self.send_response(answer.status)
+        for key, value in answer.getheaders():
+            if key.lower() not in self.HOP_HEADERS:
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        upstream.close()
+
+    def log_message(self, *args):
+        pass  # quiet: pytest shows failures, not every proxied request
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory):
+    require_serve_extra()
+    return synced_demo(tmp_path_factory.mktemp("page-store"))
+
+
+@pytest.fixture(scope="module")
+def server(demo_store):
+    """The server with a token: its URL."""
+    with running_server(demo_store, "--token", TOKEN) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def proxied_server(demo_store):
+    """The server behind PrefixProxy, started with `--root-path PREFIX` and no token: the page's URL."""
+    with running_server(demo_store, "--root-path", PREFIX) as base:
+        proxy = PrefixProxy(base)
+        thread = threading.Thread(target=proxy.serve_forever, name="prefix-proxy", daemon=True)
+        thread.start()
+        try:
+            yield proxy.url + PREFIX + "/"
+        finally:
+            proxy.shutdown()
+            proxy.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +197,7 @@ class PageUnderTest:
             # As if the user had typed it earlier in this tab.
             self.context.add_init_script(f"sessionStorage.setItem('kronos-registry.token', {token!r});")
         self.outside_requests: list[str] = []
+        self.requests: list[str] = []
         self.page_errors: list[str] = []
         self.context.route("**/*", self._only_the_server)
         self.page = self.context.new_page()
@@ -126,14 +205,15 @@ class PageUnderTest:
 
     def _only_the_server(self, route):
         url = route.request.url
+        self.requests.append(url)
         if urlsplit(url).netloc == urlsplit(self.base).netloc:
             route.continue_()
         else:
             self.outside_requests.append(url)
             route.abort()
 
-    def open(self) -> "PageUnderTest":
-        self.page.goto(self.base + "/")
+    def open(self, path: str = "/") -> "PageUnderTest":
+        self.page.goto(self.base + path)
         self.page.wait_for_function("window.kronosPage && window.kronosPage.status !== 'starting'")
         return self
 
@@ -159,8 +239,13 @@ class PageUnderTest:
 def open_page(browser, server):
     pages = []
 
-    def opener(*, token: str | None = TOKEN, width: int = 1280) -> PageUnderTest:
-        pages.append(PageUnderTest(browser, server, token=token, width=width).open())
+    def opener(*, token: str | None = TOKEN, width: int = 1280, url: str | None = None) -> PageUnderTest:
+        if url is None:
+            pages.append(PageUnderTest(browser, server, token=token, width=width).open())
+        else:
+            parts = urlsplit(url)
+            pages.append(PageUnderTest(browser, f"{parts.scheme}://{parts.netloc}", token=token,
+                                       width=width).open(parts.path))
         return pages[-1]
 
     yield opener
@@ -347,3 +432,16 @@ def test_the_page_fits_a_narrow_screen(open_page):
     chart_box = page.locator("#chart").bounding_box()
     assert chart_box["width"] <= 390 and chart_box["height"] >= 200
     assert view.state("seriesCount") == 2   # one sample: history and forecast, no band
+
+
+def test_behind_a_reverse_proxy_under_a_path_prefix(open_page, proxied_server):
+    """`serve --root-path /kronos` behind a proxy that strips /kronos: every URL keeps the prefix."""
+    view = open_page(token=None, url=proxied_server)
+    assert view.state("status") == "ready", view.state("error")
+    assert DEMO in view.state("models.map((m) => m.name)")
+    view.run_forecast(model=DEMO, pred_len=6, samples=1, seed=5)
+    assert view.state("status") == "done", view.state("error")
+    assert len(view.state("forecast.timestamps")) == 6
+    strays = [url for url in view.requests if not url.startswith(proxied_server) and not url.startswith("data:")]
+    assert strays == [], f"requests that skipped the prefix {PREFIX}: {strays}"
+    assert any(url.startswith(proxied_server + "v1/forecast?") for url in view.requests), view.requests

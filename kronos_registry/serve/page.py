@@ -11,15 +11,18 @@ token (app.py guards only its routers): the page must load before the user can t
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).with_name("static")
 SAMPLE_CSV = Path(__file__).parent.parent / "data" / "sample_candles.csv"
 
+# index.html's <base>, rewritten per request to the server's root path.
+BASE_TAG = '<base href="/">'
 # A reload after an upgrade must not mix old and new files, and the page is small.
 NO_CACHE = {"Cache-Control": "no-cache"}
 
@@ -30,16 +33,27 @@ def mount_page(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
 
     @app.get("/", include_in_schema=False)
-    def page() -> Response:
+    def page(request: Request) -> Response:
         index = STATIC_DIR / "index.html"
         if not index.is_file():
             return missing_page(index)
-        return FileResponse(index, media_type="text/html; charset=utf-8", headers=NO_CACHE)
+        html = with_base(index.read_text(encoding="utf-8"), request.scope.get("root_path", ""))
+        return HTMLResponse(html, headers=NO_CACHE)
 
     @app.get("/sample.csv", include_in_schema=False)
     def sample_candles() -> FileResponse:
         return FileResponse(SAMPLE_CSV, media_type="text/csv; charset=utf-8", filename="sample_candles.csv",
                             headers=NO_CACHE)
+
+
+def with_base(html: str, root_path: str) -> str:
+    """The page with its <base> at the server's root path (`--root-path /kronos` behind a proxy).
+
+    Every URL in the page is relative, so the page, its files and its API calls all go
+    through the proxy's prefix.
+    """
+    base = escape(root_path.rstrip("/") + "/", quote=True)
+    return html.replace(BASE_TAG, f'<base href="{base}">', 1)
 
 
 def missing_page(index: Path) -> JSONResponse:

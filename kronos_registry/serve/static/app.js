@@ -1,5 +1,6 @@
 // The page of `kronos-registry serve`: pick a model, load candles, forecast, chart, download.
 // Plain JavaScript, no build step, nothing fetched from outside the server (offline-safe).
+// Every URL is relative to the page's <base>, which the server sets to its --root-path.
 // The CSV is parsed here only to draw the history; the server gets the file as text/csv, so
 // its validation and messages (the CLI's) are the ones the user sees.
 "use strict";
@@ -122,7 +123,7 @@
   // ---------------------------------------------------------------- models
 
   async function loadModels() {
-    const entries = await request("/v1/models");
+    const entries = await request("v1/models");
     state.models = (entries || []).filter((entry) => (entry.kind || "model") === "model");
     const previous = el.model.value;
     el.model.replaceChildren(...state.models.map(modelOption));
@@ -272,9 +273,9 @@
   }
 
   async function useSample() {
-    const response = await fetch("/sample.csv");
+    const response = await fetch("sample.csv");
     if (!response.ok) throw new Problem({ status: response.status, title: "Sample unavailable",
-                                         detail: "GET /sample.csv answered " + response.status });
+                                         detail: "GET sample.csv answered " + response.status });
     useCsv("sample_candles.csv", await response.text());
   }
 
@@ -298,7 +299,7 @@
     const params = new URLSearchParams({ model: el.model.value, pred_len: el.predLen.value.trim(),
                                          samples: el.samples.value.trim() });
     if (el.seed.value.trim() !== "") params.set("seed", el.seed.value.trim());
-    return "/v1/forecast?" + params.toString();
+    return "v1/forecast?" + params.toString();
   }
 
   async function runForecast() {
@@ -647,7 +648,7 @@
     wire();
     if (!LWC) {
       showError(new Problem({ title: "Chart library missing",
-                              detail: "/static/vendor/lightweight-charts did not load; the package is incomplete.",
+                              detail: "static/vendor/lightweight-charts did not load; the package is incomplete.",
                               hint: "Reinstall kronos-registry." }));
       return;
     }
