@@ -335,9 +335,9 @@
     const note = document.createElement("p");
     note.className = "help";
     const name = entry ? entry.name : el.model.value;
-    note.textContent = "Forecasting " + el.predLen.value + " bars with " + name
-      + (entry && !entry.loaded ? (entry.synced ? " (loading the model first)" : " (syncing and loading the model first)") : "")
-      + "\u2026";
+    let first = "";
+    if (entry && !entry.loaded) first = entry.synced ? " (loading the model first)" : " (syncing and loading it first)";
+    note.textContent = "Forecasting " + el.predLen.value + " bars with " + name + first + "\u2026";
     return note;
   }
 
