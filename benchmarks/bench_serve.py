@@ -196,6 +196,7 @@ def main(argv=None) -> int:
                   for i in range(args.clients)]
         common = ["--preload", BENCH_MODEL, "--batch-window", str(args.batch_window)]
         common += ["--device", args.device] if args.device else []
+        common += ["--threads", str(args.threads)] if args.threads else []
         results = {}
         for label, extra in (("batched", ["--max-batch", str(args.clients), "--preload", DEMO]),
                              ("max-batch 1", ["--max-batch", "1"])):

@@ -94,6 +94,9 @@ class DurationParam(click.ParamType):
 @click.option("--max-queue", default=DEFAULT_MAX_QUEUE, show_default=True, type=click.IntRange(min=1),
               metavar="N", help="Forecasts waiting at once; more are refused with 503 and Retry-After.")
 @click.option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps [default: cuda, else mps, else cpu].")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+              help="CPU threads per forecast (torch) [default: torch's, one per core it sees]. Set it to the "
+              "cores this server really has (a container's CPU quota): an oversubscribed pool is many times slower.")
 @click.option("--no-sync", is_flag=True,
               help="Serve only what is in the store: never sync a missing model on first use (409 instead).")
 @click.option("--root-path", default="", metavar="PATH",
@@ -102,7 +105,7 @@ class DurationParam(click.ParamType):
               help="Proxies whose X-Forwarded-For/-Proto are trusted (comma-separated, '*' for any).")
 @pass_app
 def serve(app: App, host, port, preload, max_models, max_memory, keep_alive, token, max_batch, batch_window,
-          max_pred_len, max_samples, max_rows, max_body, max_queue, device, no_sync, root_path,
+          max_pred_len, max_samples, max_rows, max_body, max_queue, device, threads, no_sync, root_path,
           forwarded_allow_ips):
     """Serve forecasts over HTTP: models by name from the store, loaded on first use.
 
@@ -128,6 +131,10 @@ def serve(app: App, host, port, preload, max_models, max_memory, keep_alive, tok
     from .service import ForecastService, Limits
 
     check_device(device)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     registry = app.registry()
     for name in preload:  # a misspelt --preload fails now, not as a 503 from /readyz forever
         entry = registry.spec.get_available(name)

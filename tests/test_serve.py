@@ -341,12 +341,27 @@ def test_keep_alive_unloads_an_idle_model(switching):
 # --------------------------------------------------------------------------- read-only store, overload
 
 
+# Loaded by the server's Python at start (sitecustomize): a bug planted in one route.
+PLANTED_BUG = """
+import kronos_registry.service as service
+
+def models(self):
+    raise RuntimeError("planted bug")
+
+service.ForecastService.models = models
+"""
+
+
 @pytest.fixture(scope="module")
 def limited(store, tmp_path_factory):
     """A copy of the store behind a read-only bind mount (where mounting is permitted), served
-    with a forecast queue of 1 and no batching; yields (server, why it is not read-only or None)."""
+    with a forecast queue of 1 and no batching, and a bug planted in GET /v1/models; yields
+    (server, why it is not read-only or None)."""
     root = tmp_path_factory.mktemp("ro")
     copy = store.clone(root / "copy")
+    (root / "planted").mkdir()
+    (root / "planted" / "sitecustomize.py").write_text(PLANTED_BUG)
+    python_path = os.pathsep.join([str(root / "planted"), copy.env()["PYTHONPATH"]])
     with ExitStack() as stack:
         view, why = None, None
         try:
@@ -354,7 +369,7 @@ def limited(store, tmp_path_factory):
         except pytest.skip.Exception as skipped:
             why = str(skipped)
         args = ["--store", view or copy.store, "--max-queue", "1", "--max-batch", "1"]
-        server = ServeProcess(copy, args)
+        server = ServeProcess(copy, args, env={"PYTHONPATH": python_path})
         stack.callback(server.stop)
         yield server.start(), why
 
@@ -389,6 +404,17 @@ def test_a_full_queue_answers_503_with_retry_after(limited):
         problem = assert_problem(refused, 503, "overloaded")
         assert int(refused.headers["retry-after"]) >= 1 and "--max-queue" in problem["hint"]
         assert http.post("/v1/forecast", json=body).status_code == 200  # and it recovers
+
+
+def test_a_bug_is_a_500_problem_logged_on_the_server_and_the_server_goes_on(limited):
+    server, _ = limited
+    with server.client() as http:
+        body = assert_problem(http.get("/v1/models"), 500, "internal-error")
+        assert "RuntimeError" in body["detail"] and "planted bug" not in body["detail"]
+        assert http.get("/healthz").status_code == 200 and http.get("/v1/loaded").status_code == 200
+    log = server.log_text()
+    assert "Traceback" in log and "planted bug" in log
+    assert log.count("RuntimeError: planted bug") == 1, log  # logged once, not again by uvicorn
 
 
 # --------------------------------------------------------------------------- kill -9

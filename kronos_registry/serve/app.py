@@ -174,7 +174,7 @@ async def run_blocking(request: Request, function: Callable, *args):
 # ----------------------------------------------------------------------------------------------
 
 PROBLEMS = {status: {"model": Problem, "content": {"application/problem+json": {}}}
-            for status in (401, 404, 409, 422, 503)}
+            for status in (401, 404, 409, 413, 415, 422, 503)}
 
 probes = APIRouter(tags=["probes"])
 v1 = APIRouter(prefix="/v1", tags=["v1"], dependencies=[Depends(require_token)], responses=PROBLEMS)
@@ -253,12 +253,18 @@ FORECAST_BODY = {
 @v1.post("/forecast", response_model=ForecastResponse, openapi_extra=FORECAST_BODY)
 async def forecast(request: Request):
     """Forecast the next pred_len candles with a model of the registry."""
-    body = await read_body(request, service_of(request).limits.max_body_bytes)
-    options, read = parse_forecast_request(request, body)
-    request.state.model = options.model
     service = service_of(request)
-    result = await run_blocking(request, lambda: service.forecast(options.model, read(), options.params()))
-    return JSONResponse(result.to_json())
+    body = await read_body(request, service.limits.max_body_bytes)
+    kind, query = media_type(request), query_options(request)
+
+    def parse_forecast_render():  # in a worker thread: parsing and rendering a large body is work too
+        options, read = parse_forecast_request(kind, body, query, max_rows=service.limits.max_rows,
+                                               content_type=request.headers.get("content-type"))
+        request.state.model = options.model
+        result = service.forecast(options.model, read(), options.params())
+        return JSONResponse(result.to_json())
+
+    return await run_blocking(request, parse_forecast_render)
 
 
 @monitoring.get("/metrics", response_class=Response)
@@ -292,24 +298,22 @@ def media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def parse_forecast_request(request: Request, body: bytes) -> tuple[ForecastOptions, Callable]:
-    """-> (the options, a function that reads the candles). Reading is deferred to the worker
-    thread: validating many candles is pandas work, not for the event loop."""
+def parse_forecast_request(kind: str, body: bytes, query: dict, *, max_rows: int,
+                           content_type: str | None = None) -> tuple[ForecastOptions, Callable]:
+    """-> (the options, a function that reads the candles) from a JSON or CSV body."""
     from ..candles import candles_from_records, read_candles_text
 
-    kind = media_type(request)
-    max_rows = service_of(request).limits.max_rows
     if kind in JSON_TYPES or kind.endswith("+json"):
         parsed = ForecastRequest.model_validate_json(body)
         check_rows(len(parsed.candles), max_rows)
         options = ForecastOptions.model_validate(parsed.model_dump(exclude={"candles"}))
         return options, lambda: candles_from_records(parsed.candles, source="candles")
     if kind in CSV_TYPES:
-        options = ForecastOptions.model_validate(query_options(request))
+        options = ForecastOptions.model_validate(query)
         text = decode_csv(body)
         check_rows(max(text.count("\n") - 1, 0), max_rows)
         return options, lambda: read_candles_text(text, source="the CSV body")
-    raise UnsupportedMediaError(request.headers.get("content-type"))
+    raise UnsupportedMediaError(content_type)
 
 
 def query_options(request: Request) -> dict:

@@ -32,8 +32,9 @@ def free_port() -> int:
 
 class ServeProcess:
     def __init__(self, cli: Cli, args: Sequence[str] = (), *, port: int | None = None, token: str | None = None,
-                 log: Path | None = None):
+                 log: Path | None = None, env: dict[str, str] | None = None):
         self.cli = cli
+        self.env = dict(env or {})
         self.args = [str(a) for a in args]
         self.port = port or free_port()
         self.token = token
@@ -49,7 +50,7 @@ class ServeProcess:
         if self.token:
             command += ["--token", self.token]
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(command, cwd=self.cli.cwd, env=self.cli.env(), stdout=log,
+            self.process = subprocess.Popen(command, cwd=self.cli.cwd, env=self.cli.env(self.env), stdout=log,
                                             stderr=subprocess.STDOUT)
         self.wait_until_up(timeout)
         return self
