@@ -47,7 +47,7 @@ Exit codes:
   8   gave up waiting for another process's lock on an artifact
   9   bad input data (candle CSV, bundle, argument value)
   10  an optional dependency is missing (matplotlib for --plot, pyarrow for
-      Parquet, ray for --ray, mcp for `mcp`)
+      Parquet, ray for --ray, fastapi/uvicorn for serve, mcp for mcp)
   11  the store is read-only: sync, rm, gc and import need to write it
       (predict never writes, so it works from a read-only store, and so
       does a sync of an entry already stored)
@@ -598,6 +598,7 @@ def main(argv: Sequence[str] | None = None, prog_name: str = PROG) -> None:
 
 
 # The commands defined in their own modules register themselves on the group (they import from here).
-from . import cli_add, cli_bundle, cli_doctor, cli_mcp, cli_predict, cli_remove  # noqa: E402,F401
+# Optional faces (serve, mcp) import their extras only when they run.
+from . import cli_add, cli_bundle, cli_doctor, cli_mcp, cli_predict, cli_remove, cli_serve  # noqa: E402,F401
 
 __all__ = ["cli", "main", "MissingExtraError"]

@@ -13,6 +13,7 @@ import logging
 import click
 
 from .cli import PROG, App, MissingExtraError, cli, pass_app
+from .cli_serve import DurationParam  # the same spelling of durations as `serve`
 
 TRANSPORTS = ("stdio", "streamable-http")
 
@@ -28,11 +29,14 @@ TRANSPORTS = ("stdio", "streamable-http")
 @click.option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps [default: cuda, else mps, else cpu].")
 @click.option("--max-models", default=2, show_default=True, type=click.IntRange(min=1), metavar="N",
               help="Models kept loaded at once; the least recently used is unloaded first.")
-@click.option("--keep-alive", default=300.0, show_default=True, type=click.FloatRange(min=-1), metavar="SECONDS",
-              help="Unload a model this long after its last forecast (-1: never).")
+@click.option("--keep-alive", default="300", show_default=True, type=DurationParam(), metavar="SECONDS",
+              help="Unload a model this long after its last forecast (5m, 1h; -1 or 'forever': never).")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+              help="CPU threads per forecast (torch) [default: one per core torch sees]; set it to the cores "
+              "this server really has: an oversubscribed pool is many times slower.")
 @pass_app
 def mcp_command(app: App, transport: str, host: str, port: int, device: str | None, max_models: int,
-                keep_alive: float):
+                keep_alive: float | None, threads: int | None):
     """Serve forecasts to AI agents over the Model Context Protocol (MCP).
 
     Tools: list_models, model_info, forecast. Models stay loaded between calls
@@ -55,10 +59,13 @@ def mcp_command(app: App, transport: str, host: str, port: int, device: str | No
     from .service import ForecastService
 
     check_device(device)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s: %(message)s")
     registry = mcp_registry(app)
-    manager = ModelManager(registry, max_models=max_models, keep_alive=None if keep_alive < 0 else keep_alive,
-                           device=device)
+    manager = ModelManager(registry, max_models=max_models, keep_alive=keep_alive, device=device)
     manager.start()  # the keep-alive reaper
     service = ForecastService(registry, manager=manager)
     try:

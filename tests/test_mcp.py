@@ -144,7 +144,8 @@ def stdio_transcript(demo, tmp_path_factory) -> Transcript:
     env, record = guarded_env(demo, root)
     command = console_script()
     params = StdioServerParameters(command=command[0], args=[*command[1:], "--offline", "mcp", "--device", "cpu",
-                                                                 "--max-models", "1", "--keep-alive", "-1"], env=env,
+                                                                 "--max-models", "1", "--keep-alive", "forever",
+                                                                 "--threads", "1"], env=env,
                                    cwd=str(demo.cwd))
     wire_errors: list = []
     log_path = root / "server.log"
