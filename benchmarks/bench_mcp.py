@@ -66,14 +66,14 @@ def build_small_registry(folder: Path) -> Path:
     return registry_file
 
 
-async def time_calls(server_args: list[str], env: dict, model: str, csv: str, pred_len: int,
-                     repeat: int) -> tuple[list[float], list[float]]:
+async def time_calls(server_args: list[str], mcp_args: list[str], env: dict, model: str, csv: str,
+                     pred_len: int, repeat: int) -> tuple[list[float], list[float]]:
     """-> (wall seconds of each call, the server's own forecast seconds of each)."""
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
     command = [str(Path(sys.executable).parent / "kronos-registry")]
-    params = StdioServerParameters(command=command[0], args=[*server_args, "--offline", "mcp"], env=env)
+    params = StdioServerParameters(command=command[0], args=[*server_args, "--offline", "mcp", *mcp_args], env=env)
     arguments = {"model": model, "csv": csv, "pred_len": pred_len, "seed": 0}
     with open(os.devnull, "w") as quiet:
         async with stdio_client(params, errlog=quiet) as (read, write):
@@ -95,6 +95,7 @@ def main(argv=None) -> None:
     parser.add_argument("--pred-len", type=int, action="append", help="bars to forecast (repeatable) [24, 120]")
     parser.add_argument("--repeat", type=int, default=3, help="warm calls after the cold one (at least 1) [3]")
     parser.add_argument("--rows", type=int, default=512, help="candles sent [512]")
+    parser.add_argument("--threads", type=int, help="the server's --threads [torch's default]")
     args = parser.parse_args(argv)
     args.repeat = max(1, args.repeat)
     pred_lens = args.pred_len or [24, 120]
@@ -105,7 +106,7 @@ def main(argv=None) -> None:
     csv = candles_csv(args.rows)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KRONOS_REGISTRY_", "HF_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    print(f"torch threads {torch.get_num_threads()}, cpu count {os.cpu_count()}, "
+    print(f"torch threads {args.threads or torch.get_num_threads()}, cpu count {os.cpu_count()}, "
           f"load avg {os.getloadavg()[0]:.1f}; {args.rows} candles sent; seed 0, 1 sample")
     print("cold: the first call (loads the model); warm: median of the later ones; forecast: the server's "
           "own forecast_ms (the model's share of a warm call)")
@@ -121,7 +122,8 @@ def main(argv=None) -> None:
         for model, server_args in cases:
             label = model if model == "kronos-demo" else f"{model} (Kronos-small shape)"
             for pred_len in pred_lens:
-                walls, inside = anyio.run(time_calls, server_args, env, model, csv, pred_len, args.repeat)
+                mcp_args = ["--threads", str(args.threads)] if args.threads else []
+                walls, inside = anyio.run(time_calls, server_args, mcp_args, env, model, csv, pred_len, args.repeat)
                 print(f"{label:<34} {pred_len:>8} {walls[0]:>8.3f} {statistics.median(walls[1:]):>8.3f} "
                       f"{statistics.median(inside[1:]):>10.3f}")
 
