@@ -34,6 +34,7 @@ import pytest
 
 from tests.support.cli import DEMO, DEMO_TOKENIZER, SAMPLE_CSV, Cli, console_script, synced_demo
 from tests.support.process_guard import read_record, write_sitecustomize
+from tests.support.processes import stop_process
 
 pytest.importorskip("mcp", reason="the optional `mcp` package is not installed: pip install 'kronos-registry[mcp]'")
 import anyio  # noqa: E402 - a dependency of mcp
@@ -190,12 +191,7 @@ def http_transcript(demo, tmp_path_factory) -> Transcript:
         results = run_scenario(run, lambda: "".join(log), "streamable HTTP")
         results["url"] = url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
     results["stdout"] = server.stdout.read()
     return Transcript(results, wire_errors, record, "".join(log))
 

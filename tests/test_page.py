@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.support.cli import DEMO, REPO_ROOT, SAMPLE_CSV, console_script, synced_demo
+from tests.support.processes import stop_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -94,12 +95,7 @@ def running_server(demo, *options: str):
         wait_until_ready(base, process, log)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
     assert "Traceback" not in log.read_text(), log.read_text()
 
 

@@ -22,6 +22,7 @@ from typing import Sequence
 import httpx
 
 from tests.support.cli import Cli, console_script
+from tests.support.processes import stop_process
 
 
 def free_port() -> int:
@@ -93,11 +94,5 @@ class ServeProcess:
         self.process.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=15)
+        if self.process is not None:
+            stop_process(self.process)
