@@ -17,6 +17,12 @@ into a temporary store (offline: local sources). Each request sends 256 syntheti
     (one client) and through an in-process ForecastService.forecast with the same batch
     window; medians and their difference (parsing, JSON, threads, the socket).
 
+(d) Where the time goes, in this process: the batched core alone (no server) forecasting 1
+    and then `--clients` series, split into the prefill (the whole history through the
+    transformer: compute-bound, it costs the same per series batched or not), the tokenizer,
+    and the generated steps (where batching saves). 8 x (1 series) / (8 series) is the most
+    any batching can gain on this device; the server's gain in (a)/(b) is measured against it.
+
 Each server is a real `kronos-registry serve` process on 127.0.0.1, its models preloaded
 (/readyz) and warmed up by one request before timing. `--device cuda` serves on a GPU.
 """
@@ -52,6 +58,63 @@ def candle_records(n: int, seed: int) -> list[dict]:
     frame, stamps = synthetic_candles(n, seed=seed)
     return [{"timestamp": ts.isoformat(), **{c: float(v) for c, v in row.items()}}
             for ts, (_, row) in zip(stamps, frame.iterrows())]
+
+
+def core_split(ckpt: Path, clients: int, device: str | None) -> dict:
+    """(d): the batched core on 1 and ``clients`` series, timed by part (see the docstring)."""
+    import pandas as pd
+    import torch
+    from bench_predict import synthetic_candles
+
+    import kronos_registry.generate as generate
+    from kronos_registry.api import load_module
+    from kronos_registry.batch import SeriesRequest, forecast_series
+    from kronos_registry.predictor import KronosPredictor
+
+    predictor = KronosPredictor(load_module("model", ckpt / "kronos-small"),
+                                load_module("tokenizer", ckpt / "kronos-tokenizer-base"), device=device)
+    spent: dict[str, float] = {}
+
+    def timed(label, function):
+        def run(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - started
+        return run
+
+    window_forward = generate._window_forward  # the prefill: a whole window at once
+    generate._window_forward = timed("prefill", window_forward)
+    predictor.tokenizer.encode = timed("tokenizer", predictor.tokenizer.encode)
+    predictor.tokenizer.decode = timed("tokenizer", predictor.tokenizer.decode)
+
+    def requests(n):
+        out = []
+        for i in range(n):
+            frame, stamps = synthetic_candles(LOOKBACK + PRED, seed=i)
+            stamps = pd.Series(stamps)
+            out.append(SeriesRequest(f"s{i}", frame.iloc[:LOOKBACK], stamps[:LOOKBACK], stamps[LOOKBACK:], PRED,
+                                     seed=i))
+        return out
+
+    try:
+        forecast_series(predictor, requests(1))  # warm-up
+        split = {}
+        for n in (1, clients):
+            spent.clear()
+            started = time.perf_counter()
+            forecast_series(predictor, requests(n), max_batch=clients)
+            total = time.perf_counter() - started
+            if str(predictor.device).startswith("cuda"):
+                torch.cuda.synchronize()
+            split[n] = {"total_s": total, "prefill_s": spent.get("prefill", 0.0),
+                        "tokenizer_s": spent.get("tokenizer", 0.0)}
+            split[n]["steps_s"] = total - split[n]["prefill_s"] - split[n]["tokenizer_s"]
+    finally:
+        generate._window_forward = window_forward
+    split["ceiling"] = clients * split[1]["total_s"] / split[clients]["total_s"]
+    return split
 
 
 def free_port() -> int:
@@ -233,6 +296,7 @@ def main(argv=None) -> int:
                                                         args.device)
             finally:
                 server.stop()
+        results["core"] = core_split(tmp / "ckpt", args.clients, args.device)
 
     import torch
 
@@ -241,7 +305,7 @@ def main(argv=None) -> int:
           f"{args.batch_window:g} ms, device {args.device or 'default'}")
     print(f"{'run':<28} {'requests':>8} {'wall s':>8} {'req/s':>7} {'p50 s':>7} {'p99 s':>7}")
     for label, r in results.items():
-        if label != "overhead":
+        if label not in ("overhead", "core"):
             print(f"{label:<28} {r['requests']:>8} {r['wall_s']:>8.2f} {r['rps']:>7.2f} {r['p50_s']:>7.3f} "
                   f"{r['p99_s']:>7.3f}  {'batches by size: ' + str(r['batches']) if 'batches' in r else ''}")
     gain = results[f"{args.clients} clients, batched"]["rps"] / results[f"{args.clients} clients, max-batch 1"]["rps"]
@@ -250,6 +314,13 @@ def main(argv=None) -> int:
     print(f"HTTP overhead, {DEMO} (lookback {LOOKBACK}, pred {PRED}), median of {args.overhead_n}: "
           f"HTTP {o['http_ms']:.1f} ms, in-process ForecastService {o['in_process_ms']:.1f} ms, "
           f"overhead {o['overhead_ms']:.1f} ms")
+    core = results["core"]
+    for n in (1, args.clients):
+        c = core[n]
+        print(f"batched core, {n} series: {c['total_s']:.3f} s = prefill {c['prefill_s']:.3f} + tokenizer "
+              f"{c['tokenizer_s']:.3f} + generated steps {c['steps_s']:.3f}")
+    print(f"the most batching can gain here: {core['ceiling']:.2f}x (the server reached "
+          f"{gain / core['ceiling']:.0%} of it)")
     print(json.dumps({k: v for k, v in results.items()}, default=float))
     return 0
 

@@ -21,7 +21,6 @@ With a token (``ServeSettings.token``), /v1 and /metrics need ``Authorization: B
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import secrets
 import threading
@@ -42,6 +41,7 @@ from .models import (
     FORECAST_FIELDS, ForecastOptions, ForecastRequest, ForecastResponse, Health, LoadedModels, Problem, Readiness,
     Unloaded,
 )
+from .page import mount_page
 from .problems import BodyTooLargeError, TokenError, UnsupportedMediaError, install_problem_handlers, internal_problem
 
 log = logging.getLogger("kronos_registry.serve")
@@ -257,14 +257,16 @@ async def forecast(request: Request):
     body = await read_body(request, service.limits.max_body_bytes)
     kind, query = media_type(request), query_options(request)
 
-    def parse_forecast_render():  # in a worker thread: parsing and rendering a large body is work too
+    def parse_forecast_render(arrival):  # in a worker thread: parsing and rendering a large body is work too
         options, read = parse_forecast_request(kind, body, query, max_rows=service.limits.max_rows,
                                                content_type=request.headers.get("content-type"))
         request.state.model = options.model
-        result = service.forecast(options.model, read(), options.params())
+        result = service.forecast(options.model, read(), options.params(), arrival=arrival)
         return JSONResponse(result.to_json())
 
-    return await run_blocking(request, parse_forecast_render)
+    # Announced before it is parsed, so a batch forming now waits for it (see service.py).
+    with service.arriving() as arrival:
+        return await run_blocking(request, parse_forecast_render, arrival)
 
 
 @monitoring.get("/metrics", response_class=Response)
@@ -375,17 +377,11 @@ def create_app(service, settings: ServeSettings | None = None) -> FastAPI:
     app.add_middleware(RequestLog, metrics=app.state.metrics)
     for router in (probes, v1, monitoring):
         app.include_router(router)
-    mount_page(app)
+    mount_page(app)  # the web page: /, /static, /sample.csv
     app.openapi = lambda: openapi_schema(app)
     return app
 
 
-def mount_page(app: FastAPI) -> None:
-    """The web page (``serve/page.py``: ``/`` and ``/static``), where that module exists."""
-    if importlib.util.find_spec(f"{__package__}.page") is not None:
-        from .page import mount_page as mount
-
-        mount(app)
 
 
 def openapi_schema(app: FastAPI) -> dict:
