@@ -41,7 +41,6 @@ FORECAST_RGB = [(0x1E, 0x6F, 0xD9), (0xF0, 0x8C, 0x00)]
 MEDIAN_RGB = [(0x70, 0x48, 0xE8)]
 
 STATIC_DIR = REPO_ROOT / "kronos_registry" / "serve" / "static"
-VENDORED_JS = STATIC_DIR / "vendor" / "lightweight-charts" / "lightweight-charts.standalone.production.js"
 
 
 def require_serve_extra() -> None:
@@ -298,15 +297,20 @@ def test_pyproject_ships_every_static_file():
     assert {"index.html", "app.js", "style.css"} <= {path.name for path in present}
 
 
-def test_the_vendored_chart_library_is_the_one_recorded():
-    """VENDORED.md records the file's sha256; an edit or a partial update must show up."""
+@pytest.mark.parametrize("library", ["lightweight-charts", "swagger-ui"])
+def test_each_vendored_library_is_the_one_recorded(library):
+    """VENDORED.md records each file's sha256; an edit or a partial update must show up."""
     import hashlib
 
-    record = (VENDORED_JS.parent / "VENDORED.md").read_text()
-    digest = hashlib.sha256(VENDORED_JS.read_bytes()).hexdigest()
-    assert f"`{digest}`" in record, f"{VENDORED_JS.name} has sha256 {digest}, not the one in VENDORED.md"
-    assert (VENDORED_JS.parent / "LICENSE").read_text().lstrip().startswith("Apache License")
-    assert "TradingView" in (VENDORED_JS.parent / "NOTICE").read_text()
+    folder = STATIC_DIR / "vendor" / library
+    record = (folder / "VENDORED.md").read_text()
+    shipped = [path for path in folder.iterdir() if path.suffix in (".js", ".css")]
+    assert shipped, f"nothing vendored in {folder}"
+    for path in shipped:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert f"`{digest}`" in record, f"{path.name} has sha256 {digest}, not the one in VENDORED.md"
+    assert (folder / "LICENSE").read_text().lstrip().startswith("Apache License")
+    assert (folder / "NOTICE").read_text().strip()
 
 
 # --- the page in a browser -----------------------------------------------------------------------
@@ -428,6 +432,19 @@ def test_the_page_fits_a_narrow_screen(open_page):
     chart_box = page.locator("#chart").bounding_box()
     assert chart_box["width"] <= 390 and chart_box["height"] >= 200
     assert view.state("seriesCount") == 2   # one sample: history and forecast, no band
+
+
+def test_the_api_docs_page_works_offline(browser, server):
+    """/docs is Swagger UI from the vendored copy: it renders the schema, nothing from elsewhere."""
+    view = PageUnderTest(browser, server, token=None)
+    try:
+        view.page.goto(server + "/docs")
+        view.page.wait_for_selector(".opblock-summary-path[data-path='/v1/forecast']", timeout=30_000)
+        assert "kronos-registry" in view.page.inner_text(".swagger-ui .info .title")
+        assert view.page_errors == [] and view.outside_requests == [], (view.page_errors, view.outside_requests)
+        assert any(url.endswith("/static/vendor/swagger-ui/swagger-ui-bundle.js") for url in view.requests)
+    finally:
+        view.close()
 
 
 def test_behind_a_reverse_proxy_under_a_path_prefix(open_page, proxied_server):

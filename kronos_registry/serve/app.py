@@ -365,7 +365,8 @@ def create_app(service, settings: ServeSettings | None = None) -> FastAPI:
         threading.Thread(target=preloads.run, args=(service,), name="preload", daemon=True).start()
         yield
 
-    app = FastAPI(title="kronos-registry", version=__version__, lifespan=lifespan,
+    # /docs is our own (page.py: Swagger UI vendored, so it works offline); no ReDoc (a CDN script).
+    app = FastAPI(title="kronos-registry", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Kronos forecasts by model name, from a verified local store. "
                               "Errors are application/problem+json (RFC 9457).")
     app.state.service = service

@@ -15,11 +15,13 @@ from html import escape
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).with_name("static")
 SAMPLE_CSV = Path(__file__).parent.parent / "data" / "sample_candles.csv"
+SWAGGER_UI = "static/vendor/swagger-ui"   # see VENDORED.md there
 
 # index.html's <base>, rewritten per request to the server's root path.
 BASE_TAG = '<base href="/">'
@@ -28,7 +30,8 @@ NO_CACHE = {"Cache-Control": "no-cache"}
 
 
 def mount_page(app: FastAPI) -> None:
-    """Add `/` (the page), `/static/...` (its files) and `/sample.csv` (the packaged candles)."""
+    """Add `/` (the page), `/static/...` (its files), `/sample.csv` (the packaged candles) and
+    `/docs` (Swagger UI over the OpenAPI schema, from the vendored copy: works offline)."""
     # check_dir=False: an install without the package data still serves the API; `/` says why.
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
 
@@ -39,6 +42,16 @@ def mount_page(app: FastAPI) -> None:
             return missing_page(index)
         html = with_base(index.read_text(encoding="utf-8"), request.scope.get("root_path", ""))
         return HTMLResponse(html, headers=NO_CACHE)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} - API",
+            swagger_js_url=f"{root}/{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/{SWAGGER_UI}/swagger-ui.css",
+            swagger_favicon_url="data:,",                    # no request for an icon elsewhere
+            swagger_ui_parameters={"validatorUrl": None})    # no call to swagger.io's validator
 
     @app.get("/sample.csv", include_in_schema=False)
     def sample_candles() -> FileResponse:
