@@ -83,7 +83,8 @@ class DurationParam(click.ParamType):
 @click.option("--max-batch", default=8, show_default=True, type=click.IntRange(min=1), metavar="N",
               help="Concurrent forecasts of one model run as one batch of at most N (1: no batching).")
 @click.option("--batch-window", default=10.0, show_default=True, type=click.FloatRange(min=0), metavar="MS",
-              help="How long the first request of a batch waits for others to join it.")
+              help="How long the first request of a batch waits for others to join it (up to 10 "
+              "windows while requests that have arrived are still being read).")
 @click.option("--max-pred-len", default=DEFAULT_MAX_PRED_LEN, show_default=True, type=click.IntRange(min=1),
               metavar="N", help="Longest forecast a request may ask for (422 beyond).")
 @click.option("--max-samples", default=DEFAULT_MAX_SAMPLES, show_default=True, type=click.IntRange(min=1),
