@@ -16,7 +16,8 @@ import click
 
 from registry.errors import EntryKindError, InputDataError
 
-from .cli import DEMO_ENTRY, App, MissingExtraError, check_device, load_model, table
+from .cli import DEMO_ENTRY, App, MissingExtraError, table
+from .cli_predict import check_device, load_model
 
 
 def need_pyarrow() -> None:

@@ -5,7 +5,10 @@ at once. It checks the request (limits, entry, candles, parameters) before anyth
 loads the model through the :class:`~kronos_registry.manager.ModelManager` (once, however
 many ask), then queues the series on that model's lane. A lane is one worker thread: it
 takes what arrived within ``batch_window_ms`` (at most ``max_batch``) and runs it as one
-batch through the batched core. Batch invariance (see ``batch.py``) means a response never
+batch through the batched core. A face that announces requests as they arrive
+(:meth:`ForecastService.arriving`, before it parses them) lets a lane wait a little longer,
+up to ``ARRIVAL_WAIT`` windows, for forecasts that are still being read: concurrent clients
+then share a batch even when reading a large body takes longer than the window. Batch invariance (see ``batch.py``) means a response never
 depends on its neighbours: each equals what ``kronos-registry predict`` gives for the same
 inputs and seed. The queue is bounded; when full, :class:`OverloadedError` says when to
 come back.
@@ -13,6 +16,7 @@ come back.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
@@ -30,6 +34,9 @@ from .forecast import ForecastParams, ForecastResult, Timing, prepare_forecast, 
 from .manager import LoadedModel, ModelManager
 
 MIB = 1024 * 1024
+# How many batch windows a lane may wait, in all, for requests that have arrived but are still
+# being parsed: long enough for a burst of clients to be read, short enough to bound latency.
+ARRIVAL_WAIT = 10
 
 
 @attrs.frozen
@@ -81,6 +88,7 @@ class ForecastService:
         self._lanes: dict[str, _Lane] = {}
         self._lock = threading.Lock()
         self._waiting = 0
+        self._arriving = 0
 
     # ------------------------------------------------------------------ catalogue
 
@@ -107,8 +115,26 @@ class ForecastService:
 
     # ------------------------------------------------------------------ forecasting
 
-    def forecast(self, model: str, candles: Candles, params: ForecastParams) -> ForecastResult:
+    @contextlib.contextmanager
+    def arriving(self):
+        """Announce a forecast request before parsing it (see the module doc); pass what this
+        yields as ``forecast(..., arrival=)``. Leaving the block ends the announcement too."""
+        arrival = _Arrival(self)
+        try:
+            yield arrival
+        finally:
+            arrival.done()
+
+    def forecast(self, model: str, candles: Candles, params: ForecastParams, *,
+                 arrival: "_Arrival | None" = None) -> ForecastResult:
         """Forecast ``candles`` with ``model`` (blocking; thread-safe; see the module doc)."""
+        try:
+            return self._forecast(model, candles, params, arrival)
+        finally:
+            if arrival is not None:
+                arrival.done()
+
+    def _forecast(self, model: str, candles: Candles, params: ForecastParams, arrival) -> ForecastResult:
         entry = self._model_entry(model)
         params.check(max_pred_len=self.limits.max_pred_len, max_samples=self.limits.max_samples)
         if len(candles) > self.limits.max_rows:
@@ -125,7 +151,10 @@ class ForecastService:
             loaded = self._loaded(model)
             load_s = time.perf_counter() - started      # ~0 when it was resident
             waiting = _Waiting(loaded, job, params, seed, time.perf_counter())
-            self._lane(model).put(waiting)
+            lane = self._lane(model)
+            if arrival is not None:
+                arrival.done()              # queued now: no lane need wait for it any more
+            lane.put(waiting)
             forecast, samples, timing = waiting.done.result()
         finally:
             self._release()
@@ -172,11 +201,34 @@ class ForecastService:
                 lane = self._lanes[model] = _Lane(model, self)
             return lane
 
+    def _announce(self, count: int) -> None:
+        with self._lock:
+            self._arriving += count
+
+    def still_arriving(self) -> bool:
+        """Whether announced requests are still being parsed (a lane may wait for them)."""
+        with self._lock:
+            return self._arriving > 0
+
     def _batch_done(self, model: str, size: int, seconds: float) -> None:
         with self._lock:
             self.batch_sizes[size] += 1
         for listener in self._batch_listeners:
             listener(model, size, seconds)
+
+
+class _Arrival:
+    """One announced request, counted until it is queued (or fails)."""
+
+    def __init__(self, service: ForecastService):
+        self._service = service
+        self._open = True
+        service._announce(1)
+
+    def done(self) -> None:
+        if self._open:
+            self._open = False
+            self._service._announce(-1)
 
 
 @attrs.frozen
@@ -222,13 +274,16 @@ class _Lane:
                 self._ready.wait()
             if self._closed:
                 return None
-            # Wait out the window for neighbours, unless the batch is already full.
-            deadline = time.perf_counter() + service.batch_window
+            # Wait out the window for neighbours, unless the batch is already full; then, while
+            # announced requests are still being read, a little longer (ARRIVAL_WAIT windows).
+            started = time.perf_counter()
+            deadline = started + service.batch_window
+            latest = started + ARRIVAL_WAIT * service.batch_window
             while len(self._items) < service.max_batch and not self._closed:
-                left = deadline - time.perf_counter()
-                if left <= 0:
+                now = time.perf_counter()
+                if now >= deadline and not (now < latest and service.still_arriving()):
                     break
-                self._ready.wait(left)
+                self._ready.wait(max(deadline - now, 0.001) if now < deadline else 0.002)
             batch, self._items = self._items[:service.max_batch], self._items[service.max_batch:]
             return batch
 

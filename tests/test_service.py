@@ -187,3 +187,29 @@ def test_manager_unloads_least_recently_used_by_count_and_by_bytes_and_after_kee
     assert manager.expire() == []
     now[0] += 2
     assert manager.expire() == ["a"] and manager.loaded() == [] and manager.unloads["a"] == 2
+
+
+def test_a_lane_waits_for_requests_announced_but_still_being_read(registry, candles):
+    """A request still being parsed when the window ends joins the batch if it was announced
+    (service.arriving()), and runs in a batch of its own if it was not."""
+    import time
+
+    service = ForecastService(registry, manager=ModelManager(registry, device="cpu"), batch_window_ms=10)
+    first, second = ForecastParams(pred_len=3, seed=1), ForecastParams(pred_len=3, seed=2)
+    try:
+        service.load(DEMO)
+        with ThreadPoolExecutor(1) as pool:
+            with service.arriving() as late:
+                early = pool.submit(service.forecast, DEMO, candles, first)
+                time.sleep(0.04)   # "parsing": longer than the window, shorter than ARRIVAL_WAIT windows
+                service.forecast(DEMO, candles, second, arrival=late)
+            early.result()
+            assert dict(service.batch_sizes) == {2: 1}
+            early = pool.submit(service.forecast, DEMO, candles, first)
+            time.sleep(0.04)       # the same, unannounced: two batches
+            service.forecast(DEMO, candles, second)
+            early.result()
+        assert dict(service.batch_sizes) == {2: 1, 1: 2}
+        assert not service.still_arriving()
+    finally:
+        service.close()

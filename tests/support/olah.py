@@ -31,6 +31,8 @@ from typing import Iterator
 import attrs
 import pytest
 
+from tests.support.processes import stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 OLAH_CLI = ROOT / ".venv-olah" / "bin" / "olah-cli"
 
@@ -138,13 +140,7 @@ def start_olah(mirrors: Path, workdir: Path, *, timeout: float = 60.0) -> OlahSe
 
 def stop_olah(server: OlahServer) -> None:
     """End the olah process we started (terminate, then kill if it lingers)."""
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=10)
+    stop_process(server.process, timeout=10)
 
 
 @contextmanager

@@ -1,0 +1,91 @@
+"""`kronos-registry mcp`: serve the registry's models to AI agents over MCP.
+
+The command only builds the shared services (a Registry from the global options, a
+ForecastService with its ModelManager) and hands them to the MCP face
+(``mcp_server.py``), which is imported only here, after checking that the optional
+`mcp` package is installed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .cli import PROG, App, MissingExtraError, cli, pass_app
+from .cli_serve import DurationParam  # the same spelling of durations as `serve`
+
+TRANSPORTS = ("stdio", "streamable-http")
+
+
+@cli.command("mcp")
+@click.option("--transport", type=click.Choice(TRANSPORTS), default="stdio", show_default=True,
+              help="stdio: the client starts this command and talks over its stdin/stdout (Claude Desktop, "
+              "Cursor); streamable-http: serve http://HOST:PORT/mcp for clients that connect by URL.")
+@click.option("--host", default="127.0.0.1", show_default=True, metavar="HOST",
+              help="With streamable-http: the address to listen on (127.0.0.1 keeps it on this machine).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), metavar="PORT",
+              help="With streamable-http: the port (0: any free one, printed).")
+@click.option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps [default: cuda, else mps, else cpu].")
+@click.option("--max-models", default=2, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="Models kept loaded at once; the least recently used is unloaded first.")
+@click.option("--keep-alive", default="300", show_default=True, type=DurationParam(), metavar="SECONDS",
+              help="Unload a model this long after its last forecast (5m, 1h; -1 or 'forever': never).")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+              help="CPU threads per forecast (torch) [default: one per core torch sees]; set it to the cores "
+              "this server really has: an oversubscribed pool is many times slower.")
+@pass_app
+def mcp_command(app: App, transport: str, host: str, port: int, device: str | None, max_models: int,
+                keep_alive: float | None, threads: int | None):
+    """Serve forecasts to AI agents over the Model Context Protocol (MCP).
+
+    Tools: list_models, model_info, forecast. Models stay loaded between calls
+    (at most --max-models, each until --keep-alive seconds after its last use).
+    Logs go to stderr; on stdio, stdout carries only the protocol.
+    Needs the optional extra: pip install 'kronos-registry[mcp]'.
+
+    \b
+    Examples:
+      kronos-registry mcp                                   # stdio, for a client's config
+      kronos-registry --offline mcp --transport streamable-http --port 8765
+    """
+    try:
+        import mcp  # noqa: F401
+    except ImportError:
+        raise MissingExtraError("mcp", "mcp", f"`{PROG} mcp`") from None
+    from . import mcp_server
+    from .cli_predict import check_device
+    from .manager import ModelManager
+    from .service import ForecastService
+
+    check_device(device)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s: %(message)s")
+    registry = mcp_registry(app)
+    manager = ModelManager(registry, max_models=max_models, keep_alive=keep_alive, device=device)
+    manager.start()  # the keep-alive reaper
+    service = ForecastService(registry, manager=manager)
+    try:
+        if transport == "stdio":
+            app.note(f"{PROG}: MCP server on stdio (store {service.registry.store.root})")
+            mcp_server.run_stdio(service)
+        else:
+            mcp_server.run_http(service, host=host, port=port, announce=lambda line: app.note(f"{PROG}: {line}"))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.close()
+
+
+def mcp_registry(app: App):
+    """The registry of the global options, with no progress bars (stderr is a client's log)."""
+    from .api import Registry
+
+    return Registry(app.registry_file, app.store, offline=app.offline, progress=False,
+                    on_wait=app.on_wait, on_note=app.note)
+
+
+__all__ = ["mcp_command"]

@@ -1,0 +1,211 @@
+"""`kronos-registry predict`: one series from a CSV (many series: cli_many.py)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import click
+
+from registry.errors import EntryKindError, NotSyncedError
+
+from .cli import DEMO_ENTRY, App, MissingExtraError, cli, pass_app, table
+from .plot import save_plot
+
+
+def check_device(device: str | None) -> None:
+    if device is None:
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError) as exc:
+        raise click.BadParameter(f"'{device}' is not a torch device ({exc})", param_hint="--device") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("CUDA is not available on this machine; use --device cpu",
+                                 param_hint="--device")
+
+
+def need_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingExtraError("matplotlib", "plot", "--plot") from None
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--input", "-i", "input_path", required=True, metavar="CSV",
+              help="Candle CSV: a timestamp column (timestamps/timestamp/date/datetime/time), "
+              "open, high, low, close; volume and amount optional.")
+@click.option("--pred-len", "-n", required=True, type=click.IntRange(min=1), metavar="N",
+              help="Number of bars to forecast.")
+@click.option("--lookback", type=click.IntRange(min=1), metavar="N",
+              help="Bars of history the model sees [default: what fits the context with the forecast: "
+              "context - N, at most the rows]. A longer one recomputes the window every step (slow).")
+@click.option("--future-timestamps", "future_file", metavar="CSV",
+              help="The forecast's timestamps, one column, N rows, after the last input bar "
+              "[default: continue the input's interval, or its daily session; business days when it "
+              "has no weekend bars].")
+@click.option("--output", "-o", metavar="CSV", help="Write the forecast here (else print a short table).")
+@click.option("--samples", default=1, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="Sampled paths to average; with --plot their spread is drawn.")
+@click.option("--temperature", "-T", default=1.0, show_default=True,
+              type=click.FloatRange(min=0, min_open=True), metavar="T",
+              help="Sampling temperature: lower is more conservative.")
+@click.option("--top-p", default=0.9, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              metavar="P", help="Nucleus sampling: keep the smallest set of tokens with this much probability.")
+@click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0), metavar="K",
+              help="Keep only the K likeliest tokens (0: no limit).")
+@click.option("--seed", type=click.IntRange(min=0), metavar="S", help="Random seed: same seed, same forecast "
+              "[default: a random one, printed].")
+@click.option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps [default: cuda, else mps, else cpu].")
+@click.option("--plot", metavar="PNG", help="Save a chart of history, forecast and spread (needs matplotlib).")
+@click.option("--by", metavar="COLUMN", help="Many series: --input is long format (CSV or Parquet), one row per "
+              "bar, COLUMN naming each row's series; every series is forecast (see README).")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), help="With --by: a bad series stops the job "
+              "[fail, the default: report them all, write nothing] or is skipped with a warning [skip].")
+@click.option("--quantiles", metavar="Q,Q,...", help="With --by and --samples > 1: quantile columns "
+              "{col}_q{q} over the sampled paths [default: 0.1,0.5,0.9].")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
+              help="With --by: run on Ray (pip install 'kronos-registry[ray]'); no ADDRESS starts a local "
+              "cluster, 'auto' or an address joins one.")
+@pass_app
+def predict(app: App, name, input_path, pred_len, lookback, future_file, output, samples, temperature, top_p,
+            top_k, seed, device, plot, by, on_error, quantiles, ray_address):
+    """Forecast the next N candles of a CSV with the model NAME.
+
+    The model is loaded from the store (synced first when missing and online).
+    Future timestamps continue the input's bar interval or daily session (business
+    days when it has no weekend bars), or come from --future-timestamps. Prints a summary; the
+    forecast (timestamps, open, high, low, close, volume, amount) goes to
+    --output, or to the screen as a short table.
+
+    \b
+    Example:
+      kronos-registry predict kronos-small -i btc_5min.csv -n 48 \\
+          --samples 20 --seed 1 -o forecast.csv --plot forecast.png
+    """
+    if by is not None or on_error or quantiles or ray_address is not None:
+        from .cli_many import predict_many
+
+        return predict_many(app, name, input_path=input_path, by=by, pred_len=pred_len, lookback=lookback,
+                            future_file=future_file, output=output, samples=samples, sampling=(temperature,
+                            top_p, top_k), seed=seed, device=device, plot=plot, on_error=on_error,
+                            quantiles=quantiles, ray_address=ray_address)
+    from .candles import read_candles, write_forecast
+    from .forecast import ForecastParams, prepare_forecast, run_forecast
+
+    registry = app.registry()
+    entry = registry.spec.get_available(name)  # fail fast, before reading anything
+    if entry.kind != "model":
+        users = [m.name for m in registry.spec.models.values() if m.tokenizer == name and m.available]
+        raise EntryKindError(name, entry.kind, "model", users)
+    if plot:
+        need_matplotlib()
+    check_device(device)
+
+    job = prepare_forecast(read_candles(input_path), pred_len=pred_len, context=entry.context_length or 512,
+                           lookback=lookback, future_file=future_file)
+    for note in job.notes:
+        app.note(note)
+    candles, future = job.candles, job.future.timestamps
+    seed = secrets.randbelow(2**31) if seed is None else seed
+
+    started = time.perf_counter()
+    predictor = load_model(registry, name, device)
+    loaded = time.perf_counter()
+    params = ForecastParams(pred_len=pred_len, samples=samples, seed=seed, temperature=temperature,
+                            top_p=top_p, top_k=top_k, lookback=lookback)
+    forecast, paths = run_forecast(predictor, job, params, seed=seed)
+    finished = time.perf_counter()
+    if paths is None:  # one sample: its path is the forecast
+        paths = forecast[["open", "high", "low", "close", "volume", "amount"]].to_numpy()[None]
+
+    if output:
+        write_forecast(output, future, forecast)
+    else:
+        click.echo(forecast_table(future, forecast))
+    if plot:
+        save_plot(plot, candles, future, forecast, paths, title=plot_title(name, pred_len))
+    app.note(predict_summary(
+        entry=entry, artifact=registry.status(name), job=job,
+        forecast=forecast, samples=samples, seed=seed, sampling=(temperature, top_p, top_k),
+        device=str(predictor.device), times=(loaded - started, finished - loaded), output=output, plot=plot))
+
+
+def load_model(registry, name: str, device: str | None):
+    try:
+        return registry.load_predictor(name, device=device)
+    except NotSyncedError as error:
+        if error.name == name:
+            raise
+        # The tokenizer is located first; `sync NAME` of the model brings both, so name the model.
+        raise NotSyncedError(name, error.store_root,
+                             reason=f"it needs the tokenizer '{error.name}', which is missing too") from error
+
+
+def plot_title(name: str, pred_len: int) -> str:
+    title = f"{name}: {pred_len}-bar forecast"
+    return f"{title} (demo: random weights, meaningless)" if name == DEMO_ENTRY else title
+
+
+def forecast_table(future, forecast, head: int = 10) -> str:
+    """The forecast for a terminal; long ones show their first and last `head` rows."""
+    rows = [[ts.strftime("%Y-%m-%d %H:%M:%S")] + [f"{v:.4f}" for v in row[:4]] + [f"{v:.1f}" for v in row[4:]]
+            for ts, row in zip(future, forecast[["open", "high", "low", "close", "volume", "amount"]].to_numpy())]
+    if len(rows) > 2 * head:
+        rows = rows[:head] + [["..."] + [""] * 6] + rows[-head:]
+    return table(["TIMESTAMP", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "AMOUNT"], rows)
+
+
+def predict_summary(*, entry, artifact, job, forecast, samples, seed, sampling, device,
+                    times, output, plot) -> str:
+    def stamp(ts) -> str:
+        return ts.strftime("%Y-%m-%d %H:%M")
+
+    from .timestamps import EPOCH_UNIT_NAMES
+
+    candles, used, future = job.candles, job.used, job.future.timestamps
+    temperature, top_p, top_k = sampling
+    interval = job.future.interval
+    if interval is None:
+        interval = future.iloc[1] - future.iloc[0] if len(future) > 1 else future.iloc[0] - used.timestamps.iloc[-1]
+    closes = forecast["close"].to_numpy()
+    rows = [
+        ("model", f"{entry.name} ({artifact})" if artifact else entry.name),
+        ("input", f"{candles.source}: {len(candles)} rows, used the last {len(used)} ({job.lookback_reason}; "
+                  f"{stamp(used.timestamps.iloc[0])} .. {stamp(used.timestamps.iloc[-1])})"
+                  + (f"; timestamps read as Unix {EPOCH_UNIT_NAMES[candles.epoch_unit]} (UTC)"
+                     if candles.epoch_unit else "")),
+        ("gaps", job.gaps.describe() if job.gaps is not None else "n/a (one bar)"),
+        ("horizon", f"{len(future)} bars of {_interval_text(interval)} "
+                    f"({stamp(future.iloc[0])} .. {stamp(future.iloc[-1])})"),
+        ("future", job.future.method),
+        ("sampling", f"{samples} sample{'s' if samples != 1 else ''}, T={temperature:g}, top_p={top_p:g}, "
+                     f"top_k={top_k}, seed {seed}"),
+        ("close", f"last {used.frame['close'].iloc[-1]:.4f} -> forecast first {closes[0]:.4f}, "
+                  f"last {closes[-1]:.4f}"),
+        ("time", f"{sum(times):.2f} s on {device} (load {times[0]:.2f} s, forecast {times[1]:.2f} s)"),
+    ]
+    if output:
+        rows.append(("wrote", f"{output} ({len(future)} rows)"))
+    if plot:
+        rows.append(("plot", str(plot)))
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{label.ljust(width)}  {value}" for label, value in rows]
+    if entry.name == DEMO_ENTRY:
+        lines.append("note: kronos-demo has random weights; its forecasts are meaningless "
+                     "(use kronos-mini, kronos-small or kronos-base for real ones)")
+    return "\n".join(lines)
+
+
+def _interval_text(delta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+

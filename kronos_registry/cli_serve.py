@@ -1,0 +1,193 @@
+"""`kronos-registry serve`: the HTTP forecasting service (FastAPI + uvicorn, the `serve` extra).
+
+This module only parses the options, builds the model manager, the forecast service and
+the app (``kronos_registry.serve``), and runs uvicorn. It is imported by cli.py (one line
+at its end) to register the command; fastapi and uvicorn are imported only when the
+command runs, so `list` and `--help` stay fast and work without the extra.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import click
+
+from registry.errors import EntryKindError
+
+from .cli import PROG, App, MissingExtraError, cli, pass_app
+from .cli_predict import check_device
+
+# Defaults of the limits (service.Limits holds the same; repeated here for --help).
+DEFAULT_MAX_PRED_LEN = 1024
+DEFAULT_MAX_SAMPLES = 64
+DEFAULT_MAX_ROWS = 100_000
+DEFAULT_MAX_BODY = "16MiB"
+DEFAULT_MAX_QUEUE = 64
+
+SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+              "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4, "t": 1000**4, "tb": 1000**4}
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+class SizeParam(click.ParamType):
+    """A byte size: 2GiB, 500MB, 1.5G, or plain bytes."""
+
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+        unit = match.group(2).lower() if match else None
+        if not match or unit not in SIZE_UNITS:
+            self.fail(f"'{value}' is not a size: write e.g. 2GiB, 500MB, 1.5G or a number of bytes", param, ctx)
+        return int(float(match.group(1)) * SIZE_UNITS[unit])
+
+
+class DurationParam(click.ParamType):
+    """Seconds, with an optional unit (90, 90s, 5m, 1h); a negative value or 'forever' means never."""
+
+    name = "SECONDS"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, (int, float)):
+            return None if value is not None and value < 0 else value
+        text = str(value).strip().lower()
+        if text in ("forever", "never", "inf"):
+            return None
+        match = re.fullmatch(r"(-?\d+(?:\.\d+)?)\s*([smh]?)", text)
+        if not match:
+            self.fail(f"'{value}' is not a duration: write seconds (300), or 5m, 1h; -1 or 'forever' for never",
+                      param, ctx)
+        seconds = float(match.group(1)) * DURATION_UNITS[match.group(2)]
+        return None if seconds < 0 else seconds
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface; then set --token).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--preload", multiple=True, metavar="NAME",
+              help="Load this model at start (repeatable); /readyz answers 200 once all are loaded.")
+@click.option("--max-models", default=2, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="Models resident at once; loading one more unloads the least recently used.")
+@click.option("--max-memory", type=SizeParam(), metavar="SIZE",
+              help="Bytes of weights resident at once (e.g. 4GiB); LRU unloading keeps under it [default: no limit].")
+@click.option("--keep-alive", default="300", show_default=True, type=DurationParam(), metavar="SECONDS",
+              help="Unload a model this long after its last use (5m, 1h; -1 or 'forever': never).")
+@click.option("--token", envvar="KRONOS_REGISTRY_TOKEN", metavar="TOKEN",
+              help="Require 'Authorization: Bearer TOKEN' on /v1 and /metrics (also $KRONOS_REGISTRY_TOKEN, "
+              "which keeps it out of the process list).")
+@click.option("--max-batch", default=8, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="Concurrent forecasts of one model run as one batch of at most N (1: no batching).")
+@click.option("--batch-window", default=10.0, show_default=True, type=click.FloatRange(min=0), metavar="MS",
+              help="How long the first request of a batch waits for others to join it (up to 10 "
+              "windows while requests that have arrived are still being read).")
+@click.option("--max-pred-len", default=DEFAULT_MAX_PRED_LEN, show_default=True, type=click.IntRange(min=1),
+              metavar="N", help="Longest forecast a request may ask for (422 beyond).")
+@click.option("--max-samples", default=DEFAULT_MAX_SAMPLES, show_default=True, type=click.IntRange(min=1),
+              metavar="N", help="Most sampled paths a request may ask for (422 beyond).")
+@click.option("--max-rows", default=DEFAULT_MAX_ROWS, show_default=True, type=click.IntRange(min=2),
+              metavar="N", help="Most candles in one request (422 beyond).")
+@click.option("--max-body", default=DEFAULT_MAX_BODY, show_default=True, type=SizeParam(), metavar="SIZE",
+              help="Largest request body (413 beyond).")
+@click.option("--max-queue", default=DEFAULT_MAX_QUEUE, show_default=True, type=click.IntRange(min=1),
+              metavar="N", help="Forecasts waiting at once; more are refused with 503 and Retry-After.")
+@click.option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps [default: cuda, else mps, else cpu].")
+@click.option("--threads", type=click.IntRange(min=1), metavar="N",
+              help="CPU threads per forecast (torch) [default: torch's, one per core it sees]. Set it to the "
+              "cores this server really has (a container's CPU quota): an oversubscribed pool is many times slower.")
+@click.option("--no-sync", is_flag=True,
+              help="Serve only what is in the store: never sync a missing model on first use (409 instead).")
+@click.option("--root-path", default="", metavar="PATH",
+              help="The path prefix a reverse proxy serves this under (e.g. /kronos), for links and /docs.")
+@click.option("--forwarded-allow-ips", default="127.0.0.1", show_default=True, metavar="IPS",
+              help="Proxies whose X-Forwarded-For/-Proto are trusted (comma-separated, '*' for any).")
+@pass_app
+def serve(app: App, host, port, preload, max_models, max_memory, keep_alive, token, max_batch, batch_window,
+          max_pred_len, max_samples, max_rows, max_body, max_queue, device, threads, no_sync, root_path,
+          forwarded_allow_ips):
+    """Serve forecasts over HTTP: models by name from the store, loaded on first use.
+
+    JSON API under /v1 (OpenAPI page at /docs), probes /healthz and /readyz, Prometheus
+    metrics at /metrics. Concurrent forecasts of one model are batched; at most --max-models
+    models (and --max-memory bytes) stay resident, least recently used unloaded first, each
+    unloaded --keep-alive after its last use. Loading never writes to the store, so a
+    read-only store works; with --offline nothing touches the network.
+
+    \b
+    Example:
+      kronos-registry --offline serve --preload kronos-small --token "$TOKEN"
+      curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: text/csv' \\
+           --data-binary @candles.csv \\
+           'localhost:8000/v1/forecast?model=kronos-small&pred_len=24&seed=7'
+    """
+    uvicorn = require_serve_extra()
+    import prometheus_client
+
+    prometheus_client.disable_created_metrics()  # no *_created series beside each counter: this process is ours
+    from .manager import ModelManager
+    from .serve.app import ServeSettings, create_app
+    from .service import ForecastService, Limits
+
+    check_device(device)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    registry = app.registry()
+    for name in preload:  # a misspelt --preload fails now, not as a 503 from /readyz forever
+        entry = registry.spec.get_available(name)
+        if entry.kind != "model":
+            raise EntryKindError(name, entry.kind, "model",
+                                 [m.name for m in registry.spec.models.values() if m.tokenizer == name])
+    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        app.note(f"warning: listening on {host} without --token: anyone who reaches it may use it")
+
+    manager = ModelManager(registry, max_models=max_models, max_bytes=max_memory, keep_alive=keep_alive,
+                           device=device)
+    limits = Limits(max_pred_len=max_pred_len, max_samples=max_samples, max_rows=max_rows,
+                    max_body_bytes=max_body, max_queue=max_queue)
+    service = ForecastService(registry, manager=manager, max_batch=max_batch, batch_window_ms=batch_window,
+                              limits=limits, allow_sync=not no_sync)
+    web = create_app(service, ServeSettings(token=token, preload=tuple(preload)))
+    config = uvicorn.Config(web, host=host, port=port, access_log=False, log_config=log_config(app.quiet),
+                            root_path=root_path, proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips,
+                            timeout_graceful_shutdown=10)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        service.close()  # closes the manager too
+
+
+def require_serve_extra():
+    """uvicorn, after checking the whole extra is importable (fastapi, prometheus_client too)."""
+    for module in ("fastapi", "uvicorn", "prometheus_client"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise MissingExtraError(module, "serve", f"`{PROG} serve`") from None
+    import uvicorn
+
+    return uvicorn
+
+
+def log_config(quiet: bool) -> dict:
+    """uvicorn's logs and ours (one line per request), with a timestamp, on stderr."""
+    level = "WARNING" if quiet else "INFO"
+    handler = {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": LOG_FORMAT}},
+        "handlers": {"stderr": handler},
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False},
+            "kronos_registry": {"handlers": ["stderr"], "level": level, "propagate": False},
+        },
+    }
+
+
+logging.getLogger("kronos_registry.serve").addHandler(logging.NullHandler())
