@@ -79,6 +79,14 @@ def test_the_child_has_the_calls_argv_cwd_environment_and_streams(server, script
     assert done.stderr == "to stderr\n"
 
 
+def test_the_child_takes_the_given_umask_else_the_callers(server, scripts, tmp_path):
+    path = script(scripts, "umask.py", "import os\nprint(oct(os.umask(0)))\n")
+    assert server.run(path, [], env=base_env(), cwd=tmp_path, umask=0o027).stdout == "0o27\n"
+    mine = os.umask(0o022)
+    os.umask(mine)
+    assert server.run(path, [], env=base_env(), cwd=tmp_path).stdout == f"{oct(mine)}\n"
+
+
 def test_exit_codes_match_the_interpreters(server, scripts, tmp_path):
     cases = {
         "sys.exit()": (0, ""),

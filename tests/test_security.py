@@ -20,7 +20,6 @@ import stat
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -479,10 +478,7 @@ def test_a_weights_link_leaving_the_source_folder_is_refused_without_echoing_its
 
 def run_with_umask(cli: Cli, umask: int, *args: object) -> Result:
     """``cli(*args)`` with the child's umask set (the test process keeps its own)."""
-    started = time.monotonic()
-    done = subprocess.run([*console_script(), *map(str, args)], cwd=cli.cwd, env=cli.env(),
-                          capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.umask(umask))
-    return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+    return cli(*args, umask=umask)
 
 
 def loose_modes(paths, forbidden: int) -> list[str]:

@@ -125,17 +125,19 @@ class Cli:
         return env
 
     def __call__(self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120,
-                 module: bool = False) -> Result:
+                 module: bool = False, umask: int | None = None) -> Result:
+        """Run the CLI; ``umask`` sets the child's (the test process keeps its own)."""
         command = [sys.executable, "-m", "kronos_registry"] if module else console_script()
         args = [str(arg) for arg in args]
         call_env = self.env(env)
         started = time.monotonic()
-        done = None if module else _forked(command, args, call_env, self.cwd, timeout)
+        done = None if module else _forked(command, args, call_env, self.cwd, timeout, umask)
         via = "fork"
         if done is None:
             via = "exec"
+            set_umask = None if umask is None else (lambda: os.umask(umask))
             done = subprocess.run([*command, *args], cwd=self.cwd, env=call_env,
-                                  capture_output=True, text=True, timeout=timeout)
+                                  capture_output=True, text=True, timeout=timeout, preexec_fn=set_umask)
         calls[via] += 1
         return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started, via)
 
@@ -165,13 +167,14 @@ def base_env() -> dict[str, str]:
 
 
 def _forked(command: list[str], args: list[str], env: dict[str, str], cwd: Path,
-            timeout: float) -> subprocess.CompletedProcess | None:
+            timeout: float, umask: int | None) -> subprocess.CompletedProcess | None:
     """The call run by the session's zygote, or None where it must exec (see the module doc)."""
     if not forking_enabled() or len(command) != 1:  # not the installed script: python -m
         return None
     script = Path(command[0])
     try:
-        return shared_server(base_env(), script).run(script, args, env=env, cwd=cwd, timeout=timeout)
+        return shared_server(base_env(), script).run(script, args, env=env, cwd=cwd, timeout=timeout,
+                                                        umask=umask)
     except Unavailable as why:
         exec_reasons[str(why)] += 1
         return None

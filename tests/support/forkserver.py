@@ -145,8 +145,10 @@ class ForkServer:
         return sorted(k for k in keys if env.get(k) != self.base_env.get(k))
 
     def run(self, script: str | Path, args: Sequence[str], *, env: Mapping[str, str], cwd: str | Path,
-            timeout: float | None = None) -> subprocess.CompletedProcess:
-        """Like ``subprocess.run([python, script, *args], capture_output=True, text=True, ...)``."""
+            timeout: float | None = None, umask: int | None = None) -> subprocess.CompletedProcess:
+        """Like ``subprocess.run([python, script, *args], capture_output=True, text=True, ...)``.
+
+        The child's umask is ``umask``, else this process's own now (as an exec'd child's)."""
         differences = self.start_up_differences(env)
         if differences:
             raise Unavailable(f"the environment differs from the zygote's in {', '.join(differences)}")
@@ -161,7 +163,8 @@ class ForkServer:
                 os.close(err_r)
                 raise
             try:
-                request = {"script": str(script), "argv": list(args), "env": dict(env), "cwd": str(cwd)}
+                request = {"script": str(script), "argv": list(args), "env": dict(env), "cwd": str(cwd),
+                           "umask": current_umask() if umask is None else umask}
                 socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, out_w, err_w])
             except OSError as error:
                 conn.close()
@@ -181,6 +184,15 @@ class ForkServer:
             conn.close()
             raise Unavailable(f"the zygote is not listening: {error}") from error
         return conn
+
+
+def current_umask() -> int:
+    """This process's umask, read without setting it (os.umask would race with other threads)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    raise Unavailable("no Umask line in /proc/self/status")
 
 
 def _read_line(stream, timeout: float) -> bytes:

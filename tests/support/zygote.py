@@ -6,10 +6,10 @@ It imports the heavy, environment-independent MODULEs once (torch, pandas, ...),
 stdout which environment variables those imports read, then serves requests on the Unix
 socket SOCKET until its stdin (the test session's lifeline) reaches end of file.
 
-A request is one JSON line ``{"script", "argv", "env", "cwd"}`` sent with three file
+A request is one JSON line ``{"script", "argv", "env", "cwd", "umask"}`` sent with three file
 descriptors (stdin, stdout, stderr of the call). For each, the zygote forks a child that makes
 itself look like a fresh ``python SCRIPT ARGV...``: the three descriptors on 0/1/2 and new
-sys.std* streams over them, os.environ replaced wholesale, the cwd, sys.argv; then runs
+sys.std* streams over them, os.environ replaced wholesale, the cwd, umask, sys.argv; then runs
 SCRIPT as __main__ and exits the way the interpreter would (non-daemon threads joined, atexit
 handlers run, streams flushed, the SystemExit code). The zygote answers ``pid N`` at once and
 ``status S`` (os.waitpid's raw status) when the child ends.
@@ -167,16 +167,19 @@ def _accept(listener, children, inherited_fds) -> None:
 
 def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
     data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 3)
-    while not data.endswith(b"\n"):
-        more = conn.recv(1 << 20)
-        if not more:
-            raise ValueError("request cut short")
-        data += more
-    if len(fds) != 3:
+    try:
+        while not data.endswith(b"\n"):
+            more = conn.recv(1 << 20)
+            if not more:
+                raise ValueError("request cut short")
+            data += more
+        if len(fds) != 3:
+            raise ValueError(f"expected 3 file descriptors, got {len(fds)}")
+        return json.loads(data), fds
+    except BaseException:
         for fd in fds:
             os.close(fd)
-        raise ValueError(f"expected 3 file descriptors, got {len(fds)}")
-    return json.loads(data), fds
+        raise
 
 
 def _reap(children: dict[int, socket.socket]) -> None:
@@ -222,6 +225,7 @@ def _child(request: dict, fds: list[int], inherited: list[int]) -> None:
         for fd in set(fds) - {0, 1, 2}:
             _close(fd)
         os.chdir(request["cwd"])
+        os.umask(request["umask"])
         os.environ.clear()
         os.environ.update(request["env"])
         _fresh_state()
