@@ -13,7 +13,7 @@ import logging
 import click
 
 from .cli import PROG, App, MissingExtraError, cli, pass_app
-from .cli_serve import DurationParam  # the same spelling of durations as `serve`
+from .cli_params import DurationParam  # the same spelling of durations as `serve`
 
 TRANSPORTS = ("stdio", "streamable-http")
 

@@ -213,3 +213,15 @@ def test_a_lane_waits_for_requests_announced_but_still_being_read(registry, cand
         assert not service.still_arriving()
     finally:
         service.close()
+
+
+def test_serve_help_states_the_services_own_default_limits():
+    """cli_serve repeats Limits' defaults for --help (importing service.py would load pandas)."""
+    from kronos_registry import cli_serve
+    from kronos_registry.cli_params import SizeParam
+    from kronos_registry.service import MIB
+
+    assert Limits() == Limits(max_pred_len=cli_serve.DEFAULT_MAX_PRED_LEN, max_samples=cli_serve.DEFAULT_MAX_SAMPLES,
+                              max_rows=cli_serve.DEFAULT_MAX_ROWS, max_queue=cli_serve.DEFAULT_MAX_QUEUE,
+                              max_body_bytes=SizeParam().convert(cli_serve.DEFAULT_MAX_BODY, None, None))
+    assert Limits().max_body_bytes == 16 * MIB
