@@ -280,12 +280,11 @@ class Architecture:
 
 @lru_cache(maxsize=32)
 def architecture(role: str, config_items: tuple) -> Architecture:
-    """Build the role's module on the meta device (no memory). Call only with an accepted
-    config (see ``accepted_config``): its size limits keep this under a few seconds."""
-    import torch
+    """Build the role's module with its weights on the meta device (no memory). Call only with
+    an accepted config (see ``accepted_config``): its size limits keep this under a few seconds."""
+    from .model import build_shapes_only
 
-    with torch.device("meta"):
-        module = model_classes()[role](**dict(config_items))
+    module = build_shapes_only(model_classes()[role], **dict(config_items))
     tensors = {name: (tuple(t.shape), t.is_floating_point()) for name, t in module.state_dict().items()}
     return Architecture(tensors=tensors, params=sum(p.numel() for p in module.parameters()))
 

@@ -313,6 +313,27 @@ class _SkipInit(torch.overrides.TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+class _WeightsOnMeta(torch.overrides.TorchFunctionMode):
+    """Within it (with ``_SkipInit``), weights are allocated on the meta device: ``torch.empty``
+    without a device, which is how ``nn.Linear``/``nn.Embedding`` allocate them, goes to meta.
+    Everything else (the small deterministic buffers) is computed on the CPU as usual, since
+    arithmetic on meta tensors runs through torch's reference decompositions, whose first use
+    imports ``torch._dynamo`` (about a second)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.empty and kwargs.get("device") is None:
+            kwargs = {**kwargs, "device": "meta"}
+        return func(*args, **kwargs)
+
+
+def build_shapes_only(cls, **config):
+    """The module for ``config`` with its weights on the meta device (no memory, no
+    initialisation): for names, shapes and parameter counts, never for computing."""
+    with _WeightsOnMeta(), _SkipInit():
+        return cls(**config)
+
+
 class _HubMixin:
     """from_pretrained / save_pretrained over `config.json` + `model.safetensors`."""
 

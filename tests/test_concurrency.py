@@ -36,7 +36,6 @@ WORKER = textwrap.dedent("""
     import huggingface_hub, huggingface_hub.file_download, safetensors.torch
     import kronos_registry.checks, kronos_registry.model, kronos_registry.predictor
     import torch
-    torch.nn.Embedding(2, 2, device="meta")  # the first meta-device build imports torch._dynamo
 
     index, name, mode, registry_path, signal_dir = sys.argv[1:6]
     signals = Path(signal_dir)

@@ -456,3 +456,22 @@ def test_fix_names_the_registry_file_and_line_in_use(tmp_path):
     report = run_checks("tok", kc.kronos_checks(e), CheckContext(entry=e, folder=folder))
     problem = only_error(report)
     assert "at /p/team.yaml:9:19" in problem.hint and "models.yaml" not in problem.hint
+
+
+def test_building_the_architecture_for_the_checks_never_imports_dynamo():
+    """Sync, verify and import build each architecture with its weights on the meta device;
+    arithmetic on meta tensors would import torch._dynamo and sympy (1-5 s per command)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from kronos_registry.checks import expected_tensors, count_parameters\n"
+            "from kronos_registry.model import PUBLISHED_CONFIGS\n"
+            "counts = {n: count_parameters('tokenizer' if 'tokenizer' in n else 'model', c)\n"
+            "          for n, c in PUBLISHED_CONFIGS.items()}\n"
+            "assert counts['kronos-small'] == 24741376 and counts['kronos-base'] == 102310592, counts\n"
+            "shapes = expected_tensors('model', tuple(sorted(PUBLISHED_CONFIGS['kronos-small'].items())))\n"
+            "assert shapes['embedding.emb_s1.weight'] == (1024, 512), shapes['embedding.emb_s1.weight']\n"
+            "assert 'torch._dynamo' not in sys.modules and 'sympy' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -43,10 +43,7 @@ ZYGOTE = Path(__file__).with_name("zygote.py")
 # huggingface_hub (its constants read HF_HOME, HF_HUB_OFFLINE, HF_ENDPOINT... at import),
 # not matplotlib (reads MPLCONFIGDIR and HOME), not kronos_registry or registry (they import
 # huggingface_hub): the child imports those after its environment is set.
-# torch._dynamo too: sync, verify and import build each architecture on the meta device
-# (kronos_registry/checks.py), whose first op imports it (1-3 s, no threads, reads only TORCH*).
-PRELOAD = ("numpy", "torch", "pandas", "safetensors.torch", "torch._dynamo", "click", "attrs", "yaml",
-           "filelock")
+PRELOAD = ("numpy", "torch", "pandas", "safetensors.torch", "click", "attrs", "yaml", "filelock")
 START_TIMEOUT = 300  # seconds for the zygote's imports on a busy two-core machine
 MAX_STARTS = 3  # a zygote that keeps dying is given up: the rest of the session execs
 
