@@ -288,8 +288,8 @@ def run_stdio(service) -> None:
 def run_http(service, *, host: str, port: int, announce) -> None:
     """Serve streamable HTTP at http://HOST:PORT/mcp until interrupted.
 
-    The socket is bound here, before the server starts, so that port 0 (any free port) works
-    and ``announce`` can say the address actually bound.
+    The socket is bound and listening here, before the server starts, so that port 0 (any free
+    port) works and ``announce`` can say the address actually bound.
     """
     import anyio
     import uvicorn
@@ -300,6 +300,9 @@ def run_http(service, *, host: str, port: int, announce) -> None:
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
+    # Listening before the address is announced: a client that connects at once waits in the
+    # backlog until uvicorn accepts, instead of being refused while the server still starts.
+    listener.listen(128)
     bound = listener.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     config = uvicorn.Config(app, log_level="warning", lifespan="on")

@@ -455,3 +455,33 @@ def test_a_bug_in_a_tool_is_an_internal_error_result_and_the_server_goes_on():
     text = text_of(broken)
     assert "internal error (RuntimeError: injected bug)" in text and "bug in kronos-registry" in text
     assert not working.is_error and working.structured_content["models"][0]["name"] == DEMO
+
+
+def test_the_announced_http_address_accepts_connections_while_the_server_still_starts(demo, tmp_path):
+    """A client may connect as soon as the address is printed, however slowly the server then
+    starts (a loaded machine): here uvicorn is held back 3 s, and the connection must not be
+    refused in the meantime."""
+    import socket
+    from urllib.parse import urlsplit
+
+    site = tmp_path / "slow-start"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import time, uvicorn\n"
+        "serve = uvicorn.Server.serve\n"
+        "async def slow_serve(self, sockets=None):\n"
+        "    time.sleep(3)\n"
+        "    return await serve(self, sockets=sockets)\n"
+        "uvicorn.Server.serve = slow_serve\n")
+    env = demo.env({"PYTHONPATH": os.pathsep.join([str(site), demo.env()["PYTHONPATH"]])})
+    server = subprocess.Popen([*console_script(), "mcp", "--transport", "streamable-http", "--port", "0"],
+                              cwd=demo.cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    log: list[str] = []
+    try:
+        address = urlsplit(wait_for_url(server, log))
+        with socket.create_connection((address.hostname, address.port), timeout=2):
+            pass  # refused (ConnectionRefusedError) when the socket was bound but not yet listening
+        assert server.poll() is None, "".join(log)
+    finally:
+        stop_process(server)
