@@ -347,9 +347,10 @@ def test_the_model_stays_loaded_between_calls(transcript):
     first = transcript["forecast_csv"].structured_content["timing"]
     later = [transcript[key].structured_content["timing"] for key in ("forecast_records", "sampled", "after_errors")]
     # The first call loaded the model (milliseconds even for the tiny demo); later calls found it
-    # resident (microseconds: a dictionary lookup).
+    # resident (microseconds: a dictionary lookup, plus whatever a loaded machine adds to it, so
+    # the bound is a fraction of a load rather than an absolute time).
     assert first["load_ms"] > 5, first
-    assert all(timing["load_ms"] < 1 for timing in later), later
+    assert all(timing["load_ms"] < max(2.0, first["load_ms"] / 4) for timing in later), (first, later)
 
 
 # --- caller mistakes ---------------------------------------------------------------------------

@@ -194,19 +194,19 @@ def test_a_lane_waits_for_requests_announced_but_still_being_read(registry, cand
     (service.arriving()), and runs in a batch of its own if it was not."""
     import time
 
-    service = ForecastService(registry, manager=ModelManager(registry, device="cpu"), batch_window_ms=10)
+    service = ForecastService(registry, manager=ModelManager(registry, device="cpu"), batch_window_ms=50)
     first, second = ForecastParams(pred_len=3, seed=1), ForecastParams(pred_len=3, seed=2)
     try:
         service.load(DEMO)
         with ThreadPoolExecutor(1) as pool:
             with service.arriving() as late:
                 early = pool.submit(service.forecast, DEMO, candles, first)
-                time.sleep(0.04)   # "parsing": longer than the window, shorter than ARRIVAL_WAIT windows
+                time.sleep(0.1)    # "parsing": longer than the window, shorter than ARRIVAL_WAIT windows
                 service.forecast(DEMO, candles, second, arrival=late)
             early.result()
             assert dict(service.batch_sizes) == {2: 1}
             early = pool.submit(service.forecast, DEMO, candles, first)
-            time.sleep(0.04)       # the same, unannounced: two batches
+            time.sleep(0.3)        # the same, unannounced: two batches
             service.forecast(DEMO, candles, second)
             early.result()
         assert dict(service.batch_sizes) == {2: 1, 1: 2}

@@ -34,9 +34,11 @@ FROZEN_PREFIXES = ("PYTHON", "LD_", "OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_"
                    "NUMEXPR_", "MALLOC_", "GLIBC_", "JE_", "ARROW_", "TORCH", "PYTORCH_", "CUDA_",
                    "NVIDIA_", "DNNL_", "ONEDNN_", "NUMPY_", "NPY_", "PANDAS_", "TQDM_", "LC_")
 FROZEN_KEYS = ("LANG", "LANGUAGE", "TZ", "TMPDIR", "HOME", "PATH")
-# ... except these, which CPython reads at each use: sys.breakpointhook() reads PYTHONBREAKPOINT
-# when breakpoint() is called (ray.init sets it in the test session's own environment).
-LAZY_KEYS = ("PYTHONBREAKPOINT",)
+# ... except these, read at each use: sys.breakpointhook() reads PYTHONBREAKPOINT when
+# breakpoint() is called (ray.init sets it in the test session's own environment), and
+# torch._inductor reads TORCHINDUCTOR_CACHE_DIR when it compiles (an in-process test that
+# imports it sets it in the session's environment; the CLI never compiles).
+LAZY_KEYS = ("PYTHONBREAKPOINT", "TORCHINDUCTOR_CACHE_DIR")
 
 # Iterating os.environ at import reads every variable; these sites are known to keep only
 # variables with the given prefix (tqdm's envwrap: TQDM_*), anything else stops the zygote.
