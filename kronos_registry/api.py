@@ -73,14 +73,20 @@ class Registry:
         """The artifact id ``name`` is stored under, or None when not synced (no network)."""
         return self.loader.status(name)
 
-    def load_predictor(self, name: str, *, device: str | None = None, max_context: int | None = None):
-        """A ready ``KronosPredictor`` for the model entry ``name``, from the store."""
-        from .predictor import KronosPredictor
-
+    def model_entry(self, name: str) -> Entry:
+        """The available model entry ``name``; a tokenizer's name raises EntryKindError naming
+        the models that use it (what every face says when asked to forecast with one)."""
         entry = self.spec.get_available(name)
         if entry.kind != "model":
             models = [e.name for e in self.spec.models.values() if e.tokenizer == name and e.available]
             raise EntryKindError(name, entry.kind, "model", models)
+        return entry
+
+    def load_predictor(self, name: str, *, device: str | None = None, max_context: int | None = None):
+        """A ready ``KronosPredictor`` for the model entry ``name``, from the store."""
+        from .predictor import KronosPredictor
+
+        entry = self.model_entry(name)
         for attempt in range(LOAD_ATTEMPTS):
             located = self.loader.locate(name)
             try:

@@ -30,7 +30,6 @@ from . import __version__
 from .catalog import entry_info, human_params, human_size, render_show, show_info
 
 PROG = "kronos-registry"
-DEMO_ENTRY = "kronos-demo"  # ships in the package with random weights: say so wherever it forecasts
 
 EXIT_CODES_HELP = """\b
 Exit codes:

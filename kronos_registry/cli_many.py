@@ -14,9 +14,10 @@ from pathlib import Path
 
 import click
 
-from registry.errors import EntryKindError, InputDataError
+from registry.errors import InputDataError
 
-from .cli import DEMO_ENTRY, App, MissingExtraError, table
+from .catalog import DEMO_ENTRY
+from .cli import App, MissingExtraError, table
 from .cli_predict import check_device, load_model
 
 
@@ -61,10 +62,7 @@ def predict_many(app: App, name: str, *, input_path, by, pred_len, lookback, fut
     qs = check_many_options(by=by, future_file=future_file, plot=plot, samples=samples, quantiles=quantiles,
                             ray_address=ray_address)
     registry = app.registry()
-    entry = registry.spec.get_available(name)  # fail fast, before reading anything
-    if entry.kind != "model":
-        users = [m.name for m in registry.spec.models.values() if m.tokenizer == name and m.available]
-        raise EntryKindError(name, entry.kind, "model", users)
+    entry = registry.model_entry(name)  # fail fast, before reading anything
     if is_parquet(input_path) or (output and is_parquet(output)):
         need_pyarrow()
     if ray_address is not None and not ray_available():

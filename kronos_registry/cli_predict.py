@@ -7,9 +7,10 @@ import time
 
 import click
 
-from registry.errors import EntryKindError, NotSyncedError
+from registry.errors import NotSyncedError
 
-from .cli import DEMO_ENTRY, App, MissingExtraError, cli, pass_app, table
+from .catalog import DEMO_ENTRY
+from .cli import App, MissingExtraError, cli, pass_app, table
 from .plot import save_plot
 
 
@@ -98,10 +99,7 @@ def predict(app: App, name, input_path, pred_len, lookback, future_file, output,
     from .forecast import ForecastParams, prepare_forecast, run_forecast
 
     registry = app.registry()
-    entry = registry.spec.get_available(name)  # fail fast, before reading anything
-    if entry.kind != "model":
-        users = [m.name for m in registry.spec.models.values() if m.tokenizer == name and m.available]
-        raise EntryKindError(name, entry.kind, "model", users)
+    entry = registry.model_entry(name)  # fail fast, before reading anything
     if plot:
         need_matplotlib()
     check_device(device)

@@ -12,18 +12,12 @@ import logging
 
 import click
 
-from registry.errors import EntryKindError
-
 from .cli import PROG, App, MissingExtraError, cli, pass_app
 from .cli_params import DurationParam, SizeParam
 from .cli_predict import check_device
+from .limits import MIB, Limits
 
-# Defaults of the limits (service.Limits holds the same; repeated here for --help).
-DEFAULT_MAX_PRED_LEN = 1024
-DEFAULT_MAX_SAMPLES = 64
-DEFAULT_MAX_ROWS = 100_000
-DEFAULT_MAX_BODY = "16MiB"
-DEFAULT_MAX_QUEUE = 64
+DEFAULT_LIMITS = Limits()
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
@@ -48,15 +42,15 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 @click.option("--batch-window", default=10.0, show_default=True, type=click.FloatRange(min=0), metavar="MS",
               help="How long the first request of a batch waits for others to join it (up to 10 "
               "windows while requests that have arrived are still being read).")
-@click.option("--max-pred-len", default=DEFAULT_MAX_PRED_LEN, show_default=True, type=click.IntRange(min=1),
+@click.option("--max-pred-len", default=DEFAULT_LIMITS.max_pred_len, show_default=True, type=click.IntRange(min=1),
               metavar="N", help="Longest forecast a request may ask for (422 beyond).")
-@click.option("--max-samples", default=DEFAULT_MAX_SAMPLES, show_default=True, type=click.IntRange(min=1),
+@click.option("--max-samples", default=DEFAULT_LIMITS.max_samples, show_default=True, type=click.IntRange(min=1),
               metavar="N", help="Most sampled paths a request may ask for (422 beyond).")
-@click.option("--max-rows", default=DEFAULT_MAX_ROWS, show_default=True, type=click.IntRange(min=2),
+@click.option("--max-rows", default=DEFAULT_LIMITS.max_rows, show_default=True, type=click.IntRange(min=2),
               metavar="N", help="Most candles in one request (422 beyond).")
-@click.option("--max-body", default=DEFAULT_MAX_BODY, show_default=True, type=SizeParam(), metavar="SIZE",
-              help="Largest request body (413 beyond).")
-@click.option("--max-queue", default=DEFAULT_MAX_QUEUE, show_default=True, type=click.IntRange(min=1),
+@click.option("--max-body", default=f"{DEFAULT_LIMITS.max_body_bytes // MIB}MiB", show_default=True, type=SizeParam(),
+              metavar="SIZE", help="Largest request body (413 beyond).")
+@click.option("--max-queue", default=DEFAULT_LIMITS.max_queue, show_default=True, type=click.IntRange(min=1),
               metavar="N", help="Forecasts waiting at once; more are refused with 503 and Retry-After.")
 @click.option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps [default: cuda, else mps, else cpu].")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
@@ -93,7 +87,7 @@ def serve(app: App, host, port, preload, max_models, max_memory, keep_alive, tok
     prometheus_client.disable_created_metrics()  # no *_created series beside each counter: this process is ours
     from .manager import ModelManager
     from .serve.app import ServeSettings, create_app
-    from .service import ForecastService, Limits
+    from .service import ForecastService
 
     check_device(device)
     if threads:
@@ -102,10 +96,7 @@ def serve(app: App, host, port, preload, max_models, max_memory, keep_alive, tok
         torch.set_num_threads(threads)
     registry = app.registry()
     for name in preload:  # a misspelt --preload fails now, not as a 503 from /readyz forever
-        entry = registry.spec.get_available(name)
-        if entry.kind != "model":
-            raise EntryKindError(name, entry.kind, "model",
-                                 [m.name for m in registry.spec.models.values() if m.tokenizer == name])
+        registry.model_entry(name)
     if host not in ("127.0.0.1", "localhost", "::1") and not token:
         app.note(f"warning: listening on {host} without --token: anyone who reaches it may use it")
 

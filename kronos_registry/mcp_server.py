@@ -35,13 +35,13 @@ from pydantic import BaseModel, Field, WithJsonSchema
 from registry.errors import RegistryError
 
 from .candles import candles_from_records, read_candles_text
+from .catalog import DEMO_ENTRY
 from .forecast import ForecastParams
 
 log = logging.getLogger("kronos_registry.mcp")
 
 SERVER_NAME = "kronos-registry"
 HTTP_PATH = "/mcp"
-DEMO_ENTRY = "kronos-demo"  # ships with random weights: every answer of it says so
 
 INSTRUCTIONS = """\
 Forecast financial candlesticks (OHLCV bars) with Kronos models that run on this machine,

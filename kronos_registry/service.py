@@ -22,32 +22,20 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import Future
-from typing import Callable
 
 import attrs
 
-from registry.errors import EntryKindError, InputDataError, NotSyncedError, RegistryError
+from registry.errors import InputDataError, NotSyncedError, RegistryError
 
 from .candles import Candles
 from .catalog import entry_info, show_info
-from .forecast import ForecastParams, ForecastResult, Timing, prepare_forecast, series_request
+from .forecast import ForecastParams, ForecastResult, Timing, prepare_forecast, run_forecast, series_request
+from .limits import Limits
 from .manager import LoadedModel, ModelManager
 
-MIB = 1024 * 1024
 # How many batch windows a lane may wait, in all, for requests that have arrived but are still
 # being parsed: long enough for a burst of clients to be read, short enough to bound latency.
 ARRIVAL_WAIT = 10
-
-
-@attrs.frozen
-class Limits:
-    """What one request may ask (each documented in `serve --help`)."""
-
-    max_pred_len: int = 1024
-    max_samples: int = 64
-    max_rows: int = 100_000            # candles in one request
-    max_body_bytes: int = 16 * MIB
-    max_queue: int = 64                # series waiting for a batch, all models together
 
 
 class OverloadedError(RegistryError):
@@ -83,8 +71,7 @@ class ForecastService:
         self.batch_window = batch_window_ms / 1000
         self.limits = limits
         self.allow_sync = allow_sync
-        self.batch_sizes: Counter = Counter()
-        self._batch_listeners: list[Callable[[str, int, float], None]] = []
+        self.batch_sizes: Counter = Counter()   # executed batches by size (GET /metrics reads it)
         self._lanes: dict[str, _Lane] = {}
         self._lock = threading.Lock()
         self._waiting = 0
@@ -102,16 +89,12 @@ class ForecastService:
         return {**show_info(self.registry, name), "loaded": self.manager.is_loaded(name)}
 
     def load(self, name: str) -> LoadedModel:
-        self._model_entry(name)
+        self.registry.model_entry(name)
         return self.manager.get(name)
 
     def unload(self, name: str) -> bool:
         self.registry.get(name)  # an unknown name is an error, not "was not loaded"
         return self.manager.unload(name)
-
-    def add_batch_listener(self, listener: Callable[[str, int, float], None]) -> None:
-        """``listener(model, size, seconds)`` after each batch (metrics)."""
-        self._batch_listeners.append(listener)
 
     # ------------------------------------------------------------------ forecasting
 
@@ -135,7 +118,7 @@ class ForecastService:
                 arrival.done()
 
     def _forecast(self, model: str, candles: Candles, params: ForecastParams, arrival) -> ForecastResult:
-        entry = self._model_entry(model)
+        entry = self.registry.model_entry(model)
         params.check(max_pred_len=self.limits.max_pred_len, max_samples=self.limits.max_samples)
         if len(candles) > self.limits.max_rows:
             raise InputDataError(f"{candles.source}: {len(candles)} candles, over this service's limit of "
@@ -171,13 +154,6 @@ class ForecastService:
 
     # ------------------------------------------------------------------ inside
 
-    def _model_entry(self, name: str):
-        entry = self.registry.spec.get_available(name)
-        if entry.kind != "model":
-            users = [m.name for m in self.registry.spec.models.values() if m.tokenizer == name and m.available]
-            raise EntryKindError(name, entry.kind, "model", users)
-        return entry
-
     def _loaded(self, name: str) -> LoadedModel:
         if not self.allow_sync and not self.manager.is_loaded(name) and self.registry.status(name) is None:
             raise NotSyncedError(name, str(self.registry.store.root),
@@ -210,11 +186,9 @@ class ForecastService:
         with self._lock:
             return self._arriving > 0
 
-    def _batch_done(self, model: str, size: int, seconds: float) -> None:
+    def _batch_done(self, size: int) -> None:
         with self._lock:
             self.batch_sizes[size] += 1
-        for listener in self._batch_listeners:
-            listener(model, size, seconds)
 
 
 class _Arrival:
@@ -308,18 +282,16 @@ class _Lane:
                     continue
                 done = _Done(started - item.queued_at, finished - started)
                 item.done.set_result((results[i].forecast, results[i].samples, done))
-        self.service._batch_done(self.model, len(batch), time.perf_counter() - started)
+        self.service._batch_done(len(batch))
 
     def _forecast_alone(self, predictor, item: _Waiting, started: float) -> None:
-        from .batch import forecast_series
-
         try:
-            (result,) = forecast_series(predictor, [series_request(item.job, item.params, seed=item.seed)])
+            forecast, samples = run_forecast(predictor, item.job, item.params, seed=item.seed)
         except Exception as error:  # noqa: BLE001 - handed to the request that caused it
             item.done.set_exception(error)
             return
         done = _Done(started - item.queued_at, time.perf_counter() - started)
-        item.done.set_result((result.forecast, result.samples, done))
+        item.done.set_result((forecast, samples, done))
 
 
 __all__ = ["ForecastService", "Limits", "OverloadedError"]

@@ -216,12 +216,16 @@ def test_a_lane_waits_for_requests_announced_but_still_being_read(registry, cand
 
 
 def test_serve_help_states_the_services_own_default_limits():
-    """cli_serve repeats Limits' defaults for --help (importing service.py would load pandas)."""
-    from kronos_registry import cli_serve
-    from kronos_registry.cli_params import SizeParam
-    from kronos_registry.service import MIB
+    """`serve`'s limit options default to Limits() (both read kronos_registry/limits.py)."""
+    import click
 
-    assert Limits() == Limits(max_pred_len=cli_serve.DEFAULT_MAX_PRED_LEN, max_samples=cli_serve.DEFAULT_MAX_SAMPLES,
-                              max_rows=cli_serve.DEFAULT_MAX_ROWS, max_queue=cli_serve.DEFAULT_MAX_QUEUE,
-                              max_body_bytes=SizeParam().convert(cli_serve.DEFAULT_MAX_BODY, None, None))
+    from kronos_registry.cli_serve import serve
+    from kronos_registry.limits import MIB
+
+    context = click.Context(serve)
+    defaults = {p.name: p.type_cast_value(context, p.get_default(context)) for p in serve.params
+                if p.name in ("max_pred_len", "max_samples", "max_rows", "max_body", "max_queue")}
+    assert Limits() == Limits(max_pred_len=defaults["max_pred_len"], max_samples=defaults["max_samples"],
+                              max_rows=defaults["max_rows"], max_queue=defaults["max_queue"],
+                              max_body_bytes=defaults["max_body"])
     assert Limits().max_body_bytes == 16 * MIB

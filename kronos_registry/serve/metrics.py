@@ -18,7 +18,6 @@ scrape time by :class:`ServiceCollector`, so there is one source of truth for ea
 
 from __future__ import annotations
 
-from collections import Counter as CountOf
 from typing import Iterable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -76,8 +75,8 @@ class ServiceCollector(Collector):
         yield GaugeMetricFamily("kronos_loaded_models", "Models resident now.", value=len(loaded))
 
     def _batch_sizes(self) -> HistogramMetricFamily:
-        counts = count_sizes(self.service.batch_sizes)
-        buckets, running = [], 0
+        counts = dict(self.service.batch_sizes)  # a copy: batch threads add to it
+        buckets = []
         for bound in BATCH_BUCKETS:
             running = sum(n for size, n in counts.items() if size <= bound)
             buckets.append((str(bound), running))
@@ -85,13 +84,6 @@ class ServiceCollector(Collector):
         buckets.append(("+Inf", total))
         return HistogramMetricFamily("kronos_batch_size", "Forecast requests per executed batch.",
                                      buckets=buckets, sum_value=sum(size * n for size, n in counts.items()))
-
-
-def count_sizes(sizes) -> Mapping[int, int]:
-    """{size: batches} from the service's record: a Counter of sizes, or a list of them."""
-    if isinstance(sizes, Mapping):
-        return dict(sizes)  # a copy: the service adds to it from its batch threads
-    return CountOf(list(sizes))
 
 
 def _per_model_counter(name: str, documentation: str, counts: Mapping[str, int]) -> CounterMetricFamily:
