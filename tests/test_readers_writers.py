@@ -125,13 +125,19 @@ def race(project, tmp_path: Path, phases) -> tuple[list[dict], list[dict]]:
     registry_path, env, expected = project
     signals = tmp_path / "signals"
     signals.mkdir()
-    everyone = [subprocess.Popen([sys.executable, "-c", READER, str(registry_path), str(signals), repr(expected),
-                                  str(i)], env=env, cwd=registry_path.parent, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True) for i in range(READERS)]
-    everyone.append(subprocess.Popen([sys.executable, "-c", WRITER, str(registry_path), str(signals),
-                                      json.dumps(phases), str(READERS + 1)], env=env, cwd=registry_path.parent,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = [p.communicate(timeout=240 + sum(seconds for seconds, _ in phases)) for p in everyone]
+    scripts = [[READER, str(registry_path), str(signals), repr(expected), str(i)] for i in range(READERS)]
+    scripts.append([WRITER, str(registry_path), str(signals), json.dumps(phases), str(READERS + 1)])
+    # Output goes to files, not pipes: a pipe read only after another process's (communicate()
+    # one at a time) fills up, and a writer blocked on its output never says "stop".
+    logs = [(tmp_path / f"process-{i}.out", tmp_path / f"process-{i}.err") for i in range(len(scripts))]
+    everyone = []
+    for (out, err), script in zip(logs, scripts):
+        with out.open("w") as stdout, err.open("w") as stderr:
+            everyone.append(subprocess.Popen([sys.executable, "-c", *script], env=env, cwd=registry_path.parent,
+                                             stdout=stdout, stderr=stderr))
+    for process in everyone:
+        process.wait(timeout=240 + sum(seconds for seconds, _ in phases))
+    outputs = [(out.read_text(), err.read_text()) for out, err in logs]
     for process, (_, err) in zip(everyone, outputs):
         assert process.returncode == 0, err[-3000:]
     reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
