@@ -387,6 +387,15 @@ def list_files(folder: Path) -> list[str]:
     return sorted(names)
 
 
+def _modified_before(path: Path, cutoff: float) -> bool:
+    """Whether ``path`` was last modified before ``cutoff``; False once it is gone (a temp
+    file that its writer renamed into place between gc's listing and this look)."""
+    try:
+        return path.stat().st_mtime < cutoff
+    except FileNotFoundError:
+        return False
+
+
 def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
@@ -790,11 +799,12 @@ class Store:
             return True
 
     def _gc_trash(self, dry_run: bool) -> list[str]:
-        # Only ever renamed here to be deleted: nothing in the trash is in use.
+        # Only ever renamed here to be deleted: nothing in the trash is in use. The process that
+        # put it there may be deleting it at the same moment, so a vanished entry is no error.
         removed = []
         for path in self._children(self.trash_dir):
             if not dry_run:
-                _remove_tree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+                _remove_tree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
             removed.append(path.name)
         return removed
 
@@ -817,7 +827,7 @@ class Store:
         cutoff = time.time() - _STALE_TEMP_S
         folders = [self.refs_dir, *(p for p in self._children(self.refs_dir) if p.is_dir() and not p.is_symlink())]
         for path in (child for folder in folders for child in self._children(folder)):
-            if path.name.startswith(".") and path.name.endswith(".tmp") and path.stat().st_mtime < cutoff:
+            if path.name.startswith(".") and path.name.endswith(".tmp") and _modified_before(path, cutoff):
                 if not dry_run:
                     path.unlink(missing_ok=True)
                 removed.append(path.name)
