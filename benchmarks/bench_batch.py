@@ -105,9 +105,8 @@ def worker(part, impl, ckpt, out_npy, args):
         torch.set_num_threads(args.threads)
     ckpt = Path(ckpt)
     if impl == "official":
-        from safetensors.torch import load_file
-
         from model import Kronos, KronosPredictor, KronosTokenizer
+        from safetensors.torch import load_file
 
         def load(cls, folder):
             m = cls(**json.loads((folder / "config.json").read_text()))
@@ -120,7 +119,7 @@ def worker(part, impl, ckpt, out_npy, args):
         predictor = KronosPredictor(Kronos.from_pretrained(ckpt / MODEL),
                                     KronosTokenizer.from_pretrained(ckpt / TOKENIZER),
                                     device=args.device, max_context=CONTEXT)
-    from kronos_registry.batch import SeriesRequest, forecast_series
+    from kronos_registry.kronos.batch import SeriesRequest, forecast_series
 
     work = workload(part, args)
     if impl == "official" and part == "b":
@@ -198,8 +197,7 @@ def main(argv=None):
         import model  # noqa: F401
     except ImportError:
         raise SystemExit("the official package is missing: pip install --no-deps kronos-model-arch==0.1.0 einops")
-    from kronos_registry.model import PUBLISHED_CONFIGS
-    from kronos_registry.model import Kronos, KronosTokenizer
+    from kronos_registry.kronos.model import PUBLISHED_CONFIGS, Kronos, KronosTokenizer
     print(f"torch threads: {torch.get_num_threads()}, cpu count: {os.cpu_count()}, device: {args.device}, "
           f"load avg at start: {os.getloadavg()[0]:.1f}")
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]

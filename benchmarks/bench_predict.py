@@ -101,9 +101,8 @@ def worker(impl, name, ckpt, out_npy, quick):
         tok = KronosTokenizer.from_pretrained(Path(ckpt) / tcfg)
         model = Kronos.from_pretrained(Path(ckpt) / mcfg)
     else:
-        from safetensors.torch import load_file
-
         from model import Kronos, KronosPredictor, KronosTokenizer
+        from safetensors.torch import load_file
 
         def load(cls, folder):
             m = cls(**json.loads((folder / "config.json").read_text()))
@@ -137,7 +136,7 @@ def build_checkpoints(folder: Path, names):
     """Random weights, seeded, saved once per configuration as config.json + model.safetensors."""
     import torch
 
-    from kronos_registry.model import PUBLISHED_CONFIGS, Kronos, KronosTokenizer
+    from kronos_registry.kronos.model import PUBLISHED_CONFIGS, Kronos, KronosTokenizer
     for i, name in enumerate(sorted(names)):
         torch.manual_seed(1234 + i)
         cls = KronosTokenizer if "tokenizer" in name else Kronos

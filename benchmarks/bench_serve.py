@@ -66,10 +66,10 @@ def core_split(ckpt: Path, clients: int, device: str | None) -> dict:
     import torch
     from bench_predict import synthetic_candles
 
-    import kronos_registry.generate as generate
+    import kronos_registry.kronos.generate as generate
     from kronos_registry.api import load_module
-    from kronos_registry.batch import SeriesRequest, forecast_series
-    from kronos_registry.predictor import KronosPredictor
+    from kronos_registry.kronos.batch import SeriesRequest, forecast_series
+    from kronos_registry.kronos.predictor import KronosPredictor
 
     predictor = KronosPredictor(load_module("model", ckpt / "kronos-small"),
                                 load_module("tokenizer", ckpt / "kronos-tokenizer-base"), device=device)
@@ -213,9 +213,9 @@ def http_overhead(env: dict, url: str, n: int, window_ms: float, device: str | N
 
     from kronos_registry.api import Registry
     from kronos_registry.candles import candles_from_records
-    from kronos_registry.forecast import ForecastParams
-    from kronos_registry.manager import ModelManager
-    from kronos_registry.service import ForecastService
+    from kronos_registry.services.forecast import ForecastParams
+    from kronos_registry.services.lanes import ForecastService
+    from kronos_registry.services.model_cache import ModelManager
 
     records = candle_records(LOOKBACK, seed=7)
     body = {"model": DEMO, "candles": records, "pred_len": PRED, "seed": 7}

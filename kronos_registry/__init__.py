@@ -12,17 +12,17 @@ __version__ = "0.1.0"
 
 # Imported on first use: `import kronos_registry` stays cheap (no torch) for the CLI's help.
 _LAZY = {
-    "KronosTokenizer": "kronos_registry.model",
-    "Kronos": "kronos_registry.model",
-    "KronosPredictor": "kronos_registry.predictor",
+    "KronosTokenizer": "kronos_registry.kronos.model",
+    "Kronos": "kronos_registry.kronos.model",
+    "KronosPredictor": "kronos_registry.kronos.predictor",
     "load_predictor": "kronos_registry.api",
     "Registry": "kronos_registry.api",
     "PredictorCache": "kronos_registry.api",
-    "forecast_frame": "kronos_registry.batch",
-    "forecast_series": "kronos_registry.batch",
-    "SeriesRequest": "kronos_registry.batch",
-    "SeriesForecast": "kronos_registry.batch",
-    "series_seed": "kronos_registry.batch",
+    "forecast_frame": "kronos_registry.services.many",
+    "forecast_series": "kronos_registry.kronos.batch",
+    "SeriesRequest": "kronos_registry.kronos.batch",
+    "SeriesForecast": "kronos_registry.kronos.batch",
+    "series_seed": "kronos_registry.kronos.batch",
 }
 
 __all__ = [*_LAZY, "__version__"]

@@ -32,11 +32,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, WithJsonSchema
 
+from kronos_registry.candles import candles_from_records, read_candles_text
+from kronos_registry.services.catalog import DEMO_ENTRY
+from kronos_registry.services.forecast import ForecastParams
 from registry.errors import RegistryError
-
-from .candles import candles_from_records, read_candles_text
-from .catalog import DEMO_ENTRY
-from .forecast import ForecastParams
 
 log = logging.getLogger("kronos_registry.mcp")
 
@@ -256,7 +255,7 @@ def _summary(info: dict) -> ModelSummary:
 
 
 def _show_text(service, name: str, info: dict) -> str:
-    from .catalog import render_show
+    from kronos_registry.services.catalog import render_show
 
     return render_show(service.registry.get(name), info)
 
@@ -273,7 +272,7 @@ def _jsonable(value):
 
 
 def _version() -> str:
-    from . import __version__
+    from kronos_registry import __version__
 
     return __version__
 

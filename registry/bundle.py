@@ -43,9 +43,19 @@ from .checks import CheckProvider, generic_checks
 from .errors import InputDataError, NotSyncedError, Problem, RegistryFileError, VerificationError
 from .spec import COMMIT_RE, DEFAULT_FILES, ENTRY_NAME_RE, Entry, HfSource, LocalSource, RegistrySpec, parse_registry
 from .store import (
-    MANIFEST_NAME, FileRecord, Manifest, Ref, Store, atomic_file, hf_artifact_id, make_dirs, redact_secrets, safe_component,
-    tool_version, utc_now,
-    validate_id, write_atomic,
+    MANIFEST_NAME,
+    FileRecord,
+    Manifest,
+    Ref,
+    Store,
+    atomic_file,
+    hf_artifact_id,
+    make_dirs,
+    redact_secrets,
+    tool_version,
+    utc_now,
+    validate_id,
+    write_atomic,
 )
 
 BUNDLE_FORMAT = "registry-bundle"

@@ -16,15 +16,25 @@ import pytest
 import torch
 
 from kronos_registry import PredictorCache, Registry, load_predictor
-from kronos_registry.model import Kronos, KronosTokenizer
-from kronos_registry.predictor import KronosPredictor
+from kronos_registry.kronos.model import Kronos, KronosTokenizer
+from kronos_registry.kronos.predictor import KronosPredictor
 from registry.errors import (
-    EntryKindError, FileNotInSourceError, NotSyncedError, RegistryError, NetworkError, UnavailableEntryError,
+    EntryKindError,
+    FileNotInSourceError,
+    NetworkError,
+    NotSyncedError,
+    RegistryError,
+    UnavailableEntryError,
     UnknownEntryError,
     VerificationError,
 )
 from tests.support.kronos_checkpoints import (
-    TINY_MODEL, TINY_TOKENIZER, model_checkpoint, param_count, tokenizer_checkpoint, write_checkpoint,
+    TINY_MODEL,
+    TINY_TOKENIZER,
+    model_checkpoint,
+    param_count,
+    tokenizer_checkpoint,
+    write_checkpoint,
 )
 from tests.support.olah import dead_endpoint
 from tests.support.readonly import read_only_view
@@ -336,7 +346,7 @@ def test_a_missing_tokenizer_names_the_model_in_sync_and_locate(workspace, no_so
 
 def test_cache_keys_the_default_device_and_its_name_alike(workspace):
     """`get(n)` and `get(n, device=<the default>)` are one predictor, loaded once (issue 10 item 7)."""
-    from kronos_registry.predictor import default_device
+    from kronos_registry.kronos.predictor import default_device
 
     cache = PredictorCache(Registry(registry_file(workspace), workspace / "store"))
     first = cache.get("tiny")

@@ -33,7 +33,13 @@ from typing import Callable, Sequence
 import pytest
 
 from tests.support.cli import (
-    DEMO, DEMO_MODEL_DIR, DEMO_TOKENIZER, DEMO_TOKENIZER_DIR, SAMPLE_CSV, Cli, Result,
+    DEMO,
+    DEMO_MODEL_DIR,
+    DEMO_TOKENIZER,
+    DEMO_TOKENIZER_DIR,
+    SAMPLE_CSV,
+    Cli,
+    Result,
 )
 from tests.support.trees import describe_changes, tree_digest
 

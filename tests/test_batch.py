@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-import kronos_registry.generate as gen
+import kronos_registry.kronos.generate as gen
 from kronos_registry import Kronos, KronosPredictor, KronosTokenizer
-from kronos_registry.batch import SeriesRequest, forecast_frame, forecast_series, series_seed
+from kronos_registry.batch import SeriesRequest, forecast_frame, forecast_series, series_seed  # the documented path
 
 from .test_predictor import MODEL_CFG, TOK_CFG
 

@@ -391,7 +391,7 @@ def packaged_registry():
 
 @pytest.mark.parametrize("pickle_only", [False, True], ids=["tiny-model", "pickle-only"])
 def test_impostor_of_packaged_entries_is_refused_before_publishing(packaged_registry, tmp_path, pickle_only):
-    from kronos_registry.checks import kronos_checks
+    from kronos_registry.kronos.checks import kronos_checks
     from registry.loader import Loader
     from tests.support.bundles import MODEL, TOKENIZER, impostor_bundle, packaged_id
 

@@ -518,7 +518,7 @@ def test_future_of_a_few_weekdays_is_not_guessed_to_be_business_days():
 
 
 def test_plan_future_says_how_the_timestamps_were_made():
-    from kronos_registry.timestamps import plan_future
+    from kronos_registry.candles.timestamps import plan_future
 
     assert "business days" in plan_future(business_days("2024-01-01", 30), 2).method
     intraday = plan_future(pd.date_range("2024-01-02 09:30", periods=10, freq="5min"), 2).method
@@ -526,7 +526,7 @@ def test_plan_future_says_how_the_timestamps_were_made():
 
 
 def test_gaps_are_counted_with_the_largest_named():
-    from kronos_registry.timestamps import find_gaps
+    from kronos_registry.candles.timestamps import find_gaps
 
     stamps = pd.date_range("2024-01-02 09:30", periods=10, freq="5min").append(
         pd.date_range("2024-01-02 11:00", periods=5, freq="5min")).append(
@@ -574,7 +574,7 @@ def test_future_timestamps_file_mistakes_name_the_file_line_and_fix(tmp_path, ro
 
 
 def test_default_lookback_fits_the_context_with_the_forecast():
-    from kronos_registry.forecast import choose_lookback, default_lookback
+    from kronos_registry.services.forecast import choose_lookback, default_lookback
 
     assert default_lookback(rows=2500, context=512, pred_len=24) == 488
     assert default_lookback(rows=100, context=512, pred_len=24) == 100
@@ -595,7 +595,7 @@ def a_share_days(days: pd.DatetimeIndex) -> pd.DatetimeIndex:
 
 
 def test_future_of_an_intraday_session_walks_its_bar_times_on_business_days():
-    from kronos_registry.timestamps import find_gaps, plan_future
+    from kronos_registry.candles.timestamps import find_gaps, plan_future
 
     stamps = a_share_days(pd.bdate_range("2024-01-01", "2024-01-11"))[10:-24]  # partial first and last days
     assert stamps[-1] == pd.Timestamp("2024-01-11 11:30")  # a Thursday, before lunch
@@ -614,7 +614,7 @@ def test_future_of_an_intraday_session_walks_its_bar_times_on_business_days():
 
 
 def test_an_irregular_session_is_not_guessed():
-    from kronos_registry.timestamps import plan_future
+    from kronos_registry.candles.timestamps import plan_future
 
     stamps = a_share_days(pd.bdate_range("2024-01-01", "2024-01-11"))
     half_day = stamps.delete(range(130, 144))  # one full day closes early
@@ -624,7 +624,7 @@ def test_an_irregular_session_is_not_guessed():
 def test_real_xshg_file_continues_in_its_session():
     if not REAL_CSV.is_file():
         pytest.skip(f"{REAL_CSV} is absent (the shared regression input)")
-    from kronos_registry.timestamps import plan_future
+    from kronos_registry.candles.timestamps import plan_future
 
     stamps = read_candles(REAL_CSV).timestamps
     assert stamps.iloc[-1] == pd.Timestamp("2024-08-29 11:30")

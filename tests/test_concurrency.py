@@ -34,7 +34,7 @@ WORKER = textwrap.dedent("""
     from kronos_registry import Registry
     # The heavy imports (torch, huggingface_hub) before the start, so the race is the sync's.
     import huggingface_hub, huggingface_hub.file_download, safetensors.torch
-    import kronos_registry.checks, kronos_registry.model, kronos_registry.predictor
+    import kronos_registry.kronos.checks, kronos_registry.kronos.model, kronos_registry.kronos.predictor
     import torch
 
     index, name, mode, registry_path, signal_dir = sys.argv[1:6]

@@ -47,7 +47,7 @@ KILLS = {"tokenizer": 2, "download": 7, "verify": 7, "publish": 3, "finishing": 
 CHECKER = textwrap.dedent("""
     import json, os, sys, time
     from kronos_registry.cli import main
-    import huggingface_hub.file_download, kronos_registry.checks, kronos_registry.model, torch
+    import huggingface_hub.file_download, kronos_registry.kronos.checks, kronos_registry.kronos.model, torch
     torch.nn.Embedding(2, 2, device="meta")  # pay torch's one-off meta-device import now
 
     protocol, sys.stdout = sys.stdout, sys.stderr  # the CLI's own output goes to the log

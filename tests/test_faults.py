@@ -24,12 +24,12 @@ import pytest
 from kronos_registry import Registry
 from registry.errors import NetworkError, VerificationError
 from registry.store import Store
+from tests.support.cli import Cli
 from tests.support.faultproxy import FaultProxy
 from tests.support.kronos_checkpoints import model_checkpoint, tokenizer_checkpoint
 from tests.support.mirror import FILES, isolate, publish_checkpoint, published_problems
 from tests.support.olah import require_olah, running_olah
 from tests.support.registry_files import model_keys, registry_yaml, tokenizer_keys
-from tests.support.cli import Cli
 from tests.support.trees import tree_digest
 
 WEIGHTS = re.compile(r"^/TestOrg/Kronos-f/resolve/[0-9a-f]{40}/model\.safetensors$")

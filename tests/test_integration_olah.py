@@ -22,7 +22,12 @@ from registry.errors import RepoNotFoundError, RevisionNotFoundError, SourceErro
 from registry.store import MANIFEST_NAME, Store
 from tests.support.hubrepos import HubRepo
 from tests.support.kronos_checkpoints import (
-    TINY_MODEL, TINY_TOKENIZER, TINY_TOKENIZER_2K, model_checkpoint, param_count, tokenizer_checkpoint,
+    TINY_MODEL,
+    TINY_TOKENIZER,
+    TINY_TOKENIZER_2K,
+    model_checkpoint,
+    param_count,
+    tokenizer_checkpoint,
 )
 from tests.support.mirror import FILES, isolate, isolated_env, publish_checkpoint, published_problems, run_cli
 from tests.support.olah import OlahServer, dead_endpoint, require_olah, running_olah

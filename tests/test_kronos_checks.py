@@ -10,12 +10,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from kronos_registry import checks as kc
+from kronos_registry.kronos import checks as kc
 from registry.checks import CheckContext, run_checks
 from registry.errors import Location
 from registry.spec import Entry, HfSource, LocalSource, ParamCount
 from tests.support.kronos_checkpoints import (
-    TINY_MODEL, TINY_TOKENIZER, model_checkpoint, param_count, tokenizer_checkpoint, write_checkpoint,
+    TINY_MODEL,
+    TINY_TOKENIZER,
+    model_checkpoint,
+    param_count,
+    tokenizer_checkpoint,
+    write_checkpoint,
 )
 
 
@@ -444,7 +449,7 @@ def test_a_report_lists_a_bounded_number_of_kinds():
     problems = [Problem(f"problem number {i}", file="config.json", field=f"k{i}", hint="h") for i in range(5000)]
     problems.append(Problem("x" * 1_000_000, file="config.json"))
     text = str(VerificationError("a", problems))
-    assert len(text) < 5000 and f"(5,001 problems)" in text
+    assert len(text) < 5000 and "(5,001 problems)" in text
     assert text.count("\n  - ") == MAX_LISTED_KINDS + 1
     assert f"and {5001 - MAX_LISTED_KINDS:,} more problems of {5001 - MAX_LISTED_KINDS:,} other kinds, not listed" in text
 
@@ -465,8 +470,8 @@ def test_building_the_architecture_for_the_checks_never_imports_dynamo():
     import sys
 
     code = ("import sys\n"
-            "from kronos_registry.checks import expected_tensors, count_parameters\n"
-            "from kronos_registry.model import PUBLISHED_CONFIGS\n"
+            "from kronos_registry.kronos.checks import expected_tensors, count_parameters\n"
+            "from kronos_registry.kronos.model import PUBLISHED_CONFIGS\n"
             "counts = {n: count_parameters('tokenizer' if 'tokenizer' in n else 'model', c)\n"
             "          for n, c in PUBLISHED_CONFIGS.items()}\n"
             "assert counts['kronos-small'] == 24741376 and counts['kronos-base'] == 102310592, counts\n"

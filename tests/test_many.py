@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kronos_registry.batch import series_seed
+from kronos_registry.kronos.batch import series_seed
 from tests.support.cli import DEMO, SAMPLE_CSV, Cli, synced_demo
 
 COLUMNS = ["open", "high", "low", "close", "volume", "amount"]
@@ -211,8 +211,9 @@ def test_ray_local_cluster_output_equals_the_local_run(demo, tmp_path, monkeypat
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'kronos-registry[ray]')")
     pytest.importorskip("ray.data", reason="ray[data] is not installed")
     from kronos_registry.api import Registry
-    from kronos_registry.distributed import run_on_ray
-    from kronos_registry.many import Sampling, read_series, run_local
+    from kronos_registry.services.distributed import run_on_ray
+    from kronos_registry.services.forecast import ForecastParams
+    from kronos_registry.services.many import read_series, run_local
 
     monkeypatch.setenv("RAY_DISABLE_DOCKER_CPU_WARNING", "1")
     # ray.init sets PYTHONBREAKPOINT in this process's environment: undone after the test, so
@@ -223,7 +224,7 @@ def test_ray_local_cluster_output_equals_the_local_run(demo, tmp_path, monkeypat
     keys = [f"S{i:02d}" for i in range(30)]
     source = write_csv(long_candles(keys, rows=24, step=5), tmp_path / "long.csv")
     series = read_series(source, "symbol", pred_len=3, context=512)
-    job = Sampling(pred_len=3, samples=2, seed=3)
+    job = ForecastParams(pred_len=3, samples=2, seed=3)
     requests = series.requests(job)
     local = run_local(Registry(store=demo.store, offline=True).load_predictor(DEMO), requests,
                       by="symbol", sampling=job)

@@ -38,7 +38,6 @@ from tests.support.processes import stop_process
 
 pytest.importorskip("mcp", reason="the optional `mcp` package is not installed: pip install 'kronos-registry[mcp]'")
 import anyio  # noqa: E402 - a dependency of mcp
-
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
@@ -420,7 +419,7 @@ def test_without_the_mcp_package_the_command_names_the_extra_exit_10(demo, tmp_p
 
 
 def test_importing_the_cli_does_not_import_mcp(demo):
-    code = "import sys, kronos_registry.cli; print(sorted(m for m in sys.modules if m.split('.')[0] == 'mcp'))"
+    code = "import sys, kronos_registry.cli.app; print(sorted(m for m in sys.modules if m.split('.')[0] == 'mcp'))"
     done = subprocess.run([sys.executable, "-c", code], env=demo.env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

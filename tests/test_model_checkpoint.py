@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from kronos_registry.model import CheckpointError, Kronos, KronosTokenizer
+from kronos_registry.kronos.model import CheckpointError, Kronos, KronosTokenizer
 
 TOK_CFG = dict(d_in=6, d_model=32, n_heads=2, ff_dim=64, n_enc_layers=2, n_dec_layers=2, ffn_dropout_p=0.0,
                attn_dropout_p=0.0, resid_dropout_p=0.0, s1_bits=4, s2_bits=4, beta=0.05, gamma0=1.0, gamma=1.1,
@@ -50,7 +50,7 @@ def test_round_trip_writes_hub_files(saved):
 
 def test_round_trip_after_fusing_for_generation(saved, tmp_path):
     """Generation fuses q/k/v into views of one buffer; saving and loading must not care."""
-    from kronos_registry.model import fused_weights
+    from kronos_registry.kronos.model import fused_weights
     _, model, _, mdir = saved
     m = Kronos.from_pretrained(mdir)
     fused = fused_weights(m)["layers"][0]["qkv_w"]
@@ -157,7 +157,7 @@ def test_hub_id_downloads_with_revision(saved, monkeypatch):
 
 
 def test_model_module_does_not_import_the_registry():
-    code = ("import sys, kronos_registry.model, kronos_registry.predictor; "
+    code = ("import sys, kronos_registry.kronos.model, kronos_registry.kronos.predictor; "
             "bad = [m for m in sys.modules if m == 'registry' or m.startswith('registry.') or m == 'huggingface_hub']; "
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -19,9 +19,9 @@ official = pytest.importorskip("model", reason="official Kronos package (kronos-
 if not hasattr(official, "Kronos"):
     pytest.skip("the importable `model` package is not the official Kronos one", allow_module_level=True)
 
-import kronos_registry.generate as gen  # noqa: E402
+import kronos_registry.kronos.generate as gen  # noqa: E402
 from kronos_registry import Kronos, KronosPredictor, KronosTokenizer  # noqa: E402
-from kronos_registry.model import PUBLISHED_CONFIGS, count_parameters  # noqa: E402
+from kronos_registry.kronos.model import PUBLISHED_CONFIGS, count_parameters  # noqa: E402
 
 CANDLES = Path(__file__).resolve().parents[2] / "shared/data/xshg_5min_regression_input.csv"
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-import kronos_registry.generate as gen
-import kronos_registry.predictor as pred_mod
+import kronos_registry.kronos.generate as gen
+import kronos_registry.kronos.predictor as pred_mod
 from kronos_registry import Kronos, KronosPredictor, KronosTokenizer
 
 TOK_CFG = dict(d_in=6, d_model=32, n_heads=2, ff_dim=64, n_enc_layers=2, n_dec_layers=2, ffn_dropout_p=0.0,

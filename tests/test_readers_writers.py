@@ -35,7 +35,7 @@ READER = textwrap.dedent("""
     from pathlib import Path
     from kronos_registry import Registry
     from registry.errors import NotSyncedError
-    import torch, safetensors.torch, kronos_registry.model, kronos_registry.predictor
+    import torch, safetensors.torch, kronos_registry.kronos.model, kronos_registry.kronos.predictor
     torch.nn.Embedding(2, 2, device="meta")
 
     registry_path, signals, expected = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])

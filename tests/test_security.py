@@ -25,7 +25,14 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import (
-    DEMO, DEMO_MODEL_DIR, DEMO_TOKENIZER, SAMPLE_CSV, Cli, Result, console_script, synced_demo,
+    DEMO,
+    DEMO_MODEL_DIR,
+    DEMO_TOKENIZER,
+    SAMPLE_CSV,
+    Cli,
+    Result,
+    console_script,
+    synced_demo,
 )
 from tests.support.olah import dead_endpoint, free_port
 from tests.support.trees import every_path

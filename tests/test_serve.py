@@ -26,7 +26,7 @@ import pytest
 
 from kronos_registry.api import Registry
 from kronos_registry.candles import read_candles
-from kronos_registry.catalog import entry_info
+from kronos_registry.services.catalog import entry_info
 from registry.errors import InputDataError
 from tests.support.cli import DEMO, SAMPLE_CSV, Cli
 from tests.support.kronos_checkpoints import model_checkpoint
@@ -346,7 +346,7 @@ def test_keep_alive_unloads_an_idle_model(switching):
 
 # Loaded by the server's Python at start (sitecustomize): a bug planted in one route.
 PLANTED_BUG = """
-import kronos_registry.service as service
+import kronos_registry.services.lanes as service
 
 def models(self):
     raise RuntimeError("planted bug")

@@ -12,9 +12,9 @@ import pytest
 
 from kronos_registry.api import Registry
 from kronos_registry.candles import candles_from_records, read_candles, read_candles_text
-from kronos_registry.forecast import ForecastParams, prepare_forecast, run_forecast
-from kronos_registry.manager import ModelManager
-from kronos_registry.service import ForecastService, Limits, OverloadedError
+from kronos_registry.services.forecast import ForecastParams, prepare_forecast, run_forecast
+from kronos_registry.services.lanes import ForecastService, Limits, OverloadedError
+from kronos_registry.services.model_cache import ModelManager
 from registry.errors import EntryKindError, InputDataError, NotSyncedError, UnknownEntryError
 
 SAMPLE = "kronos_registry/data/sample_candles.csv"
@@ -219,8 +219,8 @@ def test_serve_help_states_the_services_own_default_limits():
     """`serve`'s limit options default to Limits() (both read kronos_registry/limits.py)."""
     import click
 
-    from kronos_registry.cli_serve import serve
-    from kronos_registry.limits import MIB
+    from kronos_registry.cli.serve import serve
+    from kronos_registry.services.limits import MIB
 
     context = click.Context(serve)
     defaults = {p.name: p.type_cast_value(context, p.get_default(context)) for p in serve.params

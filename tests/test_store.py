@@ -14,8 +14,15 @@ import pytest
 
 from registry.errors import InputDataError, LockTimeoutError
 from registry.store import (
-    MANIFEST_NAME, FileRecord, Manifest, Ref, Store, default_store_root, hf_artifact_id,
-    local_artifact_id, validate_id,
+    MANIFEST_NAME,
+    FileRecord,
+    Manifest,
+    Ref,
+    Store,
+    default_store_root,
+    hf_artifact_id,
+    local_artifact_id,
+    validate_id,
 )
 from tests.support.cli import SAMPLE_CSV, Cli
 from tests.support.kronos_checkpoints import model_checkpoint, tokenizer_checkpoint

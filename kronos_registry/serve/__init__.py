@@ -7,6 +7,6 @@
 - ``metrics``: Prometheus metrics in a registry of their own (not the process-global one).
 
 Nothing here is imported by ``import kronos_registry``: fastapi, uvicorn and prometheus_client
-are optional, and only ``kronos_registry.cli_serve`` brings this package in, after checking
+are optional, and only ``kronos_registry.cli.serve`` brings this package in, after checking
 that they are installed.
 """

@@ -33,16 +33,28 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 
-from registry.errors import InputDataError, RegistryError
-
-from .. import __version__
-from .metrics import ServeMetrics
-from .models import (
-    FORECAST_FIELDS, ForecastOptions, ForecastRequest, ForecastResponse, Health, LoadedModels, Problem, Readiness,
+from kronos_registry import __version__
+from kronos_registry.serve.metrics import ServeMetrics
+from kronos_registry.serve.models import (
+    FORECAST_FIELDS,
+    ForecastOptions,
+    ForecastRequest,
+    ForecastResponse,
+    Health,
+    LoadedModels,
+    Problem,
+    Readiness,
     Unloaded,
 )
-from .page import mount_page
-from .problems import BodyTooLargeError, TokenError, UnsupportedMediaError, install_problem_handlers, internal_problem
+from kronos_registry.serve.page import mount_page
+from kronos_registry.serve.problems import (
+    BodyTooLargeError,
+    TokenError,
+    UnsupportedMediaError,
+    install_problem_handlers,
+    internal_problem,
+)
+from registry.errors import InputDataError, RegistryError
 
 log = logging.getLogger("kronos_registry.serve")
 
@@ -303,7 +315,7 @@ def media_type(request: Request) -> str:
 def parse_forecast_request(kind: str, body: bytes, query: dict, *, max_rows: int,
                            content_type: str | None = None) -> tuple[ForecastOptions, Callable]:
     """-> (the options, a function that reads the candles) from a JSON or CSV body."""
-    from ..candles import candles_from_records, read_candles_text
+    from kronos_registry.candles import candles_from_records, read_candles_text
 
     if kind in JSON_TYPES or kind.endswith("+json"):
         parsed = ForecastRequest.model_validate_json(body)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from ..forecast import ForecastParams
+from kronos_registry.services.forecast import ForecastParams
 
 # One candle: kept as the raw mapping so that candles.py (not pydantic) judges it, and
 # documented with the columns it reads.

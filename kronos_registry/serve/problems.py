@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kronos_registry.services.lanes import OverloadedError
 from registry.errors import (
     EntryKindError,
     InputDataError,
@@ -47,8 +48,6 @@ from registry.errors import (
     VerificationError,
 )
 from registry.store import redact_secrets
-
-from ..service import OverloadedError
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:kronos-registry:problem:"

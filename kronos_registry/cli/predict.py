@@ -1,4 +1,4 @@
-"""`kronos-registry predict`: one series from a CSV (many series: cli_many.py)."""
+"""`kronos-registry predict`: one series from a CSV (many series: many.py)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,13 @@ import time
 
 import click
 
-from registry.errors import NotSyncedError
-
-from .catalog import DEMO_ENTRY
-from .cli import App, MissingExtraError, cli, pass_app, table
-from .plot import save_plot
-
-
-def check_device(device: str | None) -> None:
-    if device is None:
-        return
-    import torch
-
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, ValueError) as exc:
-        raise click.BadParameter(f"'{device}' is not a torch device ({exc})", param_hint="--device") from None
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA is not available on this machine; use --device cpu",
-                                 param_hint="--device")
+from kronos_registry.cli.app import App, cli, pass_app
+from kronos_registry.cli.output import table
+from kronos_registry.cli.params import check_device
+from kronos_registry.services.catalog import DEMO_ENTRY
+from kronos_registry.services.extras import MissingExtraError
+from kronos_registry.services.plot import save_plot
+from kronos_registry.services.registry import load_model
 
 
 def need_matplotlib() -> None:
@@ -89,14 +77,14 @@ def predict(app: App, name, input_path, pred_len, lookback, future_file, output,
           --samples 20 --seed 1 -o forecast.csv --plot forecast.png
     """
     if by is not None or on_error or quantiles or ray_address is not None:
-        from .cli_many import predict_many
+        from kronos_registry.cli.many import predict_many
 
         return predict_many(app, name, input_path=input_path, by=by, pred_len=pred_len, lookback=lookback,
                             future_file=future_file, output=output, samples=samples, sampling=(temperature,
                             top_p, top_k), seed=seed, device=device, plot=plot, on_error=on_error,
                             quantiles=quantiles, ray_address=ray_address)
-    from .candles import read_candles, write_forecast
-    from .forecast import ForecastParams, prepare_forecast, run_forecast
+    from kronos_registry.candles import read_candles, write_forecast
+    from kronos_registry.services.forecast import ForecastParams, prepare_forecast, run_forecast
 
     registry = app.registry()
     entry = registry.model_entry(name)  # fail fast, before reading anything
@@ -133,17 +121,6 @@ def predict(app: App, name, input_path, pred_len, lookback, future_file, output,
         device=str(predictor.device), times=(loaded - started, finished - loaded), output=output, plot=plot))
 
 
-def load_model(registry, name: str, device: str | None):
-    try:
-        return registry.load_predictor(name, device=device)
-    except NotSyncedError as error:
-        if error.name == name:
-            raise
-        # The tokenizer is located first; `sync NAME` of the model brings both, so name the model.
-        raise NotSyncedError(name, error.store_root,
-                             reason=f"it needs the tokenizer '{error.name}', which is missing too") from error
-
-
 def plot_title(name: str, pred_len: int) -> str:
     title = f"{name}: {pred_len}-bar forecast"
     return f"{title} (demo: random weights, meaningless)" if name == DEMO_ENTRY else title
@@ -163,7 +140,7 @@ def predict_summary(*, entry, artifact, job, forecast, samples, seed, sampling, 
     def stamp(ts) -> str:
         return ts.strftime("%Y-%m-%d %H:%M")
 
-    from .timestamps import EPOCH_UNIT_NAMES
+    from kronos_registry.candles.timestamps import EPOCH_UNIT_NAMES
 
     candles, used, future = job.candles, job.used, job.future.timestamps
     temperature, top_p, top_k = sampling

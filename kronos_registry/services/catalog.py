@@ -85,7 +85,7 @@ def counted_params(folder: Path, role: str) -> int | None:
     """Parameters of the ``role`` module that ``folder/config.json`` builds (on the meta device:
     no memory), as sync's parameter check counts them; the weights' shapes were checked to
     match it. None when the config cannot build one (`verify` says why)."""
-    from .checks import count_parameters, read_config, schema_problems
+    from kronos_registry.kronos.checks import count_parameters, read_config, schema_problems
 
     config, problem = read_config(Path(folder))
     if problem is not None or any(p.is_error for p in schema_problems(config, role, "")):

@@ -12,8 +12,9 @@ import logging
 
 import click
 
-from .cli import PROG, App, MissingExtraError, cli, pass_app
-from .cli_params import DurationParam  # the same spelling of durations as `serve`
+from kronos_registry.cli.app import PROG, App, cli, pass_app
+from kronos_registry.cli.params import DurationParam  # the same spelling of durations as `serve`
+from kronos_registry.services.extras import MissingExtraError
 
 TRANSPORTS = ("stdio", "streamable-http")
 
@@ -53,10 +54,10 @@ def mcp_command(app: App, transport: str, host: str, port: int, device: str | No
         import mcp  # noqa: F401
     except ImportError:
         raise MissingExtraError("mcp", "mcp", f"`{PROG} mcp`") from None
-    from . import mcp_server
-    from .cli_predict import check_device
-    from .manager import ModelManager
-    from .service import ForecastService
+    from kronos_registry import mcp_server
+    from kronos_registry.cli.params import check_device
+    from kronos_registry.services.lanes import ForecastService
+    from kronos_registry.services.model_cache import ModelManager
 
     check_device(device)
     if threads:
@@ -82,7 +83,7 @@ def mcp_command(app: App, transport: str, host: str, port: int, device: str | No
 
 def mcp_registry(app: App):
     """The registry of the global options, with no progress bars (stderr is a client's log)."""
-    from .api import Registry
+    from kronos_registry.services.registry import Registry
 
     return Registry(app.registry_file, app.store, offline=app.offline, progress=False,
                     on_wait=app.on_wait, on_note=app.note)

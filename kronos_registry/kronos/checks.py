@@ -86,7 +86,7 @@ PUBLISHED_TOKENIZER_GROUP_SIZE = {
 
 
 def model_classes():
-    from .model import Kronos, KronosTokenizer
+    from kronos_registry.kronos.model import Kronos, KronosTokenizer
 
     return {"tokenizer": KronosTokenizer, "model": Kronos}
 
@@ -282,7 +282,7 @@ class Architecture:
 def architecture(role: str, config_items: tuple) -> Architecture:
     """Build the role's module with its weights on the meta device (no memory). Call only with
     an accepted config (see ``accepted_config``): its size limits keep this under a few seconds."""
-    from .model import build_shapes_only
+    from kronos_registry.kronos.model import build_shapes_only
 
     module = build_shapes_only(model_classes()[role], **dict(config_items))
     tensors = {name: (tuple(t.shape), t.is_floating_point()) for name, t in module.state_dict().items()}

@@ -34,15 +34,14 @@ import attrs
 import numpy as np
 import pandas as pd
 
-from registry.errors import InputDataError
-
-from .timestamps import (  # noqa: F401  (infer_interval, future_timestamps: public here too)
+from kronos_registry.candles.timestamps import (  # noqa: F401  (infer_interval, future_timestamps: public here too)
     EPOCH_UNIT_NAMES,
     epoch_to_datetime,
     epoch_unit,
     future_timestamps,
     infer_interval,
 )
+from registry.errors import InputDataError
 
 TIMESTAMP_NAMES = ("timestamps", "timestamp", "date", "datetime", "time")
 PRICE_COLUMNS = ("open", "high", "low", "close")

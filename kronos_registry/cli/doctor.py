@@ -13,11 +13,11 @@ from typing import Any
 
 import click
 
+from kronos_registry import __version__
+from kronos_registry.cli.app import App, cli, pass_app
+from kronos_registry.cli.output import emit_json, redact_secrets, table
+from kronos_registry.services.catalog import human_size
 from registry.errors import RegistryError
-
-from . import __version__
-from .catalog import human_size
-from .cli import App, cli, emit_json, pass_app, redact_secrets, table
 
 
 def package_version(name: str) -> str | None:
@@ -29,10 +29,9 @@ def package_version(name: str) -> str | None:
 
 def probe_endpoint(url: str, timeout: float = 3.0) -> dict:
     """Whether ``url`` answers HTTP within ``timeout`` (any status counts as an answer)."""
+    import base64
     import urllib.error
     import urllib.request
-
-    import base64
     from urllib.parse import unquote, urlsplit
 
     from registry.sources import plain_url
@@ -74,7 +73,7 @@ def store_health(root: Path) -> dict:
                 writable = True
         except OSError:
             writable = False
-    from .cli_store import disk_usage
+    from kronos_registry.services.stored import disk_usage
 
     return {"path": str(root), "exists": root.is_dir(), "not_a_folder": root.exists() and not root.is_dir(),
             "writable": writable, "free_bytes": shutil.disk_usage(existing).free,

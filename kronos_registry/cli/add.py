@@ -21,12 +21,18 @@ from pathlib import Path
 
 import click
 
+from kronos_registry.cli.app import PROG, App, RefusedError, cli, pass_app
+from kronos_registry.cli.output import emit_json
+from kronos_registry.cli.sync import print_sync_line, sync_info, sync_records
 from registry.errors import Problem, UnknownEntryError, VerificationError
 from registry.spec import (
-    ENTRY_NAME_RE, REGISTRY_FILE_NAME, HfSource, did_you_mean, parse_source, resolve_registry_path,
+    ENTRY_NAME_RE,
+    REGISTRY_FILE_NAME,
+    HfSource,
+    did_you_mean,
+    parse_source,
+    resolve_registry_path,
 )
-
-from .cli import PROG, App, RefusedError, cli, emit_json, pass_app, print_sync_line, sync_info, sync_records
 
 DEFAULT_TOKENIZER = "kronos-tokenizer-base"
 DEFAULT_CONTEXT = 512
@@ -65,7 +71,7 @@ def add(app: App, name: str, source: str, tokenizer: str | None, context_length:
       kronos-registry add my-finetune ./outputs/finetune/model --tokenizer kronos-tokenizer-base
       kronos-registry predict my-finetune -i candles.csv -n 24
     """
-    from .api import PACKAGED_REGISTRY, Registry
+    from kronos_registry.services.registry import PACKAGED_REGISTRY, Registry
 
     target = registry_target(app)
     # The registry as it stands: the target file over the packaged one (validating the target),
@@ -98,7 +104,7 @@ def add(app: App, name: str, source: str, tokenizer: str | None, context_length:
 
 def registry_target(app: App) -> Path:
     """The file to append to: --registry, $KRONOS_REGISTRY_FILE, else ./models.yaml (maybe new)."""
-    from .api import PACKAGED_REGISTRY
+    from kronos_registry.services.registry import PACKAGED_REGISTRY
 
     chosen = resolve_registry_path(app.registry_file, os.environ)
     target = Path(chosen) if chosen is not None else Path.cwd() / REGISTRY_FILE_NAME
@@ -114,7 +120,7 @@ def registry_target(app: App) -> Path:
 
 def inspect_source(source: str, target: Path, spec, tokenizer: str | None, context_length: int | None) -> dict:
     """What the checkpoint is, and the keys its entry gets; refuses what could never sync."""
-    from .checks import count_parameters, detect_role, read_config, schema_problems
+    from kronos_registry.kronos.checks import count_parameters, detect_role, read_config, schema_problems
 
     text = source.strip()
     if text.startswith("hf://"):

@@ -12,10 +12,10 @@ import logging
 
 import click
 
-from .cli import PROG, App, MissingExtraError, cli, pass_app
-from .cli_params import DurationParam, SizeParam
-from .cli_predict import check_device
-from .limits import MIB, Limits
+from kronos_registry.cli.app import PROG, App, cli, pass_app
+from kronos_registry.cli.params import DurationParam, SizeParam, check_device
+from kronos_registry.services.extras import MissingExtraError
+from kronos_registry.services.limits import MIB, Limits
 
 DEFAULT_LIMITS = Limits()
 
@@ -85,9 +85,9 @@ def serve(app: App, host, port, preload, max_models, max_memory, keep_alive, tok
     import prometheus_client
 
     prometheus_client.disable_created_metrics()  # no *_created series beside each counter: this process is ours
-    from .manager import ModelManager
-    from .serve.app import ServeSettings, create_app
-    from .service import ForecastService
+    from kronos_registry.serve.app import ServeSettings, create_app
+    from kronos_registry.services.lanes import ForecastService
+    from kronos_registry.services.model_cache import ModelManager
 
     check_device(device)
     if threads:

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import click
 
+from kronos_registry.cli.app import App
+from kronos_registry.cli.output import table
+from kronos_registry.cli.params import check_device
+from kronos_registry.services.catalog import DEMO_ENTRY
+from kronos_registry.services.extras import MissingExtraError
+from kronos_registry.services.registry import load_model
 from registry.errors import InputDataError
-
-from .catalog import DEMO_ENTRY
-from .cli import App, MissingExtraError, table
-from .cli_predict import check_device, load_model
 
 
 def need_pyarrow() -> None:
@@ -30,7 +32,8 @@ def need_pyarrow() -> None:
 
 def check_many_options(*, by, future_file, plot, samples, quantiles, ray_address) -> tuple[float, ...]:
     """Usage errors of the many-series form (exit 2) -> the quantiles to write."""
-    from .many import DEFAULT_QUANTILES, parse_quantiles
+    from kronos_registry.services.forecast import DEFAULT_QUANTILES
+    from kronos_registry.services.many import parse_quantiles
 
     if by is None:
         given = [flag for flag, value in (("--on-error", True), ("--quantiles", quantiles),
@@ -56,8 +59,9 @@ def check_many_options(*, by, future_file, plot, samples, quantiles, ray_address
 
 def predict_many(app: App, name: str, *, input_path, by, pred_len, lookback, future_file, output, samples,
                  sampling, seed, device, plot, on_error, quantiles, ray_address) -> None:
-    from .distributed import INSTALL_HINT, ray_available
-    from .many import Sampling, is_parquet, read_series, run_local, write_output
+    from kronos_registry.services.distributed import INSTALL_HINT, ray_available
+    from kronos_registry.services.forecast import ForecastParams
+    from kronos_registry.services.many import is_parquet, read_series, run_local, write_output
 
     qs = check_many_options(by=by, future_file=future_file, plot=plot, samples=samples, quantiles=quantiles,
                             ray_address=ray_address)
@@ -82,7 +86,7 @@ def predict_many(app: App, name: str, *, input_path, by, pred_len, lookback, fut
                              path=str(input_path), field=by, hint="fix the series named above")
     temperature, top_p, top_k = sampling
     seed = secrets.randbelow(2**31) if seed is None else seed
-    job = Sampling(pred_len=pred_len, lookback=lookback, T=temperature, top_k=top_k, top_p=top_p,
+    job = ForecastParams(pred_len=pred_len, lookback=lookback, temperature=temperature, top_k=top_k, top_p=top_p,
                    samples=samples, seed=seed, quantiles=qs)
     requests = series.requests(job)
 
@@ -127,8 +131,8 @@ def run_ray(app: App, registry, name, requests, *, by, sampling, device, address
     setting as this command. A cluster this command starts shares this machine's store, which
     is filled here first (one sync, not one per actor); a joined cluster's nodes use their own
     (``--store`` or their KRONOS_REGISTRY_HOME), syncing and verifying on first use."""
-    from .api import PACKAGED_REGISTRY
-    from .distributed import run_on_ray
+    from kronos_registry.services.distributed import run_on_ray
+    from kronos_registry.services.registry import PACKAGED_REGISTRY
 
     overlay = registry.spec.path
     registry_file = None if Path(overlay) == PACKAGED_REGISTRY else str(Path(overlay).resolve())

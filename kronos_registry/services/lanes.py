@@ -2,7 +2,7 @@
 
 :class:`ForecastService` answers "forecast these candles with model NAME" from many threads
 at once. It checks the request (limits, entry, candles, parameters) before anything waits,
-loads the model through the :class:`~kronos_registry.manager.ModelManager` (once, however
+loads the model through the :class:`~kronos_registry.services.model_cache.ModelManager` (once, however
 many ask), then queues the series on that model's lane. A lane is one worker thread: it
 takes what arrived within ``batch_window_ms`` (at most ``max_batch``) and runs it as one
 batch through the batched core. A face that announces requests as they arrive
@@ -25,13 +25,19 @@ from concurrent.futures import Future
 
 import attrs
 
+from kronos_registry.candles import Candles
+from kronos_registry.services.catalog import entry_info, show_info
+from kronos_registry.services.forecast import (
+    ForecastParams,
+    ForecastResult,
+    Timing,
+    prepare_forecast,
+    run_forecast,
+    series_request,
+)
+from kronos_registry.services.limits import Limits
+from kronos_registry.services.model_cache import LoadedModel, ModelManager
 from registry.errors import InputDataError, NotSyncedError, RegistryError
-
-from .candles import Candles
-from .catalog import entry_info, show_info
-from .forecast import ForecastParams, ForecastResult, Timing, prepare_forecast, run_forecast, series_request
-from .limits import Limits
-from .manager import LoadedModel, ModelManager
 
 # How many batch windows a lane may wait, in all, for requests that have arrived but are still
 # being parsed: long enough for a burst of clients to be read, short enough to bound latency.
@@ -262,7 +268,7 @@ class _Lane:
             return batch
 
     def _forecast(self, batch: list[_Waiting]) -> None:
-        from .batch import forecast_series
+        from kronos_registry.kronos.batch import forecast_series
 
         started = time.perf_counter()
         by_predictor: dict[int, list[_Waiting]] = {}

@@ -1,4 +1,4 @@
-"""Option types the long-running commands share (`serve`, `mcp`): sizes and durations."""
+"""Option types and checks the commands share: sizes and durations (`serve`, `mcp`), devices."""
 
 from __future__ import annotations
 
@@ -43,3 +43,17 @@ class DurationParam(click.ParamType):
                       param, ctx)
         seconds = float(match.group(1)) * DURATION_UNITS[match.group(2)]
         return None if seconds < 0 else seconds
+
+
+def check_device(device: str | None) -> None:
+    if device is None:
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError) as exc:
+        raise click.BadParameter(f"'{device}' is not a torch device ({exc})", param_hint="--device") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("CUDA is not available on this machine; use --device cpu",
+                                 param_hint="--device")

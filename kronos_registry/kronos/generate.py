@@ -26,8 +26,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .model import Kronos, KronosTokenizer, fused_weights
-
+from kronos_registry.kronos.model import Kronos, KronosTokenizer, fused_weights
 
 # --------------------------------------------------------------------------- sampling
 

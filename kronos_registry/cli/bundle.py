@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-
-from .catalog import human_size
-from .cli import PROG, App, cli, emit_json, pass_app
+from kronos_registry.cli.app import PROG, App, cli, pass_app
+from kronos_registry.cli.output import emit_json
+from kronos_registry.services.catalog import human_size
 
 
 @cli.command("export")
@@ -49,9 +49,8 @@ def import_entries(app: App, bundle: str, as_json: bool):
     published. The bundle's entries are saved in the store (registries/) and work by
     name from then on: `predict NAME`, `list` shows where they came from.
     """
+    from kronos_registry.kronos.checks import kronos_checks
     from registry.bundle import import_bundle
-
-    from .checks import kronos_checks
 
     registry = app.registry()
     summary = import_bundle(registry.store, bundle, checks=kronos_checks, registry=registry.spec,

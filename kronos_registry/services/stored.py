@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .catalog import counted_params  # noqa: F401 - part of this module's API
+from kronos_registry.services.catalog import counted_params  # noqa: F401 - part of this module's API
 
 
 def disk_usage(root: Path) -> dict[str, Any]:

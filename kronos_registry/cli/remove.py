@@ -6,10 +6,10 @@ from typing import Iterable
 
 import click
 
+from kronos_registry.cli.app import App, RefusedError, cli, pass_app
+from kronos_registry.cli.output import emit_json
+from kronos_registry.services.catalog import human_size
 from registry.errors import RegistryError
-
-from .catalog import human_size
-from .cli import App, RefusedError, cli, emit_json, pass_app
 
 
 def stored_artifact(registry, entry) -> str | None:
@@ -59,7 +59,7 @@ def remove(app: App, names: tuple[str, ...], force: bool, as_json: bool):
     also points at is kept; only this entry's ref goes. An ARTIFACT_ID (from `list --stored`)
     removes that object and every ref naming it, also one synced through another registry file.
     """
-    from .cli_store import remove_artifact
+    from kronos_registry.services.stored import remove_artifact
 
     registry = app.registry()
     entries = set(registry.spec.names())

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .generate import autoregressive_forecast
+from kronos_registry.kronos.generate import autoregressive_forecast
 
 PRICE_COLS = ["open", "high", "low", "close"]
 VOL_COL = "volume"

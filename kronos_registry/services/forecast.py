@@ -30,10 +30,16 @@ import attrs
 import numpy as np
 import pandas as pd
 
+from kronos_registry.candles import Candles, future_timestamps_from_values, read_future_timestamps, tail_lookback
+from kronos_registry.candles.timestamps import (
+    FutureTimes,
+    Gaps,
+    find_gaps,
+    infer_interval,
+    is_business_daily,
+    plan_future,
+)
 from registry.errors import InputDataError
-
-from .candles import Candles, future_timestamps_from_values, read_future_timestamps, tail_lookback
-from .timestamps import FutureTimes, Gaps, find_gaps, infer_interval, is_business_daily, plan_future
 
 
 @attrs.frozen(eq=False)
@@ -233,7 +239,7 @@ class ForecastResult:
 
 def series_request(job: ForecastInput, params: ForecastParams, *, seed: int, key: str = "series"):
     """The batched core's request for this job."""
-    from .batch import SeriesRequest
+    from kronos_registry.kronos.batch import SeriesRequest
 
     return SeriesRequest(
         key=key, frame=job.used.frame, timestamps=job.used.timestamps,
@@ -248,7 +254,7 @@ def run_forecast(predictor, job: ForecastInput, params: ForecastParams, *, seed:
     A single series through the batched core; the server sends many through it at once and,
     batch invariance holding, each gets what it would get here.
     """
-    from .batch import forecast_series
+    from kronos_registry.kronos.batch import forecast_series
 
     (result,) = forecast_series(predictor, [series_request(job, params, seed=seed)])
     return result.forecast, result.samples

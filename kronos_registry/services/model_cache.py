@@ -1,6 +1,7 @@
-"""Resident models for long-running faces (the HTTP server, the MCP server).
+"""The one model cache: resident predictors for every face that keeps models loaded.
 
-A :class:`ModelManager` keeps loaded predictors by entry name, bounded by count and by bytes,
+A :class:`ModelManager` keeps loaded predictors by (entry name, device, context), bounded by
+count and by bytes,
 and unloads the least recently used first; one idle past its keep-alive is unloaded too.
 Each entry is loaded once however many requests ask at the same time: the first starts the
 load, the others wait for it and share its result, or its error. A failed load is not
@@ -9,6 +10,9 @@ remembered, so the next request tries again (a `sync` in between may have fixed 
 A predictor in use when it is unloaded stays alive for that use (Python holds it until the
 forecast ends), so an unload never breaks a running request; it only stops new ones from
 finding it.
+
+The HTTP and MCP servers use it with keep-alive and byte bounds; the Python API's
+``PredictorCache`` is a thin adapter over it (no keep-alive, a count bound).
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ class LoadedModel:
     last_used: float
     load_seconds: float
     keep_alive: float | None = None
+    max_context: int | None = None    # None: the entry's own context length
+    device_asked: str | None = None   # the device the caller named (None: the manager's)
+
+    @property
+    def key(self) -> tuple:
+        """What the manager keys it by: (name, device asked, max_context)."""
+        return (self.name, self.device_asked, self.max_context)
 
     @property
     def expires_at(self) -> float | None:
@@ -79,11 +90,12 @@ class ModelManager:
         self.max_bytes = max_bytes
         self.keep_alive = keep_alive
         self.device = device
-        self.loads: Counter = Counter()
+        self.loads: Counter = Counter()           # by entry name
+        self.loads_by_key: Counter = Counter()    # by (name, device asked, max_context)
         self.unloads: Counter = Counter()
         self._clock = clock
-        self._models: OrderedDict[str, LoadedModel] = OrderedDict()   # least recently used first
-        self._loading: dict[str, Future] = {}
+        self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()   # least recently used first
+        self._loading: dict[tuple, Future] = {}
         self._lock = threading.Lock()
         self._listeners: list[Callable[[str, LoadedModel], None]] = []
         self._stop = threading.Event()
@@ -91,30 +103,35 @@ class ModelManager:
 
     # ------------------------------------------------------------------ use
 
-    def get(self, name: str) -> LoadedModel:
-        """The loaded model ``name``, loading it first if needed (see the module doc)."""
+    def get(self, name: str, *, device: str | None = None, max_context: int | None = None) -> LoadedModel:
+        """The loaded model ``name``, loading it first if needed (see the module doc).
+
+        ``device`` (else the manager's) and ``max_context`` (else the entry's) are part of the
+        key: the same entry on two devices is two resident models.
+        """
+        key = (name, device, max_context)
         with self._lock:
-            model = self._models.get(name)
+            model = self._models.get(key)
             if model is not None:
                 self._touch(model)
                 return model
-            pending = self._loading.get(name)
+            pending = self._loading.get(key)
             owner = pending is None
             if owner:
-                pending = self._loading[name] = Future()
+                pending = self._loading[key] = Future()
         if not owner:
             return self._touched(pending.result())   # raises the load's error, if it failed
         try:
-            model = self._load(name)
+            model = self._load(name, device, max_context)
         except BaseException as error:
             with self._lock:
-                del self._loading[name]
+                del self._loading[key]
             pending.set_exception(error)
             raise
         with self._lock:
-            del self._loading[name]
-            self._models[name] = model
-            evicted = self._evict(keep=name)
+            del self._loading[key]
+            self._models[key] = model
+            evicted = self._evict(keep=key)
         pending.set_result(model)
         self._emit("load", model)
         for old in evicted:
@@ -122,14 +139,13 @@ class ModelManager:
         return model
 
     def unload(self, name: str) -> bool:
-        """Unload ``name``; False when it was not loaded."""
+        """Unload ``name`` (on every device); False when it was not loaded."""
         with self._lock:
-            model = self._models.pop(name, None)
-            if model is not None:
-                self.unloads[name] += 1
-        if model is not None:
+            models = [self._models.pop(key) for key in [k for k in self._models if k[0] == name]]
+            self.unloads[name] += len(models)
+        for model in models:
             self._emit("unload", model)
-        return model is not None
+        return bool(models)
 
     def loaded(self) -> list[LoadedModel]:
         """Loaded models, most recently used first."""
@@ -138,7 +154,7 @@ class ModelManager:
 
     def is_loaded(self, name: str) -> bool:
         with self._lock:
-            return name in self._models
+            return any(key[0] == name for key in self._models)
 
     def loaded_bytes(self) -> int:
         with self._lock:
@@ -156,7 +172,7 @@ class ModelManager:
         with self._lock:
             lapsed = [m for m in self._models.values() if m.expires_at is not None and m.expires_at <= now]
             for model in lapsed:
-                del self._models[model.name]
+                del self._models[model.key]
                 self.unloads[model.name] += 1
         for model in lapsed:
             self._emit("unload", model)
@@ -184,34 +200,37 @@ class ModelManager:
 
     # ------------------------------------------------------------------ inside
 
-    def _load(self, name: str) -> LoadedModel:
+    def _load(self, name: str, device: str | None, max_context: int | None) -> LoadedModel:
         started = time.perf_counter()
-        predictor = self.registry.load_predictor(name, device=self.device)
+        options = {} if max_context is None else {"max_context": max_context}
+        predictor = self.registry.load_predictor(name, device=device or self.device, **options)
         seconds = time.perf_counter() - started
         now = self._clock()
         self.loads[name] += 1
+        self.loads_by_key[(name, device, max_context)] += 1
         return LoadedModel(name=name, artifact=self.registry.status(name), device=str(predictor.device),
                            bytes=predictor_bytes(predictor), predictor=predictor, loaded_at=now, last_used=now,
-                           load_seconds=seconds, keep_alive=self.keep_alive)
+                           load_seconds=seconds, keep_alive=self.keep_alive, max_context=max_context,
+                           device_asked=device)
 
     def _touch(self, model: LoadedModel) -> None:
         """Mark used now (caller holds the lock)."""
         model.last_used = self._clock()
-        if model.name in self._models:
-            self._models.move_to_end(model.name)
+        if model.key in self._models:
+            self._models.move_to_end(model.key)
 
     def _touched(self, model: LoadedModel) -> LoadedModel:
         with self._lock:
             self._touch(model)
         return model
 
-    def _evict(self, *, keep: str) -> list[LoadedModel]:
+    def _evict(self, *, keep: tuple) -> list[LoadedModel]:
         """Unload least recently used models (never ``keep``) until within both bounds."""
         evicted = []
         while len(self._models) > 1 and (len(self._models) > self.max_models or self._over_bytes()):
             victim = next(n for n in self._models if n != keep)
             evicted.append(self._models.pop(victim))
-            self.unloads[victim] += 1
+            self.unloads[victim[0]] += 1
         return evicted
 
     def _over_bytes(self) -> bool:
