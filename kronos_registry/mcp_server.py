@@ -15,7 +15,7 @@ hint, so the agent can fix the call; the server keeps serving. The service's Mod
 keeps models loaded between calls.
 
 This module is the only one importing ``mcp`` (an optional extra); nothing imports it but
-``cli_mcp``.
+``cli/mcp.py``.
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import Field
 
 from kronos_registry.candles import candles_from_records, read_candles_text
+from kronos_registry.services import wire
 from kronos_registry.services.catalog import DEMO_ENTRY
-from kronos_registry.services.forecast import ForecastParams
+from kronos_registry.services.errors import error_text
+from kronos_registry.services.wire import ForecastResponse, ModelList, ModelSummary
 from registry.errors import RegistryError
 
 log = logging.getLogger("kronos_registry.mcp")
@@ -49,70 +51,6 @@ are synced (stored locally); then forecast with a model name, the history as `ca
 (a list of bar objects) or `csv` (CSV text), and `pred_len`, the number of bars to forecast.
 Use samples > 1 for quantiles (an uncertainty band) and a seed to reproduce a forecast.
 kronos-demo has random weights: its forecasts are meaningless (use it to try the tools)."""
-
-
-# ----------------------------------------------------------------------------------- schemas
-
-
-CANDLES_SCHEMA = {
-    "type": "array",
-    "minItems": 2,
-    "items": {
-        "type": "object",
-        "properties": {
-            "timestamp": {"type": ["string", "number"],
-                          "description": "ISO-8601 date/time (e.g. '2024-05-02 09:35:00'), or Unix "
-                                         "seconds/milliseconds. Also accepted as 'timestamps', 'date', "
-                                         "'datetime' or 'time'."},
-            "open": {"type": "number"},
-            "high": {"type": "number"},
-            "low": {"type": "number"},
-            "close": {"type": "number"},
-            "volume": {"type": "number", "description": "Optional (0 when absent)."},
-            "amount": {"type": "number", "description": "Optional traded value (volume * mean price when "
-                                                        "absent)."},
-        },
-        "required": ["timestamp", "open", "high", "low", "close"],
-    },
-}
-
-
-class Timing(BaseModel):
-    queue_ms: float = Field(description="Time waiting for the model's batch.")
-    load_ms: float = Field(description="Time loading the model (0 when it was already loaded).")
-    forecast_ms: float = Field(description="Time generating the forecast.")
-
-
-class ForecastOutput(BaseModel):
-    """The forecast, in the shape of the HTTP server's response body."""
-
-    model: str = Field(description="The model that forecast.")
-    artifact: str | None = Field(description="The stored checkpoint it ran (artifact id).")
-    timestamps: list[str] = Field(description="The forecast bars' timestamps, ISO-8601.")
-    forecast: dict[str, list[float]] = Field(
-        description="One list per column (open, high, low, close, volume, amount), aligned with timestamps; "
-                    "the mean over the sampled paths when samples > 1.")
-    quantiles: dict[str, dict[str, list[float]]] | None = Field(
-        default=None, description="Only when samples > 1: for each quantile ('0.1', '0.5', ...), one list per "
-                                  "column across the sampled paths.")
-    seed: int = Field(description="The random seed used: pass it again to get the same forecast.")
-    timing: Timing
-
-
-class ModelSummary(BaseModel):
-    name: str = Field(description="The name to pass as `model`.")
-    description: str | None
-    params: int | None = Field(description="Parameter count (declared).")
-    context_length: int | None = Field(description="Longest history plus forecast the model sees at once, in bars.")
-    tokenizer: str | None
-    available: bool = Field(description="False for a published-but-unreleased model (see reason).")
-    reason: str | None = Field(description="Why it is unavailable.")
-    synced: bool = Field(description="Stored locally: forecasts work offline.")
-    loaded: bool = Field(description="In memory now: the next forecast starts at once.")
-
-
-class ModelList(BaseModel):
-    models: list[ModelSummary]
 
 
 # ------------------------------------------------------------------------------------ tools
@@ -139,7 +77,8 @@ def build_server(service, *, stdio: bool = False) -> MCPServer:
         whether each is available, synced (stored locally, usable offline) and loaded (in memory).
         Pass a name as `model` to forecast or model_info."""
         infos = _call(service.models)
-        return ModelList(models=[_summary(info) for info in infos if info.get("kind", "model") == "model"])
+        return ModelList(models=[ModelSummary.from_info(info) for info in infos
+                                 if info.get("kind", "model") == "model"])
 
     @server.tool(title="Describe one model", annotations=readonly)
     def model_info(
@@ -153,34 +92,23 @@ def build_server(service, *, stdio: bool = False) -> MCPServer:
 
     @server.tool(title="Forecast candles")
     def forecast(
-        model: Annotated[str, Field(description="A model name from list_models, e.g. 'kronos-small'.")],
-        pred_len: Annotated[int, Field(ge=1, description="Number of future bars to forecast.")],
-        candles: Annotated[Annotated[list[dict[str, Any]], WithJsonSchema(CANDLES_SCHEMA)] | None, Field(
-            description="The history, oldest first: objects with timestamp, open, high, low, close "
-                        "and optionally volume and amount. Give this or `csv`.")] = None,
-        csv: Annotated[str | None, Field(
-            description="The history as CSV text instead of `candles`: a header row with a timestamp column "
-                        "(timestamps/timestamp/date/datetime/time), open, high, low, close, optionally "
-                        "volume and amount; one bar per row, oldest first.")] = None,
-        samples: Annotated[int, Field(ge=1, description="Sampled paths: the forecast is their mean; "
-                                                        "above 1, quantiles are returned too.")] = 1,
-        seed: Annotated[int | None, Field(ge=0, description="Random seed: the same seed gives the same "
-                                                            "forecast [default: a random one, returned].")] = None,
+        model: wire.ModelName,
+        pred_len: wire.PredLen,
+        candles: Annotated[wire.Candles | None, Field(
+            description=wire.CANDLES_DESCRIPTION + " Give this or `csv`.")] = None,
+        csv: Annotated[str | None, Field(description=wire.CSV_DESCRIPTION + " Give this or `candles`.")] = None,
+        samples: wire.Samples = wire.DEFAULTS.samples,
+        seed: wire.Seed = None,
+        # Plain floats here: ForecastParams.check names a bad quantile as a tool error the agent can fix.
         quantiles: Annotated[list[float] | None, Field(
             description="With samples > 1: quantiles of the sampled paths to return, each strictly "
                         "between 0 and 1 [default: 0.1, 0.5, 0.9].")] = None,
-        temperature: Annotated[float, Field(gt=0, description="Sampling temperature: lower is more "
-                                                              "conservative.")] = 1.0,
-        top_p: Annotated[float, Field(gt=0, le=1, description="Nucleus sampling: keep the smallest set of "
-                                                              "tokens with this much probability.")] = 0.9,
-        top_k: Annotated[int, Field(ge=0, description="Keep only the K likeliest tokens (0: no limit).")] = 0,
-        lookback: Annotated[int | None, Field(ge=1, description="Bars of history the model sees [default: "
-                                                                "what fits its context with the forecast]."
-                                              )] = None,
-        future_timestamps: Annotated[list[str | int | float] | None, Field(
-            description="The forecast bars' timestamps, pred_len of them, after the last bar [default: "
-                        "continue the history's interval or trading session].")] = None,
-    ) -> Annotated[CallToolResult, ForecastOutput]:
+        temperature: wire.Temperature = wire.DEFAULTS.temperature,
+        top_p: wire.TopP = wire.DEFAULTS.top_p,
+        top_k: wire.TopK = wire.DEFAULTS.top_k,
+        lookback: wire.Lookback = None,
+        future_timestamps: wire.FutureTimestamps = None,
+    ) -> Annotated[CallToolResult, ForecastResponse]:
         """Forecast the next `pred_len` bars of a candle history with a Kronos model, locally.
 
         Give the history as `candles` (a list of bar objects) or as `csv` text, not both. The
@@ -188,9 +116,9 @@ def build_server(service, *, stdio: bool = False) -> MCPServer:
         volume, amount) and, with samples > 1, quantiles; the text says the last close, the
         forecast close at the end, the change in percent, the spread across samples and the seed."""
         history = _history(candles, csv)
-        params = _params(pred_len=pred_len, samples=samples, seed=seed, quantiles=quantiles,
-                         temperature=temperature, top_p=top_p, top_k=top_k, lookback=lookback,
-                         future_timestamps=future_timestamps)
+        params = wire.forecast_params(pred_len=pred_len, samples=samples, seed=seed, quantiles=quantiles,
+                                      temperature=temperature, top_p=top_p, top_k=top_k, lookback=lookback,
+                                      future_timestamps=future_timestamps)
         result = _call(service.forecast, model, history, params)
         text = result.summary_text()
         if model == DEMO_ENTRY:
@@ -205,7 +133,7 @@ def _call(function, *args, **kwargs):
     try:
         return function(*args, **kwargs)
     except RegistryError as error:
-        raise ToolError(_error_text(error)) from error
+        raise ToolError(error_text(error)) from error
     except OSError as error:
         raise ToolError(f"{error}\nhint: check that path, its permissions and the free space") from error
     except ToolError:
@@ -218,16 +146,6 @@ def _call(function, *args, **kwargs):
                         "its traceback is in the server's log") from error
 
 
-def _error_text(error: RegistryError) -> str:
-    from registry.store import redact_secrets
-
-    text = error.message if not error.hint else f"{error.message}\nhint: {error.hint}"
-    retry = getattr(error, "retry_after", None)
-    if retry is not None and "retry" not in text:
-        text += f"\nretry after {retry} s"
-    return redact_secrets(text)
-
-
 def _history(candles: list[dict[str, Any]] | None, csv: str | None):
     if (candles is None) == (csv is None):
         raise ToolError(("both `candles` and `csv` were given" if candles is not None else
@@ -236,22 +154,6 @@ def _history(candles: list[dict[str, Any]] | None, csv: str | None):
     if csv is not None:
         return _call(read_candles_text, csv, source="csv")
     return _call(candles_from_records, candles, source="candles")
-
-
-def _params(*, quantiles, future_timestamps, **values) -> ForecastParams:
-    extra = {}
-    if quantiles is not None:
-        extra["quantiles"] = tuple(quantiles)
-    if future_timestamps is not None:
-        extra["future_timestamps"] = tuple(future_timestamps)
-    return ForecastParams(**values, **extra)
-
-
-def _summary(info: dict) -> ModelSummary:
-    return ModelSummary(**{name: info.get(name) for name in ModelSummary.model_fields
-                           if name not in ("available", "synced", "loaded")},
-                        available=bool(info.get("available")), synced=bool(info.get("synced")),
-                        loaded=bool(info.get("loaded")))
 
 
 def _show_text(service, name: str, info: dict) -> str:
@@ -309,4 +211,4 @@ def run_http(service, *, host: str, port: int, announce) -> None:
     anyio.run(lambda: uvicorn.Server(config).serve(sockets=[listener]))
 
 
-__all__ = ["build_server", "run_stdio", "run_http", "ForecastOutput", "ModelList"]
+__all__ = ["build_server", "run_stdio", "run_http"]

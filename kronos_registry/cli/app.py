@@ -1,8 +1,10 @@
 """The `kronos-registry` group: global options, the shared ``App`` state, exit codes, errors.
 
 The commands live in their own modules (one per command group) and register themselves on
-``cli``; ``main`` imports them all, so imports run one way: main -> commands -> app. Every command is a thin layer over ``kronos_registry.services.registry.Registry`` and ``candles``: parse the
-options, call the API, print a tidy table (or JSON with ``--json``). Errors the user can act on
+``cli``; ``main`` imports them all, so imports run one way: main -> commands -> app. Every
+command is a thin layer over the services (``kronos_registry.services.registry.Registry``,
+the forecast job) and ``candles``: parse the options, call a service, print a tidy table (or
+JSON with ``--json``). Errors the user can act on
 are ``RegistryError``s: they are printed as one short paragraph and mapped to their exit code
 in one place (``KronosGroup.invoke``), never as a traceback unless ``--debug`` is given.
 

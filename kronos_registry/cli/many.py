@@ -1,6 +1,6 @@
 """`kronos-registry predict NAME --input FILE --by COLUMN`: every series of a long table.
 
-The click face of ``many.py`` (local) and ``distributed.py`` (``--ray``): check the options,
+The click face of ``services/many.py`` (local) and ``services/distributed.py`` (``--ray``): check the options,
 read and validate every series, report the bad ones (``--on-error``), forecast the rest in
 one call, write the long output, say what was done on stderr.
 """
@@ -18,16 +18,8 @@ from kronos_registry.cli.app import App
 from kronos_registry.cli.output import table
 from kronos_registry.cli.params import check_device
 from kronos_registry.services.catalog import DEMO_ENTRY
-from kronos_registry.services.extras import MissingExtraError
-from kronos_registry.services.registry import load_model
+from kronos_registry.services.extras import require_extra
 from registry.errors import InputDataError
-
-
-def need_pyarrow() -> None:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise MissingExtraError("pyarrow", "parquet", "Parquet input or output") from None
 
 
 def check_many_options(*, by, future_file, plot, samples, quantiles, ray_address) -> tuple[float, ...]:
@@ -59,7 +51,6 @@ def check_many_options(*, by, future_file, plot, samples, quantiles, ray_address
 
 def predict_many(app: App, name: str, *, input_path, by, pred_len, lookback, future_file, output, samples,
                  sampling, seed, device, plot, on_error, quantiles, ray_address) -> None:
-    from kronos_registry.services.distributed import INSTALL_HINT, ray_available
     from kronos_registry.services.forecast import ForecastParams
     from kronos_registry.services.many import is_parquet, read_series, run_local, write_output
 
@@ -68,11 +59,9 @@ def predict_many(app: App, name: str, *, input_path, by, pred_len, lookback, fut
     registry = app.registry()
     entry = registry.model_entry(name)  # fail fast, before reading anything
     if is_parquet(input_path) or (output and is_parquet(output)):
-        need_pyarrow()
-    if ray_address is not None and not ray_available():
-        error = MissingExtraError("ray", "ray", "--ray")
-        error.hint = INSTALL_HINT
-        raise error
+        require_extra("parquet", "Parquet input or output", "pyarrow")
+    if ray_address is not None:
+        require_extra("ray", "--ray", "ray", "ray.data")
     check_device(device)
 
     series = read_series(input_path, by, pred_len=pred_len, context=entry.context_length or 512,
@@ -96,6 +85,8 @@ def predict_many(app: App, name: str, *, input_path, by, pred_len, lookback, fut
     with tqdm(total=len(requests), desc="forecast", unit="series", file=sys.stderr,
               disable=not app.progress, leave=False) as bar:
         if ray_address is None:
+            from kronos_registry.services.registry import load_model  # the engine's modules: only when it runs
+
             predictor = load_model(registry, name, device)
             where = str(predictor.device)
             frame = run_local(predictor, requests, by=by, sampling=job, progress=bar.update)

@@ -14,7 +14,7 @@ import click
 
 from kronos_registry.cli.app import PROG, App, cli, pass_app
 from kronos_registry.cli.params import DurationParam  # the same spelling of durations as `serve`
-from kronos_registry.services.extras import MissingExtraError
+from kronos_registry.services.extras import require_extra
 
 TRANSPORTS = ("stdio", "streamable-http")
 
@@ -50,10 +50,7 @@ def mcp_command(app: App, transport: str, host: str, port: int, device: str | No
       kronos-registry mcp                                   # stdio, for a client's config
       kronos-registry --offline mcp --transport streamable-http --port 8765
     """
-    try:
-        import mcp  # noqa: F401
-    except ImportError:
-        raise MissingExtraError("mcp", "mcp", f"`{PROG} mcp`") from None
+    require_extra("mcp", f"`{PROG} mcp`")
     from kronos_registry import mcp_server
     from kronos_registry.cli.params import check_device
     from kronos_registry.services.lanes import ForecastService

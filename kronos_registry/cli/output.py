@@ -15,12 +15,15 @@ def print_error(error: BaseException, hints_shown: set[str] | None = None) -> No
 
     ``hints_shown`` collects the hints of a batch (`sync --all`), so each is said once.
     """
+    from kronos_registry.services.errors import describe_error  # the store's modules: only on an error
+
     if isinstance(error, RegistryError):
-        click.echo(f"error: {redact_secrets(error.message)}", err=True)
-        if error.hint and (hints_shown is None or error.hint not in hints_shown):
-            click.echo(f"hint: {redact_secrets(error.hint)}", err=True)
+        report = describe_error(error)
+        click.echo(f"error: {report.message}", err=True)
+        if report.hint and (hints_shown is None or report.hint not in hints_shown):
+            click.echo(f"hint: {report.hint}", err=True)
             if hints_shown is not None:
-                hints_shown.add(error.hint)
+                hints_shown.add(report.hint)
     else:
         click.echo(f"error: {redact_secrets(str(error))}", err=True)
 

@@ -11,16 +11,8 @@ from kronos_registry.cli.app import App, cli, pass_app
 from kronos_registry.cli.output import table
 from kronos_registry.cli.params import check_device
 from kronos_registry.services.catalog import DEMO_ENTRY
-from kronos_registry.services.extras import MissingExtraError
+from kronos_registry.services.extras import require_extra
 from kronos_registry.services.plot import save_plot
-from kronos_registry.services.registry import load_model
-
-
-def need_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise MissingExtraError("matplotlib", "plot", "--plot") from None
 
 
 @cli.command()
@@ -89,7 +81,7 @@ def predict(app: App, name, input_path, pred_len, lookback, future_file, output,
     registry = app.registry()
     entry = registry.model_entry(name)  # fail fast, before reading anything
     if plot:
-        need_matplotlib()
+        require_extra("plot", "--plot", "matplotlib")
     check_device(device)
 
     job = prepare_forecast(read_candles(input_path), pred_len=pred_len, context=entry.context_length or 512,
@@ -100,6 +92,8 @@ def predict(app: App, name, input_path, pred_len, lookback, future_file, output,
     seed = secrets.randbelow(2**31) if seed is None else seed
 
     started = time.perf_counter()
+    from kronos_registry.services.registry import load_model  # the engine's modules: only when it runs
+
     predictor = load_model(registry, name, device)
     loaded = time.perf_counter()
     params = ForecastParams(pred_len=pred_len, samples=samples, seed=seed, temperature=temperature,

@@ -14,7 +14,7 @@ import click
 
 from kronos_registry.cli.app import PROG, App, cli, pass_app
 from kronos_registry.cli.params import DurationParam, SizeParam, check_device
-from kronos_registry.services.extras import MissingExtraError
+from kronos_registry.services.extras import require_extra
 from kronos_registry.services.limits import MIB, Limits
 
 DEFAULT_LIMITS = Limits()
@@ -118,11 +118,7 @@ def serve(app: App, host, port, preload, max_models, max_memory, keep_alive, tok
 
 def require_serve_extra():
     """uvicorn, after checking the whole extra is importable (fastapi, prometheus_client too)."""
-    for module in ("fastapi", "uvicorn", "prometheus_client"):
-        try:
-            __import__(module)
-        except ImportError:
-            raise MissingExtraError(module, "serve", f"`{PROG} serve`") from None
+    require_extra("serve", f"`{PROG} serve`", "fastapi", "uvicorn", "prometheus_client")
     import uvicorn
 
     return uvicorn

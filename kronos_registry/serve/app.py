@@ -35,7 +35,15 @@ from fastapi.responses import JSONResponse, Response
 
 from kronos_registry import __version__
 from kronos_registry.serve.metrics import ServeMetrics
-from kronos_registry.serve.models import (
+from kronos_registry.serve.page import mount_page
+from kronos_registry.serve.problems import (
+    BodyTooLargeError,
+    TokenError,
+    UnsupportedMediaError,
+    install_problem_handlers,
+    internal_problem,
+)
+from kronos_registry.services.wire import (
     FORECAST_FIELDS,
     ForecastOptions,
     ForecastRequest,
@@ -45,14 +53,6 @@ from kronos_registry.serve.models import (
     Problem,
     Readiness,
     Unloaded,
-)
-from kronos_registry.serve.page import mount_page
-from kronos_registry.serve.problems import (
-    BodyTooLargeError,
-    TokenError,
-    UnsupportedMediaError,
-    install_problem_handlers,
-    internal_problem,
 )
 from registry.errors import InputDataError, RegistryError
 
@@ -276,7 +276,7 @@ async def forecast(request: Request):
         result = service.forecast(options.model, read(), options.params(), arrival=arrival)
         return JSONResponse(result.to_json())
 
-    # Announced before it is parsed, so a batch forming now waits for it (see service.py).
+    # Announced before it is parsed, so a batch forming now waits for it (see services/lanes.py).
     with service.arriving() as arrival:
         return await run_blocking(request, parse_forecast_render, arrival)
 

@@ -5,19 +5,9 @@ A problem body has the RFC's members ``type`` (a URN naming the kind of problem)
 words the CLI uses) and ``instance`` (the request path), plus two of ours: ``field``, the
 request field at fault (``pred_len``, ``candles``, ``model``), and ``hint``, what to do.
 
-The status of each registry error is chosen in one table, :data:`ERROR_STATUSES`:
-
-- 404: an unknown entry, and an entry the registry marks ``available: false`` (it exists
-  only as a name: nothing the client can do makes it servable, unlike a 409);
-- 422: bad candles or parameters, and an entry of the wrong kind (a tokenizer named as
-  the model: the request names a real entry, but cannot be processed with it);
-- 409: a model not in the store that may not be fetched now (offline, or a read-only
-  store): the server's state, not the request, is at odds; syncing it resolves it;
-- 503 with ``Retry-After``: the forecast queue is full, or another process holds the
-  artifact's lock;
-- 502: the model's source (the hub, a mirror) failed during a sync on first use;
-- 500: a stored model that fails verification, an invalid registry file, and anything
-  unexpected (logged with its traceback on the server, never sent to the client).
+The status, kind and title of each registry error come from the renderer every face shares
+(``kronos_registry.services.errors``); this module adds the HTTP-only problems (validation,
+token, body size, media type, internal errors) and the handlers.
 """
 
 from __future__ import annotations
@@ -33,25 +23,12 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kronos_registry.services.lanes import OverloadedError
-from registry.errors import (
-    EntryKindError,
-    InputDataError,
-    LockTimeoutError,
-    NotSyncedError,
-    ReadOnlyStoreError,
-    RegistryError,
-    RegistryFileError,
-    SourceError,
-    UnavailableEntryError,
-    UnknownEntryError,
-    VerificationError,
-)
+from kronos_registry.services.errors import describe_error
+from registry.errors import RegistryError
 from registry.store import redact_secrets
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:kronos-registry:problem:"
-LOCK_RETRY_AFTER_S = 5
 
 log = logging.getLogger("kronos_registry.serve")
 
@@ -110,38 +87,13 @@ class UnsupportedMediaError(Exception):
         self.content_type = content_type
 
 
-# (error class, status, kind, title); the first class the error is an instance of wins, so
-# subclasses come before their bases.
-ERROR_STATUSES: tuple[tuple[type[BaseException], int, str, str], ...] = (
-    (OverloadedError, 503, "overloaded", "The server is overloaded"),
-    (UnknownEntryError, 404, "unknown-entry", "No such entry in the registry"),
-    (UnavailableEntryError, 404, "unavailable-entry", "The entry is not available"),
-    (EntryKindError, 422, "wrong-entry-kind", "The entry is not a model"),
-    (InputDataError, 422, "invalid-input", "Invalid candles or parameters"),
-    (NotSyncedError, 409, "not-synced", "The model is not in the store"),
-    (ReadOnlyStoreError, 409, "read-only-store", "The store is read-only"),
-    (LockTimeoutError, 503, "artifact-locked", "Another process holds the model's lock"),
-    (SourceError, 502, "source-failed", "The model's source failed"),
-    (VerificationError, 500, "verification-failed", "The stored model failed verification"),
-    (RegistryFileError, 500, "registry-file-invalid", "The registry file is invalid"),
-    (RegistryError, 500, "registry-error", "Registry error"),
-)
-
-# Which request field names the entry, by route: the body's "model" or the path's "name".
-ENTRY_ERRORS = (UnknownEntryError, UnavailableEntryError, EntryKindError, NotSyncedError)
-
-
 def problem_from_error(error: RegistryError, *, entry_field: str | None = "model") -> HttpProblem:
-    status, kind, title = next((s, k, t) for cls, s, k, t in ERROR_STATUSES if isinstance(error, cls))
-    headers: dict[str, str] = {}
-    if isinstance(error, OverloadedError):
-        headers["Retry-After"] = str(max(1, int(getattr(error, "retry_after", 1))))
-    elif isinstance(error, LockTimeoutError):
-        headers["Retry-After"] = str(LOCK_RETRY_AFTER_S)
-    field = getattr(error, "field", None) if isinstance(error, InputDataError) else None
-    if isinstance(error, ENTRY_ERRORS):
-        field = entry_field
-    return HttpProblem(status, kind, title, error.message, field=field, hint=error.hint, headers=headers)
+    """The problem body of a RegistryError, from the one renderer every face shares."""
+    report = describe_error(error)
+    headers = {"Retry-After": str(report.retry_after)} if report.retry_after is not None else {}
+    field = entry_field if report.names_entry else report.field
+    return HttpProblem(report.status, report.kind, report.title, report.message, field=field, hint=report.hint,
+                       headers=headers)
 
 
 def problem_from_validation(errors: Iterable[Mapping[str, Any]], *, known_fields: Iterable[str] = ()

@@ -1,7 +1,7 @@
 """Ray: the many-series job on a cluster (`predict ... --by COLUMN --ray [ADDRESS]`).
 
 The optional extra ``kronos-registry[ray]``; ray is imported only here. The driver reads and
-validates the input (``many.py``: every bad series is reported before anything runs), then
+validates the input (``services/many.py``: every bad series is reported before anything runs), then
 hands the series to ``ray.data``, one row per series and one block per batch of series, so
 no series is ever split between batches. ``map_batches`` runs them on a pool of actors
 (:class:`SeriesForecaster`); each actor loads the predictor once, by name, through the
@@ -23,17 +23,6 @@ from kronos_registry.kronos.batch import SeriesRequest, forecast_series
 from kronos_registry.services.forecast import ForecastParams
 from kronos_registry.services.many import output_rows, sort_output
 from registry.errors import InputDataError
-
-INSTALL_HINT = "pip install 'kronos-registry[ray]'"
-
-
-def ray_available() -> bool:
-    try:
-        import ray  # noqa: F401
-        import ray.data  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 class SeriesForecaster:
@@ -122,4 +111,4 @@ def _numpy_backed(frame: pd.DataFrame, requests: Sequence[SeriesRequest]) -> pd.
     return frame
 
 
-__all__ = ["INSTALL_HINT", "SeriesForecaster", "ray_available", "run_on_ray"]
+__all__ = ["SeriesForecaster", "run_on_ray"]

@@ -9,12 +9,12 @@ and records why, so that the CLI (and later the server) can say it in a summary:
   sliding window: each step past the context recomputes the whole window (much slower).
 - Future timestamps: read from a file when given (validated), else continued from the
   history (its interval or daily session, business days when it has no weekend bars;
-  see ``timestamps.py``).
+  see ``candles/timestamps.py``).
 - Gaps: steps in the used history longer than the bar interval (closures of a session
   or weekends of a business-day series are not gaps), counted.
 
 Then :func:`run_forecast` is the one forecast path: the job's series through the batched
-core (``batch.py``), so a series gives the same numbers from the CLI, the server (where
+core (``kronos/batch.py``), so a series gives the same numbers from the CLI, the server (where
 concurrent requests share a batch) and Python. :class:`ForecastResult` renders it for every
 face (``to_json``, ``summary_text``, quantiles).
 

@@ -8,7 +8,8 @@ takes what arrived within ``batch_window_ms`` (at most ``max_batch``) and runs i
 batch through the batched core. A face that announces requests as they arrive
 (:meth:`ForecastService.arriving`, before it parses them) lets a lane wait a little longer,
 up to ``ARRIVAL_WAIT`` windows, for forecasts that are still being read: concurrent clients
-then share a batch even when reading a large body takes longer than the window. Batch invariance (see ``batch.py``) means a response never
+then share a batch even when reading a large body takes longer than the window. Batch
+invariance (see ``kronos/batch.py``) means a response never
 depends on its neighbours: each equals what ``kronos-registry predict`` gives for the same
 inputs and seed. The queue is bounded; when full, :class:`OverloadedError` says when to
 come back.
@@ -27,6 +28,7 @@ import attrs
 
 from kronos_registry.candles import Candles
 from kronos_registry.services.catalog import entry_info, show_info
+from kronos_registry.services.errors import OverloadedError
 from kronos_registry.services.forecast import (
     ForecastParams,
     ForecastResult,
@@ -37,21 +39,11 @@ from kronos_registry.services.forecast import (
 )
 from kronos_registry.services.limits import Limits
 from kronos_registry.services.model_cache import LoadedModel, ModelManager
-from registry.errors import InputDataError, NotSyncedError, RegistryError
+from registry.errors import InputDataError, NotSyncedError
 
 # How many batch windows a lane may wait, in all, for requests that have arrived but are still
 # being parsed: long enough for a burst of clients to be read, short enough to bound latency.
 ARRIVAL_WAIT = 10
-
-
-class OverloadedError(RegistryError):
-    """Too many forecasts are waiting; try again after ``retry_after`` seconds."""
-
-    def __init__(self, waiting: int, retry_after: int = 1):
-        super().__init__(f"the forecast queue is full ({waiting} waiting)",
-                         hint=f"retry after {retry_after} s, or start the server with a larger --max-queue")
-        self.waiting = waiting
-        self.retry_after = retry_after
 
 
 @attrs.define(eq=False)

@@ -7,12 +7,12 @@ One row per bar, a key column (``--by``) naming the series::
     BBB,2024-01-02 09:30:00,51.20,51.31,51.02,51.10,880,45000.10
 
 :func:`read_series` reads a CSV or Parquet file (or :func:`split_series` a DataFrame) and
-validates every series exactly as the one-series ``predict`` does (``candles.py``), then
-chooses its lookback and continues its timestamps (``forecast.py``). A bad series (NaN, too
+validates every series exactly as the one-series ``predict`` does (the ``candles`` package), then
+chooses its lookback and continues its timestamps (``services/forecast.py``). A bad series (NaN, too
 short, unsorted, ...) becomes a :class:`BadSeries` carrying today's message, with the file's
 own line numbers; the good ones become :class:`~kronos_registry.kronos.batch.SeriesRequest`s for
 :func:`~kronos_registry.kronos.batch.forecast_series`. The CLI runs them here (:func:`run_local`),
-the Ray face on a cluster (``distributed.py``); both write the same :func:`sort_output`.
+the Ray face on a cluster (``services/distributed.py``); both write the same :func:`sort_output`.
 
 Pure pandas until the batched core runs: nothing here imports torch or a face.
 """

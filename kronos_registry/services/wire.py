@@ -1,0 +1,210 @@
+"""The wire: request and response shapes shared by the machine faces (HTTP and MCP), declared once.
+
+Each forecast parameter is declared here once, with its type, bounds and description
+(:data:`PredLen`, :data:`Samples`, ...). The HTTP face builds its request model from them
+(:class:`ForecastOptions`, :class:`ForecastRequest`); the MCP face annotates its tool's
+arguments with the same types, so both document and bound a parameter the same way, and both
+turn what they parsed into the one :class:`~kronos_registry.services.forecast.ForecastParams`.
+The candles themselves stay raw mappings here: ``candles`` (not pydantic) judges them, so a
+bad bar gets the same message from every face.
+
+Responses: :class:`ForecastResponse` documents ``ForecastResult.to_json()``, the body both
+faces return; the rest are the HTTP routes' bodies and the MCP listing.
+
+Needs pydantic, which both optional extras (serve, mcp) bring: only those faces import this.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from kronos_registry.services.forecast import DEFAULT_QUANTILES, ForecastParams
+
+# --------------------------------------------------------------------------- candles
+
+CANDLE_SCHEMA = {
+    "type": "object",
+    "description": "One bar, oldest first in the list.",
+    "properties": {
+        "timestamp": {"type": ["string", "number"], "example": "2024-01-02T09:30:00",
+                      "description": "ISO-8601 date/time (e.g. '2024-05-02 09:35:00'), or Unix "
+                                     "seconds/milliseconds. Also accepted as 'timestamps', 'date', "
+                                     "'datetime' or 'time'."},
+        "open": {"type": "number"},
+        "high": {"type": "number"},
+        "low": {"type": "number"},
+        "close": {"type": "number"},
+        "volume": {"type": "number", "description": "Optional (0 when absent)."},
+        "amount": {"type": "number", "description": "Optional traded value (volume * mean price when absent)."},
+    },
+    "required": ["timestamp", "open", "high", "low", "close"],
+}
+# One candle: kept as the raw mapping so that the candles package (not pydantic) judges it.
+Candle = Annotated[dict[str, Any], WithJsonSchema(CANDLE_SCHEMA)]
+Candles = Annotated[list[Candle], WithJsonSchema({"type": "array", "minItems": 2, "items": CANDLE_SCHEMA})]
+CANDLES_DESCRIPTION = ("The history, oldest first: objects with timestamp, open, high, low, close "
+                       "and optionally volume and amount.")
+CSV_DESCRIPTION = ("The history as CSV text: a header row with a timestamp column "
+                   "(timestamps/timestamp/date/datetime/time), open, high, low, close, optionally "
+                   "volume and amount; one bar per row, oldest first.")
+
+# --------------------------------------------------------------------------- forecast parameters
+
+ModelName = Annotated[str, Field(description="A model name of the registry (list_models, GET /v1/models), "
+                                             "e.g. 'kronos-small'.", examples=["kronos-small"])]
+PredLen = Annotated[int, Field(ge=1, description="Number of future bars to forecast (at most a server's "
+                                                 "--max-pred-len).")]
+Samples = Annotated[int, Field(ge=1, description="Sampled paths: the forecast is their mean; above 1, "
+                                                 "quantiles are returned too.")]
+Seed = Annotated[int | None, Field(ge=0, description="Random seed: the same seed gives the same forecast "
+                                                     "[default: a random one, returned].")]
+Temperature = Annotated[float, Field(gt=0, description="Sampling temperature: lower is more conservative.")]
+TopP = Annotated[float, Field(gt=0, le=1, description="Nucleus sampling: keep the smallest set of tokens "
+                                                      "with this much probability.")]
+TopK = Annotated[int, Field(ge=0, description="Keep only the K likeliest tokens (0: no limit).")]
+Lookback = Annotated[int | None, Field(ge=1, description="Bars of history the model sees [default: what fits "
+                                                         "its context with the forecast].")]
+Probability = Annotated[float, Field(gt=0, lt=1)]
+Quantiles = Annotated[list[Probability], Field(description="With samples > 1: quantiles of the sampled paths "
+                                                           "to return, each strictly between 0 and 1.")]
+FutureTimestamps = Annotated[list[str | int | float] | None, Field(
+    description="The forecast bars' timestamps, pred_len of them, after the last bar [default: continue the "
+                "history's interval or trading session].")]
+
+DEFAULTS = ForecastParams(pred_len=1)
+
+
+def forecast_params(*, pred_len: int, samples: int = DEFAULTS.samples, seed: int | None = None,
+                    temperature: float = DEFAULTS.temperature, top_p: float = DEFAULTS.top_p,
+                    top_k: int = DEFAULTS.top_k, lookback: int | None = None,
+                    quantiles: list[float] | None = None, future_timestamps: list | None = None) -> ForecastParams:
+    """What a face parsed -> the one parameter type (``None`` quantiles: the default ones)."""
+    return ForecastParams(
+        pred_len=pred_len, samples=samples, seed=seed, temperature=temperature, top_p=top_p, top_k=top_k,
+        lookback=lookback, quantiles=tuple(DEFAULT_QUANTILES if quantiles is None else quantiles),
+        future_timestamps=tuple(future_timestamps) if future_timestamps is not None else None)
+
+
+class ForecastOptions(BaseModel):
+    """Everything of a forecast request but its candles (a CSV body's query parameters)."""
+
+    # A misspelt parameter ("pred_length") is an error naming it, never silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelName
+    pred_len: PredLen
+    samples: Samples = DEFAULTS.samples
+    seed: Seed = None
+    temperature: Temperature = DEFAULTS.temperature
+    top_p: TopP = DEFAULTS.top_p
+    top_k: TopK = DEFAULTS.top_k
+    lookback: Lookback = None
+    quantiles: Quantiles = list(DEFAULT_QUANTILES)
+    future_timestamps: FutureTimestamps = None
+
+    def params(self) -> ForecastParams:
+        return forecast_params(**self.model_dump(exclude={"model"}))
+
+
+class ForecastRequest(ForecastOptions):
+    """The JSON body of POST /v1/forecast."""
+
+    candles: Candles = Field(description=CANDLES_DESCRIPTION)
+
+
+FORECAST_FIELDS = tuple(ForecastRequest.model_fields)
+
+# --------------------------------------------------------------------------- responses
+
+
+class Timing(BaseModel):
+    queue_ms: float = Field(description="Time waiting for the model's batch.")
+    load_ms: float = Field(description="Time loading the model (0 when it was already loaded).")
+    forecast_ms: float = Field(description="Time generating the forecast.")
+
+
+class ForecastResponse(BaseModel):
+    """The forecast (``ForecastResult.to_json()``): the HTTP response body and MCP's structured result."""
+
+    model: str = Field(description="The model that forecast.")
+    artifact: str | None = Field(description="The stored checkpoint it ran (artifact id).")
+    timestamps: list[str] = Field(description="The forecast bars' timestamps, ISO-8601.")
+    forecast: dict[str, list[float]] = Field(
+        description="One list per column (open, high, low, close, volume, amount), aligned with timestamps; "
+                    "the mean over the sampled paths when samples > 1.")
+    quantiles: dict[str, dict[str, list[float]]] | None = Field(
+        default=None, description="Only when samples > 1: for each quantile ('0.1', '0.5', ...), one list per "
+                                  "column across the sampled paths.")
+    seed: int = Field(description="The random seed used: pass it again to get the same forecast.")
+    timing: Timing
+
+
+class ModelSummary(BaseModel):
+    """One model of the registry, as an agent chooses among them."""
+
+    name: str = Field(description="The name to pass as `model`.")
+    description: str | None
+    params: int | None = Field(description="Parameter count (declared).")
+    context_length: int | None = Field(description="Longest history plus forecast the model sees at once, in bars.")
+    tokenizer: str | None
+    available: bool = Field(description="False for a published-but-unreleased model (see reason).")
+    reason: str | None = Field(description="Why it is unavailable.")
+    synced: bool = Field(description="Stored locally: forecasts work offline.")
+    loaded: bool = Field(description="In memory now: the next forecast starts at once.")
+
+    @classmethod
+    def from_info(cls, info: dict) -> ModelSummary:
+        """From a catalog entry info (``entry_info`` plus ``loaded``)."""
+        flags = ("available", "synced", "loaded")
+        return cls(**{name: info.get(name) for name in cls.model_fields if name not in flags},
+                   **{name: bool(info.get(name)) for name in flags})
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
+
+
+class LoadedModelInfo(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    artifact: str | None = None
+    device: str
+    bytes: int
+    loaded_at: str
+    last_used: str
+    expires_at: str | None = Field(None, description="When keep-alive unloads it (null: never).")
+
+
+class LoadedModels(BaseModel):
+    models: list[LoadedModelInfo]
+
+
+class Unloaded(BaseModel):
+    name: str
+    unloaded: bool = Field(description="false when it was not loaded.")
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="ready, loading or failed")
+    preload: dict[str, str] = Field(description="Each --preload model: pending, loaded, or its error.")
+
+
+class Problem(BaseModel):
+    """application/problem+json (RFC 9457), with the field at fault and a hint."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    field: str | None = None
+    hint: str | None = None
