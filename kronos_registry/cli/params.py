@@ -57,3 +57,15 @@ def check_device(device: str | None) -> None:
     if kind == "cuda" and not torch.cuda.is_available():
         raise click.BadParameter("CUDA is not available on this machine; use --device cpu",
                                  param_hint="--device")
+
+
+def bounded(name: str, kind: type = int) -> click.ParamType:
+    """The click type of forecast parameter ``name``, its range from ``services.limits.BOUNDS``."""
+    from kronos_registry.services.limits import BOUNDS
+
+    bound = BOUNDS[name]
+    ranged = click.IntRange if kind is int else click.FloatRange
+    options = {"min_open": bound.low_open, "max_open": bound.high_open} if kind is float else {}
+    if kind is int and (bound.low_open or bound.high_open):  # whole numbers: an open bound is the next one in
+        return click.IntRange(bound.low + bound.low_open, None if bound.high is None else bound.high - bound.high_open)
+    return ranged(bound.low, bound.high, **options)

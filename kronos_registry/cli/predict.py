@@ -9,7 +9,7 @@ import click
 
 from kronos_registry.cli.app import App, cli, pass_app
 from kronos_registry.cli.output import table
-from kronos_registry.cli.params import check_device
+from kronos_registry.cli.params import bounded, check_device
 from kronos_registry.services.catalog import DEMO_ENTRY
 from kronos_registry.services.extras import require_extra
 from kronos_registry.services.plot import save_plot
@@ -20,9 +20,9 @@ from kronos_registry.services.plot import save_plot
 @click.option("--input", "-i", "input_path", required=True, metavar="CSV",
               help="Candle CSV: a timestamp column (timestamps/timestamp/date/datetime/time), "
               "open, high, low, close; volume and amount optional.")
-@click.option("--pred-len", "-n", required=True, type=click.IntRange(min=1), metavar="N",
+@click.option("--pred-len", "-n", required=True, type=bounded("pred_len"), metavar="N",
               help="Number of bars to forecast.")
-@click.option("--lookback", type=click.IntRange(min=1), metavar="N",
+@click.option("--lookback", type=bounded("lookback"), metavar="N",
               help="Bars of history the model sees [default: what fits the context with the forecast: "
               "context - N, at most the rows]. A longer one recomputes the window every step (slow).")
 @click.option("--future-timestamps", "future_file", metavar="CSV",
@@ -30,16 +30,16 @@ from kronos_registry.services.plot import save_plot
               "[default: continue the input's interval, or its daily session; business days when it "
               "has no weekend bars].")
 @click.option("--output", "-o", metavar="CSV", help="Write the forecast here (else print a short table).")
-@click.option("--samples", default=1, show_default=True, type=click.IntRange(min=1), metavar="N",
+@click.option("--samples", default=1, show_default=True, type=bounded("samples"), metavar="N",
               help="Sampled paths to average; with --plot their spread is drawn.")
 @click.option("--temperature", "-T", default=1.0, show_default=True,
-              type=click.FloatRange(min=0, min_open=True), metavar="T",
+              type=bounded("temperature", float), metavar="T",
               help="Sampling temperature: lower is more conservative.")
-@click.option("--top-p", default=0.9, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+@click.option("--top-p", default=0.9, show_default=True, type=bounded("top_p", float),
               metavar="P", help="Nucleus sampling: keep the smallest set of tokens with this much probability.")
-@click.option("--top-k", default=0, show_default=True, type=click.IntRange(min=0), metavar="K",
+@click.option("--top-k", default=0, show_default=True, type=bounded("top_k"), metavar="K",
               help="Keep only the K likeliest tokens (0: no limit).")
-@click.option("--seed", type=click.IntRange(min=0), metavar="S", help="Random seed: same seed, same forecast "
+@click.option("--seed", type=bounded("seed"), metavar="S", help="Random seed: same seed, same forecast "
               "[default: a random one, printed].")
 @click.option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps [default: cuda, else mps, else cpu].")
 @click.option("--plot", metavar="PNG", help="Save a chart of history, forecast and spread (needs matplotlib).")

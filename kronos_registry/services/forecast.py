@@ -39,6 +39,7 @@ from kronos_registry.candles.timestamps import (
     is_business_daily,
     plan_future,
 )
+from kronos_registry.services.limits import BOUNDS, SEED_LIMIT
 from registry.errors import InputDataError
 
 
@@ -122,7 +123,11 @@ DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
 
 @attrs.frozen
 class ForecastParams:
-    """What a caller asks of one forecast, whatever the face (CLI options, HTTP, MCP)."""
+    """What a caller asks of one forecast, whatever the face (CLI options, HTTP, MCP, Python).
+
+    The one parameter type: every face turns what it parsed into this, and :meth:`check`
+    judges it against :data:`BOUNDS` and a service's limits.
+    """
 
     pred_len: int
     samples: int = 1
@@ -139,29 +144,33 @@ class ForecastParams:
         def bad(field: str, message: str, hint: str):
             raise InputDataError(f"{field} {message}", field=field, hint=hint)
 
-        if not _is_int(self.pred_len) or self.pred_len < 1:
+        def whole(field: str) -> bool:
+            value = getattr(self, field)
+            return _is_int(value) and BOUNDS[field].holds(value)
+
+        if not whole("pred_len"):
             bad("pred_len", f"must be a whole number of bars, at least 1 (got {self.pred_len!r})",
                 "ask for 1 or more bars")
         if max_pred_len is not None and self.pred_len > max_pred_len:
             bad("pred_len", f"is {self.pred_len}, over this service's limit of {max_pred_len}",
                 f"ask for at most {max_pred_len} bars (the limit is the server's --max-pred-len)")
-        if not _is_int(self.samples) or self.samples < 1:
+        if not whole("samples"):
             bad("samples", f"must be a whole number, at least 1 (got {self.samples!r})", "use 1 or more")
         if max_samples is not None and self.samples > max_samples:
             bad("samples", f"is {self.samples}, over this service's limit of {max_samples}",
                 f"ask for at most {max_samples} samples (the server's --max-samples)")
-        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**63):
+        if self.seed is not None and not (whole("seed") and self.seed < SEED_LIMIT):
             bad("seed", f"must be a whole number from 0 to 2**63-1 (got {self.seed!r})", "pass e.g. 7, or none")
-        if not self.temperature > 0:
+        if not BOUNDS["temperature"].holds(self.temperature):
             bad("temperature", f"must be above 0 (got {self.temperature!r})", "1.0 samples as trained; lower is calmer")
-        if not 0 < self.top_p <= 1:
+        if not BOUNDS["top_p"].holds(self.top_p):
             bad("top_p", f"must be in (0, 1] (got {self.top_p!r})", "0.9 is the default")
-        if not _is_int(self.top_k) or self.top_k < 0:
+        if not whole("top_k"):
             bad("top_k", f"must be a whole number, 0 or more (got {self.top_k!r})", "0 means no limit")
-        if self.lookback is not None and (not _is_int(self.lookback) or self.lookback < 1):
+        if self.lookback is not None and not whole("lookback"):
             bad("lookback", f"must be a whole number, at least 1 (got {self.lookback!r})",
                 "leave it out to use what fits the model's context")
-        if any(not 0 < q < 1 for q in self.quantiles):
+        if not all(BOUNDS["quantile"].holds(q) for q in self.quantiles):
             bad("quantiles", f"must each lie strictly between 0 and 1 (got {list(self.quantiles)})",
                 "e.g. [0.1, 0.5, 0.9]")
 

@@ -1,7 +1,9 @@
-"""What one forecast request may ask of a long-running face (`serve`, `mcp`).
+"""What one forecast request may ask: the parameters' ranges, and a long-running face's limits.
 
-The service enforces these and `serve`'s options set them (their defaults shown in
-`serve --help` are these). Only attrs here, so registering the command stays light.
+:data:`BOUNDS` is each forecast parameter's range, declared once for every face. ``Limits``
+is what a request may ask of `serve` and `mcp`: the service enforces them and `serve`'s
+options set them (their defaults shown in `serve --help` are these). Only attrs here, so
+registering the commands stays light.
 """
 
 from __future__ import annotations
@@ -22,4 +24,49 @@ class Limits:
     max_queue: int = 64                # series waiting for a batch, all models together
 
 
-__all__ = ["Limits", "MIB"]
+
+@attrs.frozen
+class Bound:
+    """The range of one forecast parameter: a lower bound and an optional upper one.
+
+    Declared once in :data:`BOUNDS`: ``ForecastParams.check`` (``services/forecast.py``) tests
+    it, and the machine faces' schemas (``services/wire.py``) and the CLI's option types
+    (``cli/params.py``) are built from it.
+    """
+
+    low: float
+    low_open: bool = False            # True: the bound itself is out (temperature > 0)
+    high: float | None = None
+    high_open: bool = False
+
+    def holds(self, value) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        if self.high is None:
+            return above
+        return above and (value < self.high if self.high_open else value <= self.high)
+
+    def pydantic(self) -> dict:
+        """As pydantic ``Field`` keyword arguments (ge/gt, le/lt)."""
+        limits = {"gt" if self.low_open else "ge": self.low}
+        if self.high is not None:
+            limits["lt" if self.high_open else "le"] = self.high
+        return limits
+
+
+BOUNDS = {
+    "pred_len": Bound(1),
+    "samples": Bound(1),
+    "seed": Bound(0),
+    "temperature": Bound(0, low_open=True),
+    "top_p": Bound(0, low_open=True, high=1),
+    "top_k": Bound(0),
+    "lookback": Bound(1),
+    "quantile": Bound(0, low_open=True, high=1, high_open=True),
+}
+
+
+# torch's generators take seeds below 2**63: a representation limit, not part of the range.
+SEED_LIMIT = 2**63
+
+
+__all__ = ["BOUNDS", "Bound", "Limits", "MIB", "SEED_LIMIT"]

@@ -1,7 +1,8 @@
 """The wire: request and response shapes shared by the machine faces (HTTP and MCP), declared once.
 
-Each forecast parameter is declared here once, with its type, bounds and description
-(:data:`PredLen`, :data:`Samples`, ...). The HTTP face builds its request model from them
+Each forecast parameter is declared here once, with its type and description
+(:data:`PredLen`, :data:`Samples`, ...), its bounds taken from ``services.limits.BOUNDS``.
+The HTTP face builds its request model from them
 (:class:`ForecastOptions`, :class:`ForecastRequest`); the MCP face annotates its tool's
 arguments with the same types, so both document and bound a parameter the same way, and both
 turn what they parsed into the one :class:`~kronos_registry.services.forecast.ForecastParams`.
@@ -19,8 +20,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.fields import FieldInfo
 
 from kronos_registry.services.forecast import DEFAULT_QUANTILES, ForecastParams
+from kronos_registry.services.limits import BOUNDS
 
 # --------------------------------------------------------------------------- candles
 
@@ -52,21 +55,27 @@ CSV_DESCRIPTION = ("The history as CSV text: a header row with a timestamp colum
 
 # --------------------------------------------------------------------------- forecast parameters
 
+
+def _bounded(name: str, description: str) -> FieldInfo:
+    """A pydantic Field with parameter ``name``'s range (``services.limits.BOUNDS``)."""
+    return Field(**BOUNDS[name].pydantic(), description=description)
+
+
 ModelName = Annotated[str, Field(description="A model name of the registry (list_models, GET /v1/models), "
                                              "e.g. 'kronos-small'.", examples=["kronos-small"])]
-PredLen = Annotated[int, Field(ge=1, description="Number of future bars to forecast (at most a server's "
-                                                 "--max-pred-len).")]
-Samples = Annotated[int, Field(ge=1, description="Sampled paths: the forecast is their mean; above 1, "
-                                                 "quantiles are returned too.")]
-Seed = Annotated[int | None, Field(ge=0, description="Random seed: the same seed gives the same forecast "
-                                                     "[default: a random one, returned].")]
-Temperature = Annotated[float, Field(gt=0, description="Sampling temperature: lower is more conservative.")]
-TopP = Annotated[float, Field(gt=0, le=1, description="Nucleus sampling: keep the smallest set of tokens "
-                                                      "with this much probability.")]
-TopK = Annotated[int, Field(ge=0, description="Keep only the K likeliest tokens (0: no limit).")]
-Lookback = Annotated[int | None, Field(ge=1, description="Bars of history the model sees [default: what fits "
-                                                         "its context with the forecast].")]
-Probability = Annotated[float, Field(gt=0, lt=1)]
+PredLen = Annotated[int, _bounded("pred_len", "Number of future bars to forecast (at most a server's "
+                                              "--max-pred-len).")]
+Samples = Annotated[int, _bounded("samples", "Sampled paths: the forecast is their mean; above 1, "
+                                             "quantiles are returned too.")]
+Seed = Annotated[int | None, _bounded("seed", "Random seed: the same seed gives the same forecast "
+                                              "[default: a random one, returned].")]
+Temperature = Annotated[float, _bounded("temperature", "Sampling temperature: lower is more conservative.")]
+TopP = Annotated[float, _bounded("top_p", "Nucleus sampling: keep the smallest set of tokens with this "
+                                          "much probability.")]
+TopK = Annotated[int, _bounded("top_k", "Keep only the K likeliest tokens (0: no limit).")]
+Lookback = Annotated[int | None, _bounded("lookback", "Bars of history the model sees [default: what fits "
+                                                      "its context with the forecast].")]
+Probability = Annotated[float, Field(**BOUNDS["quantile"].pydantic())]
 Quantiles = Annotated[list[Probability], Field(description="With samples > 1: quantiles of the sampled paths "
                                                            "to return, each strictly between 0 and 1.")]
 FutureTimestamps = Annotated[list[str | int | float] | None, Field(
