@@ -90,7 +90,9 @@ class Entry:
     tokenizer by entry name. ``source`` is None only for an unavailable entry without one.
     ``config`` is the expected ``config.json`` (checked at sync), ``sha256`` pins files by
     hash, ``files`` are the files to fetch and require, ``allow_pickle`` lets a legacy
-    ``pytorch_model.bin`` through (loaded with ``weights_only=True`` only).
+    ``pytorch_model.bin`` through (loaded with ``weights_only=True`` only). ``lineage`` is
+    what made the artifact (a fine-tune's base, data and settings): a plain mapping the engine
+    carries and never interprets; the model family reads it (docs/ARCHITECTURE.md).
     """
 
     name: str
@@ -108,6 +110,7 @@ class Entry:
     sha256: Mapping[str, str] = attrs.field(factory=dict)
     files: tuple[str, ...] = DEFAULT_FILES
     allow_pickle: bool = False
+    lineage: Mapping[str, object] | None = None
     # Which registry file defined the entry, for its ref in a shared store: the file's real
     # absolute path, or PACKAGED_REGISTRY_ID for the packaged default (whose path changes
     # with every install). None for an entry not read from a file.
@@ -183,7 +186,7 @@ TOP_LEVEL_KEYS = ("schema", "tokenizers", "models", "endpoint", "mirrors")
 SECTION_KINDS = {"tokenizers": "tokenizer", "models": "model"}
 _COMMON_KEYS = (
     "source", "params", "config", "display_name", "description",
-    "available", "reason", "sha256", "files", "allow_pickle",
+    "available", "reason", "sha256", "files", "allow_pickle", "lineage",
 )
 _MODEL_ONLY_KEYS = ("tokenizer", "context_length")
 ENTRY_KEYS = {"model": _COMMON_KEYS + _MODEL_ONLY_KEYS, "tokenizer": _COMMON_KEYS}
@@ -762,6 +765,19 @@ class _FileParser:
             config[key] = value
         return config if len(config) == len(items) else _INVALID
 
+    def _plain_mapping(self, node: yaml.Node, field: str) -> object:
+        """Any mapping of plain YAML values (nested mappings and lists too), kept as data."""
+        if not isinstance(node, yaml.MappingNode):
+            key = field.rsplit(".", 1)[-1]
+            self.report(node, field, f"must be a mapping, got {self.describe(node)}",
+                        hint=f"write `{key}:` followed by indented `key: value` lines")
+            return _INVALID
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError) as error:
+            self.report(node, field, f"does not parse ({error})", hint="write plain YAML values")
+            return _INVALID
+
     def _sha256(self, node: yaml.Node, field: str) -> object:
         items = self.mapping_items(node, field, "`sha256`",
                                    hint="write one `FILE_NAME: HEX_DIGEST` line per pinned file")
@@ -820,6 +836,7 @@ _FIELD_PARSERS: dict[str, Callable[[_FileParser, yaml.Node, str], object]] = {
     "allow_pickle": _FileParser._flag,
     "sha256": _FileParser._sha256,
     "files": _FileParser._files,
+    "lineage": _FileParser._plain_mapping,
 }
 
 

@@ -77,3 +77,23 @@ def test_the_data_fingerprint_is_the_files_sha256(tmp_path):
     path.write_bytes(b"timestamps,open\n2020-01-01,1\n")
     assert file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
     assert same_data(lineage(), SHA) and not same_data(lineage(), "c" * 64)
+
+
+def test_the_engine_carries_an_entrys_lineage_mapping_and_refuses_another_value(tmp_path):
+    import yaml
+
+    from registry.errors import RegistryFileError
+    from registry.spec import parse_registry
+
+    record = lineage()
+    text = yaml.safe_dump({"schema": 1, "tokenizers": {"t": {"source": "./tok"}},
+                           "models": {"m": {"source": "./mod", "tokenizer": "t", "context_length": 32,
+                                            "lineage": record.to_dict()}}})
+    path = tmp_path / "models.yaml"
+    path.write_text(text)
+    assert Lineage.from_mapping(parse_registry(path).get("m").lineage) == record
+    path.write_text("schema: 1\ntokenizers:\n  t:\n    source: ./tok\nmodels:\n  m:\n    source: ./mod\n"
+                    "    tokenizer: t\n    context_length: 32\n    lineage: 3\n")
+    with pytest.raises(RegistryFileError) as info:
+        parse_registry(path)
+    assert "'models.m.lineage': must be a mapping" in str(info.value)
