@@ -12,9 +12,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from kronos_registry.candles.columns import COLUMNS, PRICE_COLUMNS
 from kronos_registry.services.forecast import ForecastParams
 
-# One candle: kept as the raw mapping so that candles.py (not pydantic) judges it, and
+# One candle: kept as the raw mapping so that the candles package (not pydantic) judges it, and
 # documented with the columns it reads.
 CANDLE_SCHEMA = {
     "type": "object",
@@ -22,9 +23,9 @@ CANDLE_SCHEMA = {
                    "ISO-8601 text or Unix epoch seconds/milliseconds. volume and amount are optional.",
     "properties": {
         "timestamp": {"anyOf": [{"type": "string"}, {"type": "number"}], "example": "2024-01-02T09:30:00"},
-        **{column: {"type": "number"} for column in ("open", "high", "low", "close", "volume", "amount")},
+        **{column: {"type": "number"} for column in COLUMNS},
     },
-    "required": ["open", "high", "low", "close"],
+    "required": list(PRICE_COLUMNS),
 }
 Candle = Annotated[dict[str, Any], WithJsonSchema(CANDLE_SCHEMA)]
 Probability = Annotated[float, Field(gt=0, lt=1)]
