@@ -139,7 +139,7 @@ def split_series(table: pd.DataFrame, by: str, *, source: str = "DataFrame", pat
         try:
             rows_table = table.iloc[rows].drop(columns=[column]).reset_index(drop=True)
             candles = validate_table(rows_table, source=source, path=path,
-                                      locate=lambda position, rows=rows: locate(rows[position]), min_rows=2)
+                                     locate=lambda position, rows=rows: locate(rows[position]), min_rows=2)
             good.append((str(key), prepare_forecast(candles, pred_len=pred_len, context=context,
                                                     lookback=lookback)))
         except InputDataError as error:
