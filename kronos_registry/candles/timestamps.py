@@ -22,9 +22,8 @@ import attrs
 import numpy as np
 import pandas as pd
 
+from kronos_registry.candles.columns import OUTPUT_TIMESTAMP_COLUMN
 from registry.errors import InputDataError
-
-OUTPUT_TIMESTAMP_COLUMN = "timestamps"
 
 # Plain numbers in these ranges are Unix time in that unit (1973-03-03 .. 5138-11-16 either way).
 EPOCH_RANGES = (("s", 1e8, 1e11), ("ms", 1e11, 1e14))

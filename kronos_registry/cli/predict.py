@@ -7,6 +7,7 @@ import time
 
 import click
 
+from kronos_registry.candles.columns import COLUMNS
 from kronos_registry.cli.app import App, cli, pass_app
 from kronos_registry.cli.output import table
 from kronos_registry.cli.params import bounded, check_device
@@ -101,7 +102,7 @@ def predict(app: App, name, input_path, pred_len, lookback, future_file, output,
     forecast, paths = run_forecast(predictor, job, params, seed=seed)
     finished = time.perf_counter()
     if paths is None:  # one sample: its path is the forecast
-        paths = forecast[["open", "high", "low", "close", "volume", "amount"]].to_numpy()[None]
+        paths = forecast[list(COLUMNS)].to_numpy()[None]
 
     if output:
         write_forecast(output, future, forecast)
@@ -123,7 +124,7 @@ def plot_title(name: str, pred_len: int) -> str:
 def forecast_table(future, forecast, head: int = 10) -> str:
     """The forecast for a terminal; long ones show their first and last `head` rows."""
     rows = [[ts.strftime("%Y-%m-%d %H:%M:%S")] + [f"{v:.4f}" for v in row[:4]] + [f"{v:.1f}" for v in row[4:]]
-            for ts, row in zip(future, forecast[["open", "high", "low", "close", "volume", "amount"]].to_numpy())]
+            for ts, row in zip(future, forecast[list(COLUMNS)].to_numpy())]
     if len(rows) > 2 * head:
         rows = rows[:head] + [["..."] + [""] * 6] + rows[-head:]
     return table(["TIMESTAMP", "OPEN", "HIGH", "LOW", "CLOSE", "VOLUME", "AMOUNT"], rows)

@@ -25,7 +25,7 @@ import attrs
 import numpy as np
 import pandas as pd
 
-COLUMNS = ["open", "high", "low", "close", "volume", "amount"]
+from kronos_registry.candles.columns import COLUMNS
 
 
 @attrs.frozen(eq=False)  # DataFrames have no single truth value, so no generated __eq__

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kronos_registry.candles.columns import PRICE_COLUMNS, QUANTITY_COLUMNS
 from kronos_registry.kronos.generate import autoregressive_forecast
 
-PRICE_COLS = ["open", "high", "low", "close"]
-VOL_COL = "volume"
-AMT_COL = "amount"
+PRICE_COLS = list(PRICE_COLUMNS)
+VOL_COL, AMT_COL = QUANTITY_COLUMNS
 TIME_COLS = ["minute", "hour", "weekday", "day", "month"]
 
 

@@ -1,8 +1,8 @@
 """The web page of `kronos-registry serve`: `/`, its static files, and the sample candles.
 
-The page (static/index.html, app.js, style.css) is plain JavaScript with no build step; it draws
-with the vendored TradingView lightweight-charts (static/vendor/, see VENDORED.md there), so it
-works offline. It only calls the public HTTP API (GET /v1/models, POST /v1/forecast with a
+The page (static/index.html, style.css, and static/js/: ES modules, app.js the entry) is plain
+JavaScript with no build step; it draws with the vendored TradingView lightweight-charts
+(static/vendor/, see VENDORED.md there), so it works offline. It only calls the public HTTP API (GET /v1/models, POST /v1/forecast with a
 text/csv body), so the server validates uploads with the same messages as the CLI.
 
 These routes carry no model data and no secrets, so they stay public when the server has a

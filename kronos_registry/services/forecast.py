@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from kronos_registry.candles import Candles, future_timestamps_from_values, read_future_timestamps, tail_lookback
+from kronos_registry.candles.columns import COLUMNS
 from kronos_registry.candles.timestamps import (
     FutureTimes,
     Gaps,
@@ -117,7 +118,6 @@ def prepare_forecast(candles: Candles, *, pred_len: int, context: int, lookback:
 
 # --------------------------------------------------------------------------- the forecast itself
 
-COLUMNS = ("open", "high", "low", "close", "volume", "amount")
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
 
 

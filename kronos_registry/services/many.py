@@ -7,7 +7,7 @@ One row per bar, a key column (``--by``) naming the series::
     BBB,2024-01-02 09:30:00,51.20,51.31,51.02,51.10,880,45000.10
 
 :func:`read_series` reads a CSV or Parquet file (or :func:`split_series` a DataFrame) and
-validates every series exactly as the one-series ``predict`` does (the ``candles`` package), then
+validates every series exactly as the one-series ``predict`` does (``candles/validation.py``), then
 chooses its lookback and continues its timestamps (``services/forecast.py``). A bad series (NaN, too
 short, unsorted, ...) becomes a :class:`BadSeries` carrying today's message, with the file's
 own line numbers; the good ones become :class:`~kronos_registry.kronos.batch.SeriesRequest`s for
@@ -27,8 +27,9 @@ import attrs
 import numpy as np
 import pandas as pd
 
-from kronos_registry.candles import _read_csv_table, _resolve_columns, _validate_table  # one validator for one and many
-from kronos_registry.kronos.batch import COLUMNS, SeriesForecast, SeriesRequest, forecast_series, series_seed
+from kronos_registry.candles import read_csv_table, resolve_columns, validate_table  # one validator for one and many
+from kronos_registry.candles.columns import COLUMNS
+from kronos_registry.kronos.batch import SeriesForecast, SeriesRequest, forecast_series, series_seed
 from kronos_registry.services.forecast import ForecastInput, ForecastParams, prepare_forecast, series_request
 from registry.errors import InputDataError
 
@@ -106,7 +107,7 @@ def read_series(path: str | os.PathLike, by: str, *, pred_len: int, context: int
         table = table.reset_index(drop=True)
         locate: Callable[[int], str] = lambda position: f"row {position}"  # noqa: E731 (0-based)
     else:
-        table, lines = _read_csv_table(file)
+        table, lines = read_csv_table(file)
         locate = lambda position: f"line {lines[position]}"  # noqa: E731
     return split_series(table, by, source=str(file), path=file, locate=locate,
                         pred_len=pred_len, context=context, lookback=lookback)
@@ -122,7 +123,7 @@ def split_series(table: pd.DataFrame, by: str, *, source: str = "DataFrame", pat
     locate = locate or (lambda position: f"position {position}")
     table = table.reset_index(drop=True)
     column = _key_column(table, by, source=source, path=path)
-    _resolve_columns([c for c in table.columns if c != column], source=source, path=path)  # file-wide
+    resolve_columns([c for c in table.columns if c != column], source=source, path=path)  # file-wide
     keys = table[column].astype("string").str.strip()
     keyless = keys.isna() | (keys == "")
     bad: list[BadSeries] = []
@@ -137,8 +138,8 @@ def split_series(table: pd.DataFrame, by: str, *, source: str = "DataFrame", pat
         rows = list(positions)
         try:
             rows_table = table.iloc[rows].drop(columns=[column]).reset_index(drop=True)
-            candles = _validate_table(rows_table, source=source, path=path,
-                                      locate=lambda position, rows=rows: locate(rows[position]), min_rows=2)
+            candles = validate_table(rows_table, source=source, path=path,
+                                     locate=lambda position, rows=rows: locate(rows[position]), min_rows=2)
             good.append((str(key), prepare_forecast(candles, pred_len=pred_len, context=context,
                                                     lookback=lookback)))
         except InputDataError as error:

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.fields import FieldInfo
 
+from kronos_registry.candles.columns import PRICE_COLUMNS
 from kronos_registry.services.forecast import DEFAULT_QUANTILES, ForecastParams
 from kronos_registry.services.limits import BOUNDS
 
@@ -35,14 +36,11 @@ CANDLE_SCHEMA = {
                       "description": "ISO-8601 date/time (e.g. '2024-05-02 09:35:00'), or Unix "
                                      "seconds/milliseconds. Also accepted as 'timestamps', 'date', "
                                      "'datetime' or 'time'."},
-        "open": {"type": "number"},
-        "high": {"type": "number"},
-        "low": {"type": "number"},
-        "close": {"type": "number"},
+        **{column: {"type": "number"} for column in PRICE_COLUMNS},
         "volume": {"type": "number", "description": "Optional (0 when absent)."},
         "amount": {"type": "number", "description": "Optional traded value (volume * mean price when absent)."},
     },
-    "required": ["timestamp", "open", "high", "low", "close"],
+    "required": ["timestamp", *PRICE_COLUMNS],
 }
 # One candle: kept as the raw mapping so that the candles package (not pydantic) judges it.
 Candle = Annotated[dict[str, Any], WithJsonSchema(CANDLE_SCHEMA)]
