@@ -16,8 +16,9 @@ from typing import Callable, Mapping, Sequence
 import attrs
 
 from . import sources
-from .checks import CheckContext, CheckProvider, Report, generic_checks, run_checks, sha256_file
+from .checks import CheckContext, CheckProvider, Report, generic_checks, run_checks
 from .errors import NotSyncedError, Problem, SourceError, VerificationError
+from .hashing import sha256_file
 from .sources import Endpoints, ResolvedSource
 from .spec import Entry, HfSource, LocalSource, RegistrySpec
 from .store import FileRecord, LockWait, Manifest, Ref, Store, hf_artifact_id, local_artifact_id
