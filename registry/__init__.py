@@ -7,6 +7,7 @@ keeps them so; docs/ARCHITECTURE.md has the whole project's map)::
 
     bundle/    export to one tar file, import from one (checked as a sync checks)
     loader     entry -> verified object in the store: sync, locate, verify, status
+    lookup     which stored artifact an entry uses: one rule, no network, no writes
     sources/   where artifacts come from: hf:// repos (online, or the HF cache), local folders
     checks     the verification framework and the generic checks
     store/     the local store: objects, manifests, refs, locks, gc, snapshots

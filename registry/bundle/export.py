@@ -1,7 +1,7 @@
 """Export: the stored artifacts of some entries, verified, written to one tar file.
 
-Each entry's artifact is what the store already holds for it; every file is hashed as it
-goes into the tar, so a damaged stored copy is never spread.
+Each entry's artifact is what the store already holds for it (``registry.lookup``); every
+file is hashed as it goes into the tar, so a damaged stored copy is never spread.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import attrs
 
 from ..errors import InputDataError, NotSyncedError, Problem, VerificationError
 from ..fs import atomic_file
+from ..lookup import stored_artifact
 from ..redact import redact_secrets
 from ..spec import COMMIT_RE, Entry, HfSource, RegistrySpec
-from ..store import MANIFEST_NAME, FileRecord, Manifest, Ref, Store, hf_artifact_id, tool_version, utc_now
+from ..store import MANIFEST_NAME, FileRecord, Manifest, Ref, Store, tool_version, utc_now
 from .layout import BUNDLE_FORMAT, BUNDLE_JSON, BUNDLE_VERSION, OBJECTS, REGISTRY_YAML, render_registry
 
 
@@ -92,18 +93,6 @@ def _with_tokenizers(spec: RegistrySpec, names: Sequence[str]) -> list[Entry]:
             tokenizers.setdefault(entry.tokenizer, spec.get_available(entry.tokenizer))
         (models if entry.is_model else tokenizers).setdefault(entry.name, entry)
     return [*tokenizers.values(), *models.values()]
-
-
-def stored_artifact(store: Store, entry: Entry) -> str | None:
-    """The artifact id the store holds for ``entry``, or None (no network, no hashing)."""
-    source = entry.source
-    if isinstance(source, HfSource) and source.is_pinned:
-        artifact_id = hf_artifact_id(source.repo_id, source.revision, source.repo_type)
-        return artifact_id if store.has(artifact_id) else None
-    ref = store.get_ref(entry.name, entry.registry)
-    if ref is None or source is None or ref.source != str(source) or not store.has(ref.artifact_id):
-        return None
-    return ref.artifact_id
 
 
 def _exported(store: Store, entry: Entry, artifact_of: Callable[[Entry], str | None] | None) -> _Exported:
