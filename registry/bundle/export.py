@@ -48,9 +48,9 @@ def export_bundle(store: Store, spec: RegistrySpec, names: Sequence[str], output
                   artifact_of: Callable[[Entry], str | None] | None = None) -> BundleSummary:
     """Write the stored artifacts of ``names`` (each model with its tokenizer) to ``output``.
 
-    Each entry's artifact is what the store already holds for it: a pinned ``hf://`` source
-    names its object directly, any other source goes through the entry's ref (the same rule
-    the loader uses). ``artifact_of`` overrides that choice (return None for "not stored").
+    Each entry's artifact is what the store already holds for it: its ref for the same
+    source, else its pinned commit (``registry.lookup``, the rule every command uses).
+    ``artifact_of`` overrides that choice (return None for "not stored").
     Raises ``UnknownEntryError``/``UnavailableEntryError`` for bad names, ``NotSyncedError``
     for an entry not in the store and ``VerificationError`` for a damaged stored copy. The
     bundle appears at ``output`` complete or not at all.

@@ -29,7 +29,6 @@ from . import imported
 from .imported import REGISTRIES_DIR
 from .layout import (
     BUNDLE_JSON,
-    CHUNK,
     DEFAULT_MAX_BYTES,
     OBJECTS,
     REEXPORT_HINT,
@@ -38,6 +37,8 @@ from .layout import (
     render_registry,
 )
 from .reading import Artifact, Contents, lied, open_tar, read_contents, reject
+
+_CHUNK = 1 << 20
 
 
 @attrs.frozen
@@ -282,7 +283,7 @@ def _open_member(bundle: Path, tar: tarfile.TarFile, member: tarfile.TarInfo) ->
 
 def _read_chunk(bundle: Path, source: IO[bytes], member: tarfile.TarInfo, limit: int) -> bytes:
     try:
-        return source.read(max(1, min(CHUNK, limit)))
+        return source.read(max(1, min(_CHUNK, limit)))
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise reject(bundle, member.name, f"cannot be read: the tar is truncated or corrupt ({exc})") from None
 

@@ -18,7 +18,6 @@ OBJECTS = "objects"
 DEFAULT_MAX_BYTES = 64 * 2**30
 MAX_MEMBERS = 10_000
 MAX_METADATA_BYTES = 16 * 2**20
-CHUNK = 1 << 20
 REEXPORT_HINT = "export the bundle again on the source machine and copy it over once more"
 
 
