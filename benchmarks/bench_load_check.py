@@ -6,7 +6,7 @@ Syncs a random-weight checkpoint (built with our own classes, in a temporary fol
 deleted afterwards) and times, on the stored model object:
 
 - ``sizes``: the older cheap check (manifest, names, sizes: ``Store.check``);
-- ``snapshot``: what every load now does (``registry.snapshot.open_snapshot``): sizes, the
+- ``snapshot``: what every load now does (``registry.store.snapshot.open_snapshot``): sizes, the
   small files hashed whole, the safetensors header hashed; the weights' stat as recorded;
 - ``snapshot, stat changed``: the same after the weights' mtime moved (a copy, an edit):
   the whole weights file is hashed;
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_load import write_checkpoints, write_registry  # noqa: E402
 
 from kronos_registry import Registry  # noqa: E402
-from registry.snapshot import open_snapshot  # noqa: E402
+from registry.store.snapshot import open_snapshot  # noqa: E402
 
 
 def median_ms(fn, repeats: int) -> float:

@@ -2,15 +2,13 @@
 
 The engine runs every check that applies to an artifact, gathers every problem into one
 ``Report`` and refuses to publish (or load) when any is an error. Model families plug in
-their own checks (see ``kronos_registry.checks``) by passing a ``CheckProvider`` to the
-loader; the engine itself only knows the generic ones defined here.
+their own checks (the Kronos family's: ``kronos_registry.kronos.checks``) by passing a
+``CheckProvider`` to the loader; the engine itself only knows the generic ones defined here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Protoco
 import attrs
 
 from .errors import Problem, VerificationError
+from .hashing import sha256_file
 
 if TYPE_CHECKING:
     from .spec import Entry, RegistrySpec
@@ -86,52 +85,6 @@ def run_checks(artifact: str, checks: Sequence[Check], ctx: CheckContext) -> Rep
             problems.append(Problem(f"check '{check.name}' could not run: {type(exc).__name__}: {detail}",
                                     file=str(ctx.folder)))
     return Report(artifact=artifact, problems=tuple(problems), checks_run=tuple(names))
-
-
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# What a load re-hashes cheaply: files up to SMALL_FILE_BYTES whole, and the head of larger
-# ones (a safetensors file's header, which names every tensor's dtype, shape and offsets;
-# else the first HEAD_BYTES).
-SMALL_FILE_BYTES = 1 << 20
-HEAD_BYTES = 1 << 16
-_MAX_SAFETENSORS_HEADER = 100 << 20
-
-
-def sha256_fd(fd: int, start: int = 0, length: int | None = None, chunk_size: int = 1 << 20) -> str:
-    """sha256 of ``length`` bytes (None: to the end) of an open file from ``start``; no seek."""
-    digest = hashlib.sha256()
-    offset = start
-    end = None if length is None else start + length
-    while end is None or offset < end:
-        chunk = os.pread(fd, chunk_size if end is None else min(chunk_size, end - offset), offset)
-        if not chunk:
-            break
-        digest.update(chunk)
-        offset += len(chunk)
-    return digest.hexdigest()
-
-
-def head_length(fd: int, name: str, size: int) -> int:
-    """How many leading bytes of a large file its head hash covers (see SMALL_FILE_BYTES)."""
-    if name.endswith(".safetensors") and size >= 8:
-        header = int.from_bytes(os.pread(fd, 8, 0), "little")
-        if header <= _MAX_SAFETENSORS_HEADER and 8 + header <= size:
-            return 8 + header
-    return min(size, HEAD_BYTES)
-
-
-def head_sha256(fd: int, name: str, size: int) -> str | None:
-    """The head hash of a large file; None for a small one (hashed whole instead)."""
-    if size <= SMALL_FILE_BYTES:
-        return None
-    return sha256_fd(fd, 0, head_length(fd, name, size))
 
 
 @attrs.frozen

@@ -3,7 +3,8 @@
 ``sync`` brings an entry into the store (a model's tokenizer first), ``locate`` finds it with
 a cheap check and no network (syncing only when it is missing and that is allowed),
 ``verify`` re-checks what is stored without changing anything, ``status`` says whether an
-entry is synced. Model families plug their checks in through ``checks``.
+entry is synced. Model families plug their checks in through ``checks``. Which stored artifact
+an entry uses is one rule, written once: ``registry.lookup``.
 """
 
 from __future__ import annotations
@@ -16,27 +17,20 @@ from typing import Callable, Mapping, Sequence
 import attrs
 
 from . import sources
-from .checks import CheckContext, CheckProvider, Report, generic_checks, run_checks, sha256_file
+from .checks import CheckContext, CheckProvider, Report, generic_checks, run_checks
 from .errors import NotSyncedError, Problem, SourceError, VerificationError
+from .hashing import sha256_file
+from .lookup import CHANGED, GONE, TOUCHED, find_stored, local_fingerprint, source_state, stored_artifact
 from .sources import Endpoints, ResolvedSource
 from .spec import Entry, HfSource, LocalSource, RegistrySpec
 from .store import FileRecord, LockWait, Manifest, Ref, Store, hf_artifact_id, local_artifact_id
 
 HASH_CHECK = "size-and-sha256"
-# How a local entry's folder compares with what was synced (Loader._source_state).
-SAME, TOUCHED, CHANGED, GONE = "same", "touched", "changed", "gone"
 _log = logging.getLogger("registry")
 
 
 def _log_note(text: str) -> None:
     _log.warning(text)
-
-
-def _sha256_or_none(path: Path) -> str | None:
-    try:
-        return sha256_file(path)
-    except OSError:
-        return None
 
 
 @attrs.frozen
@@ -50,18 +44,6 @@ class SyncResult:
     manifest: Manifest
     report: Report | None = None
     tokenizer: "SyncResult | None" = None
-
-
-def _local_fingerprint(folder: Path, names: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
-    """(name, size, mtime_ns) of each present file: tells cheaply that a local folder changed."""
-    found = []
-    for name in names:
-        try:
-            info = (folder / name).stat()
-        except OSError:
-            continue
-        found.append((name, info.st_size, info.st_mtime_ns))
-    return tuple(found)
 
 
 class Loader:
@@ -155,7 +137,7 @@ class Loader:
             raise NotSyncedError(entry.name, str(self.store.root))
         folder = self.store.object_dir(artifact_id)
         problems = list(self.store.check(artifact_id, deep=deep))
-        state = self._source_state(entry)
+        state = source_state(self.store, entry)
         if state == CHANGED:
             problems.append(Problem(f"the source folder {entry.source} changed since it was synced",
                                     severity="warning",
@@ -192,27 +174,29 @@ class Loader:
 
     # finding what is stored (no network) ---------------------------------------------------
 
+    def stored_artifact(self, entry: Entry) -> str | None:
+        """The artifact id the store holds for ``entry``, or None: the engine's one rule
+        (``registry.lookup``), with no network, no hashing and no writes."""
+        return stored_artifact(self.store, entry)
+
     def _stored_id(self, entry: Entry, *, current: bool = True) -> str | None:
         """The artifact id the entry is published under, if any.
 
-        A pinned hub source names its object directly; otherwise the entry's ref says, when
-        it was written for this same source (and, if ``current``, a local folder whose content
-        is unchanged, or that is gone: then the stored copy is all there is).
+        ``stored_artifact``'s rule (its ref for this same source, else its pinned commit); if
+        ``current``, a local folder must also be unchanged since, or gone (then the stored
+        copy is all there is), and one with no ref of its own is looked up by content.
         """
         return self._find_stored(entry, current=current)[0]
 
     def _find_stored(self, entry: Entry, *, current: bool = True) -> tuple[str | None, str | None]:
         """``_stored_id`` and, when a local entry's folder differs from what was synced, a note."""
         source = self._source(entry)
-        if isinstance(source, HfSource) and source.is_pinned:
-            artifact_id = hf_artifact_id(source.repo_id, source.revision, source.repo_type)
-            return (artifact_id if self.store.has(artifact_id) else None), None
-        ref = self.store.get_ref(entry.name, entry.registry)
-        if ref is None or ref.source != str(source) or not self.store.has(ref.artifact_id):
+        artifact_id, ref = find_stored(self.store, entry)
+        if artifact_id is None:
             return (self._stored_by_content(entry) if current else None), None
-        if not current:
-            return ref.artifact_id, None
-        state = self._source_state(entry, ref)
+        if not current or ref is None:
+            return artifact_id, None
+        state = source_state(self.store, entry, ref)
         if state == CHANGED:
             return None, None
         if state == TOUCHED:
@@ -237,36 +221,6 @@ class Loader:
         except (SourceError, NotSyncedError, OSError):
             return None
         return artifact_id if self.store.has(artifact_id) else None
-
-    def _source_state(self, entry: Entry, ref: Ref | None = None) -> str:
-        """How a local entry's folder compares with what was synced (no writes, no network).
-
-        SAME: every file's (size, mtime_ns) as recorded; TOUCHED: only timestamps differ and
-        the files whose timestamp changed hash as the stored copy's; CHANGED: content differs;
-        GONE: the folder, or a file that was synced from it, is missing. Hub entries: SAME.
-        """
-        if not isinstance(entry.source, LocalSource):
-            return SAME
-        ref = ref or self.store.get_ref(entry.name, entry.registry)
-        if ref is None or ref.fingerprint is None:
-            return SAME
-        folder = Path(entry.source.path)
-        current = _local_fingerprint(folder, [n for n, _, _ in ref.fingerprint])
-        if current == ref.fingerprint:
-            return SAME
-        if not folder.is_dir() or len(current) != len(ref.fingerprint):
-            return GONE
-        if any(now[:2] != then[:2] for now, then in zip(current, ref.fingerprint)):
-            return CHANGED
-        try:
-            manifest = self.store.read_manifest(ref.artifact_id)
-        except VerificationError:
-            return CHANGED
-        for now, then in zip(current, ref.fingerprint):
-            record = manifest.file(now[0])
-            if now != then and (record is None or _sha256_or_none(folder / now[0]) != record.sha256):
-                return CHANGED
-        return TOUCHED
 
     def _stored_result(self, entry: Entry, artifact_id: str, tokenizer: SyncResult | None) -> SyncResult:
         return SyncResult(entry=entry, artifact_id=artifact_id, path=self.store.object_dir(artifact_id),
@@ -479,7 +433,7 @@ class Loader:
         fingerprint = None
         if isinstance(entry.source, LocalSource):
             names = self._wanted(entry, resolved) if resolved else entry.files
-            fingerprint = _local_fingerprint(Path(entry.source.path), names)
+            fingerprint = local_fingerprint(Path(entry.source.path), names)
         return Ref(entry=entry.name, artifact_id=artifact_id, source=str(entry.source),
                    resolved_revision=revision, fingerprint=fingerprint, registry=entry.registry)
 

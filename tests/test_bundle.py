@@ -449,7 +449,7 @@ def test_member_larger_than_its_manifest_says_is_refused_before_copying(bundle, 
 def test_copy_stops_at_the_declared_size_even_when_the_header_agrees(bundle, tmp_path, monkeypatch):
     # Defence in depth: should the tar stream deliver more than its header says, the copy
     # still stops one byte past the manifest's size.
-    import registry.bundle as bundle_module
+    import registry.bundle.importing as bundle_module
 
     real_open = bundle_module._open_member
 
@@ -490,7 +490,7 @@ def _second_bundle(tmp_path: Path, name: str, entry: str, payload: bytes, folder
 
 
 def test_imported_registry_files_overlay_the_packaged_one_by_name(bundle, tmp_path):
-    from registry.imported import bundle_name, registry_files
+    from registry.bundle.imported import bundle_name, registry_files
     from registry.spec import load_registry
 
     target = Store(tmp_path / "target")

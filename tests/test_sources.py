@@ -328,7 +328,7 @@ def test_offline_fetch_of_a_file_never_downloaded_says_which(olah_hub, hf_cache,
 def test_overlapping_downloads_restore_huggingface_hubs_timeout():
     from huggingface_hub import constants
 
-    from registry.sources import _download_timeout
+    from registry.sources.hub_download import _download_timeout
 
     original = constants.HF_HUB_DOWNLOAD_TIMEOUT
     first, second = _download_timeout(2.0), _download_timeout(5.0)

@@ -387,7 +387,7 @@ def test_publish_records_each_files_stat_and_the_head_of_large_files(store: Stor
 
 def test_a_snapshot_keeps_reading_the_copy_it_opened_while_another_process_replaces_or_removes_it(store: Store):
     from registry.errors import ObjectVanishedError
-    from registry.snapshot import open_snapshot
+    from registry.store.snapshot import open_snapshot
 
     artifact = "local--m--00000000000000a2"
     publish(store, artifact, {"config.json": b'{"v": "old"}', "model.safetensors": b"o" * 64})
@@ -410,7 +410,7 @@ def test_a_snapshot_keeps_reading_the_copy_it_opened_while_another_process_repla
 @pytest.mark.parametrize("damage", ["small-file", "header", "data-with-new-mtime", "extra-bytes"])
 def test_a_snapshot_refuses_same_size_damage_it_can_see_cheaply(store: Store, damage: str):
     from registry.errors import VerificationError
-    from registry.snapshot import open_snapshot
+    from registry.store.snapshot import open_snapshot
 
     artifact = "local--m--00000000000000a3"
     folder = publish(store, artifact, {"config.json": b'{"d": 1}', "model.safetensors": big_weights()})
@@ -432,7 +432,7 @@ def test_a_snapshot_refuses_same_size_damage_it_can_see_cheaply(store: Store, da
 
 def test_a_read_only_store_refuses_every_write_with_its_own_error_and_still_reads(store: Store, tmp_path: Path):
     from registry.errors import ReadOnlyStoreError
-    from registry.snapshot import open_snapshot
+    from registry.store.snapshot import open_snapshot
     from tests.support.readonly import read_only_view
 
     artifact = "local--m--00000000000000a4"

@@ -8,6 +8,7 @@ from typing import Any, Iterable, Sequence
 import click
 
 from registry.errors import RegistryError
+from registry.redact import redact_secrets
 
 
 def print_error(error: BaseException, hints_shown: set[str] | None = None) -> None:
@@ -15,7 +16,7 @@ def print_error(error: BaseException, hints_shown: set[str] | None = None) -> No
 
     ``hints_shown`` collects the hints of a batch (`sync --all`), so each is said once.
     """
-    from kronos_registry.services.errors import describe_error  # the store's modules: only on an error
+    from kronos_registry.services.errors import describe_error  # the error table's imports: only on an error
 
     if isinstance(error, RegistryError):
         report = describe_error(error)
@@ -26,13 +27,6 @@ def print_error(error: BaseException, hints_shown: set[str] | None = None) -> No
                 hints_shown.add(report.hint)
     else:
         click.echo(f"error: {redact_secrets(str(error))}", err=True)
-
-
-def redact_secrets(text: str) -> str:
-    """Tokens and URL credentials out of anything shown (see registry.store.redact_secrets)."""
-    from registry.store import redact_secrets as redact
-
-    return redact(text)
 
 
 def emit_json(data: Any) -> None:

@@ -12,21 +12,6 @@ from kronos_registry.services.catalog import human_size
 from registry.errors import RegistryError
 
 
-def stored_artifact(registry, entry) -> str | None:
-    """The artifact the entry points at in the store, if it is there."""
-    from registry.spec import HfSource
-    from registry.store import hf_artifact_id
-
-    ref = registry.store.get_ref(entry.name, entry.registry)
-    if ref is not None and ref.source == str(entry.source) and registry.store.has(ref.artifact_id):
-        return ref.artifact_id
-    source = entry.source
-    if isinstance(source, HfSource) and source.is_pinned:
-        artifact = hf_artifact_id(source.repo_id, source.revision, source.repo_type)
-        return artifact if registry.store.has(artifact) else None
-    return None
-
-
 def own_refs(store, entry) -> list[tuple[str, str | None]]:
     """(entry, registry) of the entry's refs: its registry's, and a flat ref of no known
     registry with the same name and source (written by an older version or by `import`)."""
@@ -91,7 +76,7 @@ def print_removed(app: App, info: dict) -> None:
 def remove_entry(app: App, registry, name: str, force: bool) -> dict:
     store = registry.store
     entry = registry.get(name)
-    artifact = stored_artifact(registry, entry)
+    artifact = registry.loader.stored_artifact(entry)
     own = own_refs(store, entry)
     if artifact is None:
         remove_refs(store, own)
@@ -99,7 +84,7 @@ def remove_entry(app: App, registry, name: str, force: bool) -> dict:
                 "kept_because": None}
     if entry.kind == "tokenizer" and not force:
         users = [m.name for m in registry.spec.models.values()
-                 if m.tokenizer == name and stored_artifact(registry, m) is not None]
+                 if m.tokenizer == name and registry.loader.stored_artifact(m) is not None]
         if users:
             raise RefusedError(f"kept '{name}': the synced model(s) {', '.join(users)} use it",
                                hint=f"remove them first, or pass --force to remove '{name}' anyway")

@@ -117,9 +117,7 @@ def stored_candidates(registry) -> list[str]:
     for entry in registry.entries():
         if not entry.available or entry.source is None:
             continue
-        ref = registry.store.get_ref(entry.name, entry.registry)
-        if (ref is not None and ref.source == str(entry.source) and registry.store.has(ref.artifact_id)) \
-                or registry.status(entry.name):
+        if registry.loader.stored_artifact(entry) or registry.status(entry.name):
             names.append(entry.name)
     return names
 

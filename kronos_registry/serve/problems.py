@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kronos_registry.services.errors import describe_error
 from registry.errors import RegistryError
-from registry.store import redact_secrets
+from registry.redact import redact_secrets
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:kronos-registry:problem:"

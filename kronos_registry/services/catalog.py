@@ -45,7 +45,7 @@ def entry_info(registry, entry) -> dict:
 
 def bundle_name(path: str) -> str | None:
     """The bundle an imported entry came from (None for entries of other registry files)."""
-    from registry.imported import bundle_name as imported_from
+    from registry.bundle.imported import bundle_name as imported_from
 
     return imported_from(path)
 

@@ -31,7 +31,7 @@ from registry.errors import (
     UnknownEntryError,
     VerificationError,
 )
-from registry.store import redact_secrets
+from registry.redact import redact_secrets
 
 LOCK_RETRY_AFTER_S = 5
 

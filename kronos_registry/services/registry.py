@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Mapping
 
 from kronos_registry.kronos.checks import CONFIG_FILE, PICKLE_FILE, SAFETENSORS_FILE, kronos_checks, load_pickle_weights
+from registry.bundle.imported import registry_files as imported_registry_files
 from registry.errors import EntryKindError, NotSyncedError, ObjectVanishedError, Problem, VerificationError
-from registry.imported import registry_files as imported_registry_files
 from registry.loader import Loader, SyncResult
-from registry.snapshot import Snapshot, open_snapshot
 from registry.sources import Endpoints, is_offline
 from registry.spec import Entry, RegistrySpec, load_registry
 from registry.store import Store, default_store_root
+from registry.store.snapshot import Snapshot, open_snapshot
 
 PACKAGED_REGISTRY = Path(__file__).resolve().parent.parent / "models.yaml"
 # A load that loses a race with `rm`/`sync --force`/`gc` of the same entry looks it up again.

@@ -23,10 +23,11 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import attrs
 
-from .checks import CheckProvider, Report
-from .errors import InputDataError, Problem, VerificationError
-from .spec import Entry, HfSource, RegistrySpec, parse_registry
-from .store import Store, hf_artifact_id, safe_component
+from ..checks import CheckProvider, Report
+from ..errors import InputDataError, Problem, VerificationError
+from ..loader import Loader  # the one path that runs the family's checks
+from ..spec import Entry, HfSource, RegistrySpec, parse_registry
+from ..store import Store, hf_artifact_id, safe_component
 
 REGISTRIES_DIR = "registries"
 BUNDLE_LINE = "# bundle: "
@@ -120,8 +121,6 @@ def check_artifacts(store: Store, bundle: Path, checks: CheckProvider, bundle_sp
     artifact no entry uses (nothing to check it against) and ``VerificationError`` with every
     problem when any check fails; returns the reports otherwise.
     """
-    from .loader import Loader  # the one path that runs the family's checks
-
     uses = _uses(bundle_spec, bundle_refs, folders, registry)
     for artifact_id in folders:
         if not uses.get(artifact_id):

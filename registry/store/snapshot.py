@@ -33,9 +33,10 @@ from typing import Iterator
 
 import attrs
 
-from .checks import SMALL_FILE_BYTES, head_sha256, sha256_fd
-from .errors import ObjectVanishedError, Problem, VerificationError
-from .store import MANIFEST_NAME, FileRecord, Manifest, Store
+from ..errors import ObjectVanishedError, Problem, VerificationError
+from ..hashing import SMALL_FILE_BYTES, head_sha256, sha256_fd
+from .records import MANIFEST_NAME, FileRecord, Manifest
+from .store import Store
 
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
