@@ -21,7 +21,7 @@ from .resolved import COMMIT_RE, SHA256_RE, RemoteFile, ResolvedSource
 _SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
-def storage_folder(source: HfSource, cache_dir: Path) -> Path:
+def _storage_folder(source: HfSource, cache_dir: Path) -> Path:
     from huggingface_hub.file_download import repo_folder_name
 
     return cache_dir / repo_folder_name(repo_id=source.repo_id, repo_type=source.repo_type)
@@ -39,7 +39,7 @@ def _cached_commit(source: HfSource, storage: Path) -> str | None:
 
 
 def resolve_cached(source: HfSource, cache_dir: Path) -> ResolvedSource:
-    storage = storage_folder(source, cache_dir)
+    storage = _storage_folder(source, cache_dir)
     commit = _cached_commit(source, storage)
     snapshot = storage / "snapshots" / commit if commit else None
     if snapshot is None or not snapshot.is_dir():
@@ -94,7 +94,7 @@ def sound_or_evicted(cached: Path | None, remote: RemoteFile | None) -> Path | N
 
 def known_absent(source: HfSource, commit: str, name: str, cache_dir: Path) -> bool:
     """huggingface_hub records files a hub said do not exist under .no_exist/<commit>/."""
-    return (storage_folder(source, cache_dir) / ".no_exist" / commit / name).exists()
+    return (_storage_folder(source, cache_dir) / ".no_exist" / commit / name).exists()
 
 
 def blob_matches_its_name(blob: Path) -> bool | None:
@@ -120,7 +120,7 @@ def record_ref(resolved: ResolvedSource, cache_dir: Path) -> None:
     source: HfSource = resolved.source
     if source.is_pinned or not resolved.revision or resolved.endpoint is None:
         return
-    ref = storage_folder(source, cache_dir) / "refs" / source.revision
+    ref = _storage_folder(source, cache_dir) / "refs" / source.revision
     try:
         ref.parent.mkdir(parents=True, exist_ok=True)
         partial = ref.with_name(f".{ref.name}.{os.getpid()}.partial")

@@ -16,7 +16,7 @@ from .failures import check_name, missing_file_error, with_data
 from .resolved import RemoteFile, ResolvedSource, already_there, place
 
 
-def local_folder(source: LocalSource) -> Path:
+def _local_folder(source: LocalSource) -> Path:
     path = Path(source.path)
     if not path.is_dir():
         what = "is not a folder" if path.exists() else "does not exist"
@@ -56,7 +56,7 @@ def _refuse_escaping_link(root: Path, name: str, source: object) -> None:
 
 
 def resolve_local(source: LocalSource) -> ResolvedSource:
-    root = local_folder(source)
+    root = _local_folder(source)
     files = tuple(
         RemoteFile(name=path.relative_to(root).as_posix(), size=path.stat().st_size)
         for path in walk_files(root)
@@ -72,7 +72,7 @@ _COPY_CHUNK = 4 * 1024 * 1024
 
 def fetch_local(resolved: ResolvedSource, names: Sequence[str], dest: Path,
                 progress: bool = False) -> dict[str, Path]:
-    root = local_folder(resolved.source)
+    root = _local_folder(resolved.source)
     placed, todo = {}, []
     for name in names:
         origin = root / check_name(name, resolved.source)

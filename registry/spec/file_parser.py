@@ -1,6 +1,6 @@
 """One registry file: its top level, its sections and each entry, read into a ``ParsedFile``.
 
-An entry with any problem is left out (``EntryDraft.entry`` is None) after every problem in
+An entry with any problem is left out (its draft's ``entry`` is None) after every problem in
 it is recorded; cross-references between entries are checked later, over all files at once.
 """
 
@@ -31,7 +31,7 @@ from .yaml_nodes import INVALID, NodeReader, did_you_mean
 
 
 @attrs.define
-class EntryDraft:
+class _EntryDraft:
     """An entry as read from one file; ``entry`` is None when it had problems (already reported).
     ``reference`` is the tokenizer a model names, kept even for a broken entry so that a
     dangling reference is reported in the same run."""
@@ -48,13 +48,13 @@ class ParsedFile:
     paths: tuple[str, ...]
     problems: list[Problem] = attrs.Factory(list)
     schema: int | None = None
-    tokenizers: dict[str, EntryDraft] = attrs.Factory(dict)
-    models: dict[str, EntryDraft] = attrs.Factory(dict)
+    tokenizers: dict[str, _EntryDraft] = attrs.Factory(dict)
+    models: dict[str, _EntryDraft] = attrs.Factory(dict)
     endpoint: str | None = None
     mirrors: tuple[str, ...] = ()
     declared: set[str] = attrs.Factory(set)  # top-level keys the file sets (overlay needs it)
 
-    def section(self, name: str) -> dict[str, EntryDraft]:
+    def section(self, name: str) -> dict[str, _EntryDraft]:
         return self.models if name == "models" else self.tokenizers
 
 
@@ -153,10 +153,10 @@ class FileParser(NodeReader):
             draft = self._parse_entry(section, name, key_node, value_node)
             self.result.section(section)[name] = draft
 
-    def _parse_entry(self, section: str, name: str, name_node: yaml.Node, node: yaml.Node) -> EntryDraft:
+    def _parse_entry(self, section: str, name: str, name_node: yaml.Node, node: yaml.Node) -> _EntryDraft:
         kind = SECTION_KINDS[section]
         field = f"{section}.{name}"
-        draft = EntryDraft(name, kind, self.at(name_node))
+        draft = _EntryDraft(name, kind, self.at(name_node))
         problems_before = len(self.result.problems)
         items = self.mapping_items(node, field, f"entry '{name}'",
                                    hint="give it keys such as `source:` on indented lines below its name")

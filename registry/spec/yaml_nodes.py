@@ -58,7 +58,7 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def join_field(prefix: str | None, key: str) -> str:
+def _join(prefix: str | None, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
@@ -141,7 +141,7 @@ class NodeReader:
         first_line: dict[str, int] = {}
         items = []
         for key_node, value_node in node.value:
-            key_field = join_field(field, getattr(key_node, "value", "?"))
+            key_field = _join(field, getattr(key_node, "value", "?"))
             if not isinstance(key_node, yaml.ScalarNode):
                 self.report(key_node, field, f"a key must be a plain name, got {self.describe(key_node)}")
                 continue
