@@ -91,12 +91,12 @@ def entry_health(registry, entry) -> dict:
     if artifact:
         info.update(synced=True, check="ok", artifact_id=artifact)
         return info
-    ref = registry.store.get_ref(entry.name, entry.registry)
-    if ref is None or ref.source != str(entry.source) or not registry.store.has(ref.artifact_id):
+    stored = registry.loader.stored_artifact(entry)   # the engine's one entry -> artifact rule
+    if stored is None:
         info["check"] = "not synced"
         return info
-    problems = registry.store.check(ref.artifact_id)
-    info.update(synced=True, artifact_id=ref.artifact_id,
+    problems = registry.store.check(stored)
+    info.update(synced=True, artifact_id=stored,
                 check=f"damaged: {problems[0]}" if problems else "stale: its source folder changed since sync")
     return info
 
