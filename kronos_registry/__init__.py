@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 # Imported on first use: `import kronos_registry` stays cheap (no torch) for the CLI's help.
 _LAZY = {
-    "KronosTokenizer": "kronos_registry.kronos.model",
+    "KronosTokenizer": "kronos_registry.kronos.tokenizer",
     "Kronos": "kronos_registry.kronos.model",
     "KronosPredictor": "kronos_registry.kronos.predictor",
     "load_predictor": "kronos_registry.api",

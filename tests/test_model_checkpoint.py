@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from kronos_registry.kronos.model import CheckpointError, Kronos, KronosTokenizer
+from kronos_registry.kronos import CheckpointError, Kronos, KronosTokenizer
 
 TOK_CFG = dict(d_in=6, d_model=32, n_heads=2, ff_dim=64, n_enc_layers=2, n_dec_layers=2, ffn_dropout_p=0.0,
                attn_dropout_p=0.0, resid_dropout_p=0.0, s1_bits=4, s2_bits=4, beta=0.05, gamma0=1.0, gamma=1.1,
@@ -110,6 +111,20 @@ def test_bad_values_and_bad_json(saved):
         Kronos.from_pretrained(mdir)
 
 
+@pytest.mark.parametrize("change, words", [
+    ({"n_layers": 300}, "beyond any Kronos"),
+    ({"ffn_dropout_p": 1.5}, "probability"),
+    ({"n_layers": 2.0}, "must be an integer"),
+])
+def test_the_checks_validator_refuses_for_from_pretrained_too(saved, change, words):
+    """One validator (config.py): what sync refuses, from_pretrained refuses, before building anything."""
+    _, _, _, mdir = saved
+    (mdir / "config.json").write_text(json.dumps(dict(MODEL_CFG, **change)))
+    with pytest.raises(CheckpointError, match=words) as e:
+        Kronos.from_pretrained(mdir)
+    assert e.value.hint
+
+
 def test_tokenizer_and_model_swapped_are_named(saved):
     _, _, tdir, mdir = saved
     with pytest.raises(CheckpointError) as e:
@@ -134,26 +149,40 @@ def test_missing_or_mismatched_weights(saved, tmp_path):
         Kronos.from_pretrained(tmp_path / "nowhere" / "model")
 
 
-def test_hub_id_offline_is_a_clear_error(tmp_path):
-    with pytest.raises(CheckpointError) as e:
-        Kronos.from_pretrained("NeoQuasar/Kronos-small", cache_dir=tmp_path, local_files_only=True)
-    assert "NeoQuasar/Kronos-small" in str(e.value) and e.value.hint
+def test_hub_id_goes_to_the_registered_resolver_with_its_arguments(saved, monkeypatch):
+    from kronos_registry.kronos import locate
 
-
-def test_hub_id_downloads_with_revision(saved, monkeypatch):
-    import huggingface_hub
     _, model, _, mdir = saved
-    calls = []
+    requests = []
 
-    def fake_download(repo_id, filename, *, revision=None, **kw):
-        calls.append((repo_id, filename, revision))
-        return str(mdir / filename)
+    def resolver(request):
+        requests.append(request)
+        return mdir
 
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    got = Kronos.from_pretrained("NeoQuasar/Kronos-small", revision="abc123")
+    monkeypatch.setattr(locate, "_hub_resolver", resolver)
+    got = Kronos.from_pretrained("NeoQuasar/Kronos-small", revision="abc123", token="secret", force_download=True)
     _same(model, got)
-    assert calls == [("NeoQuasar/Kronos-small", "config.json", "abc123"),
-                     ("NeoQuasar/Kronos-small", "model.safetensors", "abc123")]
+    [request] = requests
+    assert (request.repo_id, request.role, request.revision, request.token, request.force_download) == (
+        "NeoQuasar/Kronos-small", "model", "abc123", "secret", True)
+    assert "secret" not in repr(request)
+
+
+def test_without_a_resolver_a_hub_id_is_a_clear_error(monkeypatch):
+    from kronos_registry.kronos import locate
+
+    monkeypatch.setattr(locate, "_hub_resolver", None)
+    with pytest.raises(CheckpointError, match="no hub resolver") as e:
+        Kronos.from_pretrained("NeoQuasar/Kronos-small")
+    assert e.value.hint
+
+
+def test_constructor_signatures_are_the_config_schema():
+    from kronos_registry.kronos.config import config_fields
+
+    for cls in (KronosTokenizer, Kronos):
+        names = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+        assert tuple(names) == config_fields(cls.role)
 
 
 def test_model_module_does_not_import_the_registry():
