@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 from safetensors import safe_open
 
 from kronos_registry.kronos import CheckpointError, Kronos, KronosTokenizer
+from registry.errors import NotSyncedError
 
 TOK_CFG = dict(d_in=6, d_model=32, n_heads=2, ff_dim=64, n_enc_layers=2, n_dec_layers=2, ffn_dropout_p=0.0,
                attn_dropout_p=0.0, resid_dropout_p=0.0, s1_bits=4, s2_bits=4, beta=0.05, gamma0=1.0, gamma=1.1,
@@ -147,6 +149,56 @@ def test_missing_or_mismatched_weights(saved, tmp_path):
     assert e.value.missing == ["model.safetensors"]
     with pytest.raises(CheckpointError, match="does not exist"):
         Kronos.from_pretrained(tmp_path / "nowhere" / "model")
+
+
+@pytest.fixture
+def own_store(tmp_path, monkeypatch):
+    """The registry's store, Hugging Face cache and working folder under tmp_path, no hub settings."""
+    for key in list(os.environ):
+        if key.startswith(("KRONOS_REGISTRY_", "HF_", "HUGGING_FACE_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("KRONOS_REGISTRY_HOME", str(tmp_path / "store"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "store"
+
+
+def test_hub_id_offline_is_a_clear_error(tmp_path, own_store):
+    with pytest.raises(CheckpointError) as e:
+        Kronos.from_pretrained("NeoQuasar/Kronos-small", cache_dir=tmp_path, local_files_only=True)
+    assert "NeoQuasar/Kronos-small" in str(e.value) and e.value.hint
+
+
+@pytest.mark.parametrize("variable", ["KRONOS_REGISTRY_OFFLINE", "HF_HUB_OFFLINE"])
+def test_offline_hub_id_is_not_synced_and_makes_no_network_call(own_store, monkeypatch, no_sockets, variable):
+    """A repo of the packaged registry: the registry's not-synced error, naming the entry to sync."""
+    monkeypatch.setenv(variable, "1")
+    with pytest.raises(CheckpointError) as e:
+        Kronos.from_pretrained("NeoQuasar/Kronos-small")
+    assert isinstance(e.value.__cause__, NotSyncedError)
+    assert "NeoQuasar/Kronos-small" in str(e.value) and "offline" in str(e.value)
+    assert str(own_store) in str(e.value)
+    assert "kronos-registry sync kronos-small" in e.value.hint
+    assert "positional arguments" not in str(e.value)
+    assert no_sockets == []
+
+
+def test_offline_unknown_hub_id_is_not_synced_with_a_hint_for_from_pretrained(own_store, monkeypatch, no_sockets):
+    monkeypatch.setenv("KRONOS_REGISTRY_OFFLINE", "1")
+    with pytest.raises(CheckpointError) as e:
+        KronosTokenizer.from_pretrained("SomeOrg/My-Tokenizer", revision="v2")
+    assert isinstance(e.value.__cause__, NotSyncedError)
+    assert e.value.folder == "SomeOrg/My-Tokenizer@v2" and "offline" in str(e.value)
+    assert "from_pretrained again" in e.value.hint and "models.yaml" in e.value.hint
+    assert no_sockets == []
+
+
+def test_a_local_folder_still_loads_offline(saved, own_store, monkeypatch, no_sockets):
+    tok, model, tdir, mdir = saved
+    monkeypatch.setenv("KRONOS_REGISTRY_OFFLINE", "1")
+    _same(model, Kronos.from_pretrained(mdir))
+    _same(tok, KronosTokenizer.from_pretrained(str(tdir), local_files_only=True))
+    assert no_sockets == [] and not own_store.exists()
 
 
 def test_hub_id_goes_to_the_registered_resolver_with_its_arguments(saved, monkeypatch):
