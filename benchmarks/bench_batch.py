@@ -197,7 +197,7 @@ def main(argv=None):
         import model  # noqa: F401
     except ImportError:
         raise SystemExit("the official package is missing: pip install --no-deps kronos-model-arch==0.1.0 einops")
-    from kronos_registry.kronos.model import PUBLISHED_CONFIGS, Kronos, KronosTokenizer
+    from kronos_registry.kronos import PUBLISHED_CONFIGS, Kronos, KronosTokenizer
     print(f"torch threads: {torch.get_num_threads()}, cpu count: {os.cpu_count()}, device: {args.device}, "
           f"load avg at start: {os.getloadavg()[0]:.1f}")
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from kronos_registry import load_predictor
-from kronos_registry.kronos.model import Kronos, KronosTokenizer
+from kronos_registry.kronos import Kronos, KronosTokenizer
 
 TOKENIZER_BASE = dict(d_in=6, d_model=256, n_heads=4, ff_dim=512, n_enc_layers=4, n_dec_layers=4,
                       ffn_dropout_p=0.0, attn_dropout_p=0.0, resid_dropout_p=0.0, s1_bits=10, s2_bits=10,

@@ -45,7 +45,7 @@ def build_small_registry(folder: Path) -> Path:
     import torch
 
     from kronos_registry import Registry
-    from kronos_registry.kronos.model import PUBLISHED_CONFIGS, Kronos, KronosTokenizer
+    from kronos_registry.kronos import PUBLISHED_CONFIGS, Kronos, KronosTokenizer
 
     for i, (name, cls) in enumerate(((SMALL_TOKENIZER, KronosTokenizer), (SMALL, Kronos))):
         torch.manual_seed(1234 + i)

@@ -136,7 +136,7 @@ def build_checkpoints(folder: Path, names):
     """Random weights, seeded, saved once per configuration as config.json + model.safetensors."""
     import torch
 
-    from kronos_registry.kronos.model import PUBLISHED_CONFIGS, Kronos, KronosTokenizer
+    from kronos_registry.kronos import PUBLISHED_CONFIGS, Kronos, KronosTokenizer
     for i, name in enumerate(sorted(names)):
         torch.manual_seed(1234 + i)
         cls = KronosTokenizer if "tokenizer" in name else Kronos

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import importlib
 
+from kronos_registry.kronos.locate import HubRequest, set_hub_resolver
+
 __version__ = "0.1.0"
 
 # Imported on first use: `import kronos_registry` stays cheap (no torch) for the CLI's help.
 _LAZY = {
-    "KronosTokenizer": "kronos_registry.kronos.model",
+    "KronosTokenizer": "kronos_registry.kronos.tokenizer",
     "Kronos": "kronos_registry.kronos.model",
     "KronosPredictor": "kronos_registry.kronos.predictor",
     "load_predictor": "kronos_registry.api",
@@ -26,6 +28,18 @@ _LAZY = {
 }
 
 __all__ = [*_LAZY, "__version__"]
+
+
+def _registry_hub_resolver(request: HubRequest):
+    """Hub ids given to ``from_pretrained`` take the registry's way (services/pretrained.py)."""
+    from kronos_registry.services.pretrained import pretrained_folder
+
+    return pretrained_folder(request)
+
+
+# The model code cannot reach the registry itself (docs/ARCHITECTURE.md); the package root,
+# imported before any of its modules, plugs the registry in. Nothing of it loads until used.
+set_hub_resolver(_registry_hub_resolver)
 
 
 def __getattr__(name: str):

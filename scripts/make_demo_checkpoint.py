@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable from a plain checkout, installed or not
 
-from kronos_registry.kronos.model import Kronos, KronosTokenizer, count_parameters  # noqa: E402
+from kronos_registry.kronos import Kronos, KronosTokenizer, count_parameters  # noqa: E402
 
 DEMO_DIR = ROOT / "kronos_registry" / "data" / "demo"
 SEED = 20240601

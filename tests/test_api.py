@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from kronos_registry import PredictorCache, Registry, load_predictor
-from kronos_registry.kronos.model import Kronos, KronosTokenizer
+from kronos_registry.kronos import Kronos, KronosTokenizer
 from kronos_registry.kronos.predictor import KronosPredictor
 from registry.errors import (
     EntryKindError,

@@ -35,6 +35,7 @@ WORKER = textwrap.dedent("""
     # The heavy imports (torch, huggingface_hub) before the start, so the race is the sync's.
     import huggingface_hub, huggingface_hub.file_download, safetensors.torch
     import kronos_registry.kronos.checks, kronos_registry.kronos.model, kronos_registry.kronos.predictor
+    import kronos_registry.kronos.tokenizer
     import torch
 
     index, name, mode, registry_path, signal_dir = sys.argv[1:6]

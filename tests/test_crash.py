@@ -48,6 +48,7 @@ CHECKER = textwrap.dedent("""
     import json, os, sys, time
     from kronos_registry.cli import main
     import huggingface_hub.file_download, kronos_registry.kronos.checks, kronos_registry.kronos.model, torch
+    import kronos_registry.kronos.tokenizer
     torch.nn.Embedding(2, 2, device="meta")  # pay torch's one-off meta-device import now
 
     protocol, sys.stdout = sys.stdout, sys.stderr  # the CLI's own output goes to the log

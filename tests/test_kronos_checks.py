@@ -95,6 +95,8 @@ def test_model_given_as_tokenizer_is_named(tmp_path):
         ({"ffn_dropout_p": 1.5}, "ffn_dropout_p", "probability"),
         ({"learn_te": 1}, "learn_te", "true or false"),
         ({"n_heads": 3}, "n_heads", "not divisible by n_heads"),
+        ({"n_layers": 2.0}, "n_layers", "must be an integer"),
+        ({"d_model": 30}, "d_model", "not divisible by 4"),
     ],
 )
 def test_config_schema_problems(tmp_path, change, field, words):
@@ -296,13 +298,15 @@ def test_signature_keys_are_those_of_the_official_classes():
 @pytest.fixture
 def builds(monkeypatch):
     """Every architecture built from a config by the checks (on the meta device or not)."""
-    real = kc.model_classes
+    from kronos_registry.kronos import architecture
+
+    real = architecture.model_classes
     built = []
 
     def spying():
         classes = real()
         return {role: _spy(cls, role, built) for role, cls in classes.items()}
-    monkeypatch.setattr(kc, "model_classes", spying)
+    monkeypatch.setattr(architecture, "model_classes", spying)
     return built
 
 
@@ -471,7 +475,7 @@ def test_building_the_architecture_for_the_checks_never_imports_dynamo():
 
     code = ("import sys\n"
             "from kronos_registry.kronos.checks import expected_tensors, count_parameters\n"
-            "from kronos_registry.kronos.model import PUBLISHED_CONFIGS\n"
+            "from kronos_registry.kronos.config import PUBLISHED_CONFIGS\n"
             "counts = {n: count_parameters('tokenizer' if 'tokenizer' in n else 'model', c)\n"
             "          for n, c in PUBLISHED_CONFIGS.items()}\n"
             "assert counts['kronos-small'] == 24741376 and counts['kronos-base'] == 102310592, counts\n"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from kronos_registry.kronos.model import CheckpointError, Kronos, KronosTokenizer
+from kronos_registry.kronos import CheckpointError, Kronos, KronosTokenizer
+from registry.errors import NotSyncedError
 
 TOK_CFG = dict(d_in=6, d_model=32, n_heads=2, ff_dim=64, n_enc_layers=2, n_dec_layers=2, ffn_dropout_p=0.0,
                attn_dropout_p=0.0, resid_dropout_p=0.0, s1_bits=4, s2_bits=4, beta=0.05, gamma0=1.0, gamma=1.1,
@@ -110,6 +113,20 @@ def test_bad_values_and_bad_json(saved):
         Kronos.from_pretrained(mdir)
 
 
+@pytest.mark.parametrize("change, words", [
+    ({"n_layers": 300}, "beyond any Kronos"),
+    ({"ffn_dropout_p": 1.5}, "probability"),
+    ({"n_layers": 2.0}, "must be an integer"),
+])
+def test_the_checks_validator_refuses_for_from_pretrained_too(saved, change, words):
+    """One validator (config.py): what sync refuses, from_pretrained refuses, before building anything."""
+    _, _, _, mdir = saved
+    (mdir / "config.json").write_text(json.dumps(dict(MODEL_CFG, **change)))
+    with pytest.raises(CheckpointError, match=words) as e:
+        Kronos.from_pretrained(mdir)
+    assert e.value.hint
+
+
 def test_tokenizer_and_model_swapped_are_named(saved):
     _, _, tdir, mdir = saved
     with pytest.raises(CheckpointError) as e:
@@ -134,26 +151,90 @@ def test_missing_or_mismatched_weights(saved, tmp_path):
         Kronos.from_pretrained(tmp_path / "nowhere" / "model")
 
 
-def test_hub_id_offline_is_a_clear_error(tmp_path):
+@pytest.fixture
+def own_store(tmp_path, monkeypatch):
+    """The registry's store, Hugging Face cache and working folder under tmp_path, no hub settings."""
+    for key in list(os.environ):
+        if key.startswith(("KRONOS_REGISTRY_", "HF_", "HUGGING_FACE_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("KRONOS_REGISTRY_HOME", str(tmp_path / "store"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "store"
+
+
+def test_hub_id_offline_is_a_clear_error(tmp_path, own_store):
     with pytest.raises(CheckpointError) as e:
         Kronos.from_pretrained("NeoQuasar/Kronos-small", cache_dir=tmp_path, local_files_only=True)
     assert "NeoQuasar/Kronos-small" in str(e.value) and e.value.hint
 
 
-def test_hub_id_downloads_with_revision(saved, monkeypatch):
-    import huggingface_hub
+@pytest.mark.parametrize("variable", ["KRONOS_REGISTRY_OFFLINE", "HF_HUB_OFFLINE"])
+def test_offline_hub_id_is_not_synced_and_makes_no_network_call(own_store, monkeypatch, no_sockets, variable):
+    """A repo of the packaged registry: the registry's not-synced error, naming the entry to sync."""
+    monkeypatch.setenv(variable, "1")
+    with pytest.raises(CheckpointError) as e:
+        Kronos.from_pretrained("NeoQuasar/Kronos-small")
+    assert isinstance(e.value.__cause__, NotSyncedError)
+    assert "NeoQuasar/Kronos-small" in str(e.value) and "offline" in str(e.value)
+    assert str(own_store) in str(e.value)
+    assert "kronos-registry sync kronos-small" in e.value.hint
+    assert "positional arguments" not in str(e.value)
+    assert no_sockets == []
+
+
+def test_offline_unknown_hub_id_is_not_synced_with_a_hint_for_from_pretrained(own_store, monkeypatch, no_sockets):
+    monkeypatch.setenv("KRONOS_REGISTRY_OFFLINE", "1")
+    with pytest.raises(CheckpointError) as e:
+        KronosTokenizer.from_pretrained("SomeOrg/My-Tokenizer", revision="v2")
+    assert isinstance(e.value.__cause__, NotSyncedError)
+    assert e.value.folder == "SomeOrg/My-Tokenizer@v2" and "offline" in str(e.value)
+    assert "from_pretrained again" in e.value.hint and "models.yaml" in e.value.hint
+    assert no_sockets == []
+
+
+def test_a_local_folder_still_loads_offline(saved, own_store, monkeypatch, no_sockets):
+    tok, model, tdir, mdir = saved
+    monkeypatch.setenv("KRONOS_REGISTRY_OFFLINE", "1")
+    _same(model, Kronos.from_pretrained(mdir))
+    _same(tok, KronosTokenizer.from_pretrained(str(tdir), local_files_only=True))
+    assert no_sockets == [] and not own_store.exists()
+
+
+def test_hub_id_goes_to_the_registered_resolver_with_its_arguments(saved, monkeypatch):
+    from kronos_registry.kronos import locate
+
     _, model, _, mdir = saved
-    calls = []
+    requests = []
 
-    def fake_download(repo_id, filename, *, revision=None, **kw):
-        calls.append((repo_id, filename, revision))
-        return str(mdir / filename)
+    def resolver(request):
+        requests.append(request)
+        return mdir
 
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    got = Kronos.from_pretrained("NeoQuasar/Kronos-small", revision="abc123")
+    monkeypatch.setattr(locate, "_hub_resolver", resolver)
+    got = Kronos.from_pretrained("NeoQuasar/Kronos-small", revision="abc123", token="secret", force_download=True)
     _same(model, got)
-    assert calls == [("NeoQuasar/Kronos-small", "config.json", "abc123"),
-                     ("NeoQuasar/Kronos-small", "model.safetensors", "abc123")]
+    [request] = requests
+    assert (request.repo_id, request.role, request.revision, request.token, request.force_download) == (
+        "NeoQuasar/Kronos-small", "model", "abc123", "secret", True)
+    assert "secret" not in repr(request)
+
+
+def test_without_a_resolver_a_hub_id_is_a_clear_error(monkeypatch):
+    from kronos_registry.kronos import locate
+
+    monkeypatch.setattr(locate, "_hub_resolver", None)
+    with pytest.raises(CheckpointError, match="no hub resolver") as e:
+        Kronos.from_pretrained("NeoQuasar/Kronos-small")
+    assert e.value.hint
+
+
+def test_constructor_signatures_are_the_config_schema():
+    from kronos_registry.kronos.config import config_fields
+
+    for cls in (KronosTokenizer, Kronos):
+        names = [n for n in inspect.signature(cls.__init__).parameters if n != "self"]
+        assert tuple(names) == config_fields(cls.role)
 
 
 def test_model_module_does_not_import_the_registry():

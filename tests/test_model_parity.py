@@ -21,7 +21,7 @@ if not hasattr(official, "Kronos"):
 
 import kronos_registry.kronos.generate as gen  # noqa: E402
 from kronos_registry import Kronos, KronosPredictor, KronosTokenizer  # noqa: E402
-from kronos_registry.kronos.model import PUBLISHED_CONFIGS, count_parameters  # noqa: E402
+from kronos_registry.kronos import PUBLISHED_CONFIGS, count_parameters  # noqa: E402
 
 CANDLES = Path(__file__).resolve().parents[2] / "shared/data/xshg_5min_regression_input.csv"
 

@@ -36,6 +36,7 @@ READER = textwrap.dedent("""
     from kronos_registry import Registry
     from registry.errors import NotSyncedError
     import torch, safetensors.torch, kronos_registry.kronos.model, kronos_registry.kronos.predictor
+    import kronos_registry.kronos.tokenizer
     torch.nn.Embedding(2, 2, device="meta")
 
     registry_path, signals, expected = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])

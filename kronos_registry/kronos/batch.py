@@ -19,13 +19,16 @@ Pure torch/pandas: no CLI, no registry.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import attrs
 import numpy as np
 import pandas as pd
 
 from kronos_registry.candles.columns import COLUMNS
+
+if TYPE_CHECKING:
+    from kronos_registry.kronos.predictor import PreparedSeries
 
 
 @attrs.frozen(eq=False)  # DataFrames have no single truth value, so no generated __eq__
@@ -114,23 +117,18 @@ def forecast_series(predictor, requests: Sequence[SeriesRequest], *, max_batch: 
 class _Item:
     index: int
     req: SeriesRequest
-    x: np.ndarray          # normalised, clipped history (L, 6)
-    x_stamp: np.ndarray    # (L, 5)
-    y_stamp: np.ndarray    # (pred_len, 5)
-    mean: np.ndarray
-    std: np.ndarray
+    series: PreparedSeries   # normalised, clipped history (L, 6), its stamps, mean and std
 
     @property
     def length(self) -> int:
-        return self.x.shape[0]
+        return self.series.x.shape[0]
 
 
 def _prepare(predictor, index: int, req: SeriesRequest) -> _Item:
     if int(req.sample_count) < 1:
         raise ValueError(f"series {req.key!r}: sample_count must be at least 1, got {req.sample_count}")
-    x, xs, ys, mean, std = predictor._prepare(req.frame, req.timestamps, req.future, req.pred_len,
-                                              where=f" (series {req.key!r})")
-    return _Item(index, req, x, xs, ys, mean, std)
+    series = predictor.prepare(req.frame, req.timestamps, req.future, req.pred_len, where=f" (series {req.key!r})")
+    return _Item(index, req, series)
 
 
 def _generator(predictor, seed):
@@ -141,15 +139,16 @@ def _generator(predictor, seed):
 def _result(predictor, it: _Item, z: np.ndarray) -> SeriesForecast:
     """Normalised samples (S, pred_len, 6) -> the forecast in the input's units, as predict."""
     future = pd.DatetimeIndex(it.req.future, name="timestamps")
-    frame = predictor._frame(np.mean(z, axis=0), it.mean, it.std, future)
-    samples = z * (it.std + 1e-5) + it.mean if it.req.sample_count > 1 else None
+    frame = predictor.frame(np.mean(z, axis=0), it.series, future)
+    samples = it.series.denormalise(z) if it.req.sample_count > 1 else None
     return SeriesForecast(it.req.key, frame, samples)
 
 
 def _forecast_alone(predictor, it: _Item) -> SeriesForecast:
     """One series exactly as ``predict`` runs it (used when it slides past the context)."""
     r = it.req
-    z = predictor.sample(it.x[None], it.x_stamp[None], it.y_stamp[None], r.pred_len, r.T, r.top_k, r.top_p,
+    s = it.series
+    z = predictor.sample(s.x[None], s.x_stamp[None], s.y_stamp[None], r.pred_len, r.T, r.top_k, r.top_p,
                          r.sample_count, False, _generator(predictor, r.seed))[0]
     return _result(predictor, it, z)
 
@@ -175,15 +174,15 @@ def _forecast_batch(predictor, batch: list[_Item]) -> list[SeriesForecast]:
         for b, n in enumerate(lens):
             by_len.setdefault(n, []).append(b)
         for n, rows in by_len.items():           # tokenize series of one length together
-            x = torch.clip(as_t(np.stack([batch[b].x for b in rows])), -predictor.clip, predictor.clip)
+            x = torch.clip(as_t(np.stack([batch[b].series.x for b in rows])), -predictor.clip, predictor.clip)
             t1, t2 = tok.encode(x, half=True)
             idx = torch.tensor(rows, device=dev)
             s1[idx, Lmax - n:] = t1
             s2[idx, Lmax - n:] = t2
         stamp = np.zeros((B, Lmax + P, 5), dtype=np.float32)
         for b, it in enumerate(batch):
-            stamp[b, Lmax - lens[b]:Lmax] = it.x_stamp
-            stamp[b, Lmax:Lmax + preds[b]] = it.y_stamp
+            stamp[b, Lmax - lens[b]:Lmax] = it.series.x_stamp
+            stamp[b, Lmax:Lmax + preds[b]] = it.series.y_stamp
         pad = torch.tensor([Lmax - n for n in lens], dtype=torch.long, device=dev)
 
         gens = [_generator(predictor, it.req.seed) for it in batch]

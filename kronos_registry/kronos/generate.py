@@ -26,7 +26,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from kronos_registry.kronos.model import Kronos, KronosTokenizer, fused_weights
+from kronos_registry.kronos.layers import RMS_EPS, Rotary
+from kronos_registry.kronos.model import Kronos, fused_weights
+from kronos_registry.kronos.tokenizer import KronosTokenizer
 
 # --------------------------------------------------------------------------- sampling
 
@@ -70,7 +72,7 @@ PREFILL_CHUNK = 128
 
 
 def _rms(x, w):
-    return F.rms_norm(x, (x.shape[-1],), w, 1e-5)
+    return F.rms_norm(x, (x.shape[-1],), w, RMS_EPS)
 
 
 def _window_forward(model: Kronos, W: dict, s1, s2, temb, kcache=None, vcache=None, chunk: int | None = None,
@@ -114,8 +116,8 @@ def _window_forward(model: Kronos, W: dict, s1, s2, temb, kcache=None, vcache=No
             else:  # per-row positions: (R, 1, n, hd)
                 cos, sin = L["rotary"].tables(T, x.device)
                 cos, sin = cos[pos[:, a:b]].unsqueeze(1), sin[pos[:, a:b]].unsqueeze(1)
-            q = _rotate(qkv[:, :, 0], cos, sin)                            # (R, H, n, hd)
-            k = _rotate(qkv[:, :, 1], cos, sin)
+            q = Rotary.rotate(qkv[:, :, 0], cos, sin)                      # (R, H, n, hd)
+            k = Rotary.rotate(qkv[:, :, 1], cos, sin)
             v = qkv[:, :, 2]
             if kcache is not None:
                 kcache[i][:, :, a:b].copy_(k)
@@ -158,11 +160,6 @@ def _store_cross(cross, c, ck, cv, start):
     kv = F.linear(c, cross["kv_w"], cross["kv_b"]).view(R, n, 2, Hc, d // Hc).permute(2, 0, 3, 1, 4)
     ck[:, :, start:start + n].copy_(kv[0])
     cv[:, :, start:start + n].copy_(kv[1])
-
-
-def _rotate(x, cos, sin):
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
 
 def _length_groups(lengths: list[int]) -> list[list[int]]:

@@ -8,11 +8,15 @@ switches by changing one import. Additions (keyword-only, off by default):
 - `device=None` picks cuda, then mps, then cpu.
 
 Normalisation is the official one: per series and per column, (x - mean) / (std + 1e-5),
-clipped to +-clip, undone on the way out. Generation is KV-cached (see generate.py); a
-series is tokenized and prefilled once however many samples are drawn from it.
+clipped to +-clip, undone on the way out (``normalise`` / ``denormalise``, the only place
+either is written). ``prepare`` validates and normalises one series; the batched core
+(batch.py) builds on it. Generation is KV-cached (see generate.py); a series is tokenized
+and prefilled once however many samples are drawn from it.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -24,6 +28,34 @@ from kronos_registry.kronos.generate import autoregressive_forecast
 PRICE_COLS = list(PRICE_COLUMNS)
 VOL_COL, AMT_COL = QUANTITY_COLUMNS
 TIME_COLS = ["minute", "hour", "weekday", "day", "month"]
+# Added to each column's std before dividing by it, as upstream does: a constant column
+# (volume 0 throughout) normalises to 0 instead of NaN.
+STD_EPS = 1e-5
+
+
+def normalise(x: np.ndarray, clip: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candles (L, 6) -> (normalised and clipped candles, per-column mean, per-column std)."""
+    mean, std = np.mean(x, axis=0), np.std(x, axis=0)
+    return np.clip((x - mean) / (std + STD_EPS), -clip, clip), mean, std
+
+
+def denormalise(z: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Normalised candles (..., 6) -> the input's units: the inverse of ``normalise`` (unclipped)."""
+    return z * (std + STD_EPS) + mean
+
+
+class PreparedSeries(NamedTuple):
+    """One series validated and normalised as the model reads it (see ``KronosPredictor.prepare``)."""
+
+    x: np.ndarray        # (L, 6) normalised, clipped candles
+    x_stamp: np.ndarray  # (L, 5) time features of the history
+    y_stamp: np.ndarray  # (pred_len, 5) time features of the forecast
+    mean: np.ndarray     # (6,) per column, for denormalise
+    std: np.ndarray      # (6,)
+
+    def denormalise(self, z: np.ndarray) -> np.ndarray:
+        """Normalised candles (..., 6) of this series -> its units."""
+        return denormalise(z, self.mean, self.std)
 
 
 def default_device() -> str:
@@ -85,8 +117,13 @@ class KronosPredictor:
 
     # ------------------------------------------------------------------ pandas
 
-    def _prepare(self, df, x_timestamp, y_timestamp, pred_len, where=""):
-        """Validate one series -> (normalised x, x_stamp, y_stamp, mean, std)."""
+    def prepare(self, df, x_timestamp, y_timestamp, pred_len, where="") -> PreparedSeries:
+        """Validate one series and normalise it as ``predict`` does.
+
+        ``df`` holds open, high, low, close (volume and amount are filled in as upstream does
+        when absent); ``x_timestamp`` has one entry per row, ``y_timestamp`` ``pred_len``.
+        ``where`` is added to error messages to name the series. Raises ValueError.
+        """
         if not isinstance(df, pd.DataFrame):
             raise ValueError(f"Input{where} must be a pandas DataFrame.")
         if int(pred_len) < 1:
@@ -112,12 +149,12 @@ class KronosPredictor:
             raise ValueError(f"Inconsistent lengths{where}: df has {x.shape[0]} rows, x_timestamp {x_stamp.shape[0]}.")
         if y_stamp.shape[0] != pred_len:
             raise ValueError(f"y_timestamp{where} has {y_stamp.shape[0]} entries; it must equal pred_len={pred_len}.")
-        mean, std = np.mean(x, axis=0), np.std(x, axis=0)
-        x = np.clip((x - mean) / (std + 1e-5), -self.clip, self.clip)
-        return x, x_stamp, y_stamp, mean, std
+        x, mean, std = normalise(x, self.clip)
+        return PreparedSeries(x, x_stamp, y_stamp, mean, std)
 
-    def _frame(self, preds, mean, std, index):
-        return pd.DataFrame(preds * (std + 1e-5) + mean, columns=self.price_cols + [self.vol_col, self.amt_vol],
+    def frame(self, z, series: PreparedSeries, index) -> pd.DataFrame:
+        """A normalised forecast (pred_len, 6) of ``series`` -> a frame in its units, indexed by ``index``."""
+        return pd.DataFrame(series.denormalise(z), columns=self.price_cols + [self.vol_col, self.amt_vol],
                             index=index)
 
     def predict(self, df, x_timestamp, y_timestamp, pred_len, T=1.0, top_k=0, top_p=0.9, sample_count=1,
@@ -127,12 +164,12 @@ class KronosPredictor:
         With return_samples=True returns (mean_frame, samples) where samples is an array
         (sample_count, pred_len, 6) of every path in the input's units.
         """
-        x, xs, ys, mean, std = self._prepare(df, x_timestamp, y_timestamp, pred_len)
-        z = self.sample(x[None], xs[None], ys[None], pred_len, T, top_k, top_p, sample_count, verbose,
-                        self._generator(seed, generator))[0]                  # (S, pred_len, 6)
-        out = self._frame(np.mean(z, axis=0), mean, std, y_timestamp)
+        series = self.prepare(df, x_timestamp, y_timestamp, pred_len)
+        z = self.sample(series.x[None], series.x_stamp[None], series.y_stamp[None], pred_len, T, top_k, top_p,
+                        sample_count, verbose, self._generator(seed, generator))[0]   # (S, pred_len, 6)
+        out = self.frame(np.mean(z, axis=0), series, y_timestamp)
         if return_samples:
-            return out, z * (std + 1e-5) + mean
+            return out, series.denormalise(z)
         return out
 
     def predict_batch(self, df_list, x_timestamp_list, y_timestamp_list, pred_len, T=1.0, top_k=0, top_p=0.9,
@@ -148,18 +185,18 @@ class KronosPredictor:
             raise ValueError("df_list, x_timestamp_list, y_timestamp_list must have consistent lengths.")
         if not df_list:
             return ([], []) if return_samples else []
-        prepared = [self._prepare(d, xt, yt, pred_len, where=f" at index {i}")
+        prepared = [self.prepare(d, xt, yt, pred_len, where=f" at index {i}")
                     for i, (d, xt, yt) in enumerate(zip(df_list, x_timestamp_list, y_timestamp_list))]
-        lens = [p[0].shape[0] for p in prepared]
+        lens = [p.x.shape[0] for p in prepared]
         if len(set(lens)) != 1:
             raise ValueError(f"Parallel prediction requires all series to have consistent historical lengths, got: {lens}")
         stack = lambda j: np.stack([p[j] for p in prepared]).astype(np.float32)  # noqa: E731
         z = self.sample(stack(0), stack(1), stack(2), pred_len, T, top_k, top_p, sample_count, verbose,
                         self._generator(seed, generator))                     # (B, S, pred_len, 6)
-        frames = [self._frame(np.mean(z[i], axis=0), p[3], p[4], y_timestamp_list[i]) for i, p in enumerate(prepared)]
+        frames = [self.frame(np.mean(z[i], axis=0), p, y_timestamp_list[i]) for i, p in enumerate(prepared)]
         if return_samples:
-            return frames, [z[i] * (p[4] + 1e-5) + p[3] for i, p in enumerate(prepared)]
+            return frames, [p.denormalise(z[i]) for i, p in enumerate(prepared)]
         return frames
 
 
-__all__ = ["KronosPredictor", "calc_time_stamps", "default_device"]
+__all__ = ["KronosPredictor", "PreparedSeries", "calc_time_stamps", "default_device", "normalise", "denormalise"]

@@ -118,7 +118,8 @@ def load_module(role: str, files: Snapshot | Path, *, entry: Entry | None = None
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from kronos_registry.kronos.model import Kronos, KronosTokenizer
+    from kronos_registry.kronos.model import Kronos
+    from kronos_registry.kronos.tokenizer import KronosTokenizer
 
     folder = files if isinstance(files, Path) else files.folder
     current = CONFIG_FILE

@@ -25,7 +25,7 @@ TINY_MODEL = dict(
 
 
 def build(role: str, config: dict, seed: int = 0) -> torch.nn.Module:
-    from kronos_registry.kronos.model import Kronos, KronosTokenizer
+    from kronos_registry.kronos import Kronos, KronosTokenizer
 
     torch.manual_seed(seed)
     cls = KronosTokenizer if role == "tokenizer" else Kronos
