@@ -119,7 +119,7 @@ def assert_failure_leaves_store_unchanged(registry_path, store, error_class, *wo
     return info.value
 
 
-# --- each failure of DESIGN.md's table ---------------------------------------------------------
+# --- each failure users meet with the official loader (the README's opening) --------------------
 
 def test_hub_unreachable_fails_fast_naming_the_endpoint(workspace, monkeypatch):
     endpoint = dead_endpoint()

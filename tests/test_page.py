@@ -35,7 +35,7 @@ TOKEN = "page-test-token"
 PREFIX = "/kronos"   # the path prefix of the reverse-proxy test
 START_TIMEOUT_S = 90
 FORECAST_TIMEOUT_MS = 60_000
-# The page's colours (app.js COLORS): history up/down, forecast up/down, the median line.
+# The page's colours (js/chart.js COLORS): history up/down, forecast up/down, the median line.
 HISTORY_RGB = [(0x26, 0xA6, 0x9A), (0xEF, 0x53, 0x50)]
 FORECAST_RGB = [(0x1E, 0x6F, 0xD9), (0xF0, 0x8C, 0x00)]
 MEDIAN_RGB = [(0x70, 0x48, 0xE8)]
