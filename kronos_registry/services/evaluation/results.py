@@ -142,6 +142,16 @@ def entry_evaluations(store_root: str | Path, entry: str, artifact: str | None =
     return [summary(r, artifact) for r in latest_per_data(runs(store_root, entry), artifact)]
 
 
+def evaluations_of(registry, name: str) -> dict:
+    """What ``GET /v1/models/NAME/evals`` answers: the latest run per data set and every run."""
+    entry = registry.get(name)
+    artifact = registry.status(entry.name) if entry.available and entry.source is not None else None
+    every = runs(registry.store.root, entry.name)
+    return {"name": entry.name, "artifact": artifact,
+            "latest": [summary(r, artifact) for r in latest_per_data(every, artifact)],
+            "runs": [summary(r, artifact) for r in every]}
+
+
 def describe(s: dict) -> str:
     """One line for ``show``: data, windows, headline numbers and the verdict."""
     data = s["data"]
@@ -160,5 +170,5 @@ def describe(s: dict) -> str:
     return f"{', '.join(parts)}; run {s['run_id']}{tail}"
 
 
-__all__ = ["EVALS_DIR", "RESULT_SCHEMA", "clean", "describe", "entry_evaluations", "evals_dir", "inputs_digest",
+__all__ = ["EVALS_DIR", "RESULT_SCHEMA", "clean", "describe", "entry_evaluations", "evals_dir", "evaluations_of", "inputs_digest",
            "latest_per_data", "new_run_id", "runs", "save_run", "summary"]
