@@ -8,7 +8,8 @@
     guard.py       the leakage guard over an entry's lineage
     data.py        the candles evaluated, validated and fingerprinted
     results.py     runs kept in the store (<store>/evals/<entry>/<run-id>.json)
-    job.py         one run for every face (CLI, Python, later HTTP)
+    job.py         one run for every face (CLI, Python)
+    render.py      verdict sentences, the JSON document, report files
     plot.py        the PNG (matplotlib, the `plot` extra)
 
 Importing this package imports nothing heavy; torch loads only when a model forecasts.

@@ -8,7 +8,8 @@ possible one (their truths do not overlap); ``--every S`` puts one every S bars 
 
 Leakage-safe by construction: a method is handed a copy of the history slice and nothing else.
 The model's forecast timestamps are continued from that history (as ``predict`` does), not
-read from the truth, so no value, and no timestamp, at or after the origin reaches it.
+read from the truth, and a window's seed is derived from the timestamp of its last history bar
+(``Window.name``), so no value, and no timestamp, at or after the origin reaches a forecast.
 
 :func:`model_forecasts` sends all windows of a model through the batched core in one call (one
 ``SeriesRequest`` per window, seeded per (series, origin) with ``series_seed``: batch invariant,
@@ -113,8 +114,8 @@ def plan_windows(series: Mapping[str, Candles], *, horizon: int, context: int, l
     if lookback is None:
         lookback = _default_lookback(len(series[shortest]), horizon, context, step, count)
         if lookback < context - horizon:
-            notes.append(f"note: lookback {lookback} bars (the shortest series, {shortest!r}, has "
-                         f"{len(series[shortest])}); --lookback sets it")
+            notes.append(f"note: lookback {lookback} bars (less than the context allows), so that {shortest!r} "
+                         f"({len(series[shortest])} bars) keeps its origins; --lookback sets it")
     if lookback < min_history:
         raise InputDataError(f"a lookback of {lookback} bar(s) is too short to score against", field="lookback",
                              hint=f"use --lookback {min_history} or more (the naive scale of MASE needs "
