@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 
+import pandas as pd
+
 from kronos_registry.services.many import forecast_frame
 from kronos_registry.services.model_cache import ModelManager
 from kronos_registry.services.registry import (
@@ -22,6 +24,48 @@ from kronos_registry.services.registry import (
     normalise_device,
     repair_hint,
 )
+
+
+def evaluate(models, data, *, horizon: int, by: str | None = None, origins: int | None = None,
+             every: int | None = None, lookback: int | None = None, samples: int = 1,
+             quantiles=None, seed: int = 0, temperature: float = 1.0, top_p: float = 0.9, top_k: int = 0,
+             baselines: str | list[str] | None = None, metrics: str | list[str] | None = None,
+             columns: str | list[str] | None = None, allow_overlap: bool = False, keep: bool = True,
+             device: str | None = None, registry: str | os.PathLike | Registry | None = None,
+             store: str | os.PathLike | None = None, offline: bool | None = None, max_batch: int = 16):
+    """Backtest registry models on candles against baselines; returns the report as a DataFrame.
+
+    ``models``: a model name or a list of them. ``data``: a candle CSV path (one series), or with
+    ``by`` a long CSV/Parquet table, or a DataFrame of either shape. Each of ``origins`` (default
+    20, ``horizon`` bars apart over each series' tail) or every ``every`` bars back from the end is
+    an origin: the model sees the ``lookback`` bars before it and is scored on the next
+    ``horizon``, beside ``baselines`` ("naive", "drift", "seasonal:N", "random-walk") on the same
+    windows. The frame has one row per model x column x metric x step (``step`` "all" is overall),
+    plus a ``skill_mase`` row per model (its paired difference to the best baseline, a 95%
+    interval, ``verdict``). ``frame.attrs`` holds ``runs`` (the stored records), ``verdicts``
+    (sentences) and ``notes``. Same meaning as `kronos-registry eval` (see the README).
+    """
+    from kronos_registry.services.evaluation.data import frame_data, read_data
+    from kronos_registry.services.evaluation.job import EvalSettings, run_evaluation
+    from kronos_registry.services.evaluation.render import verdicts
+    from kronos_registry.services.forecast import DEFAULT_QUANTILES
+    from kronos_registry.services.registry import load_model
+
+    names = [models] if isinstance(models, str) else list(models)
+    reg = registry if isinstance(registry, Registry) else Registry(registry, store, offline=offline)
+    joined = lambda value: value if value is None or isinstance(value, str) else ",".join(value)  # noqa: E731
+    settings = EvalSettings(horizon=horizon, origins=origins, every=every, lookback=lookback, samples=samples,
+                            quantiles=tuple(DEFAULT_QUANTILES if quantiles is None else quantiles), seed=seed,
+                            temperature=temperature, top_p=top_p, top_k=top_k, baselines=joined(baselines),
+                            metrics=joined(metrics), columns=joined(columns), allow_overlap=allow_overlap,
+                            max_batch=max_batch)
+    for name in names:
+        reg.model_entry(name)  # an unknown name fails before the data is read
+    found = frame_data(data, by) if isinstance(data, pd.DataFrame) else read_data(data, by)
+    result = run_evaluation(reg, names, found, settings, load=lambda name: load_model(reg, name, device), keep=keep)
+    report = result.report.copy()
+    report.attrs.update(runs=list(result.records), verdicts=verdicts(result), notes=list(result.notes))
+    return report
 
 
 def load_predictor(name: str, *, device: str | None = None, registry: str | os.PathLike | None = None,
@@ -58,5 +102,5 @@ class PredictorCache:
         return len(self._manager.loaded())
 
 
-__all__ = ["PACKAGED_REGISTRY", "PredictorCache", "Registry", "forecast_frame", "load_module", "load_predictor",
+__all__ = ["PACKAGED_REGISTRY", "PredictorCache", "Registry", "evaluate", "forecast_frame", "load_module", "load_predictor",
            "normalise_device", "repair_hint"]

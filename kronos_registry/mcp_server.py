@@ -3,7 +3,8 @@
 Three tools over the official `mcp` SDK (its ``MCPServer``, called FastMCP before mcp 2):
 
 - ``list_models``: the registry's models (name, params, context, available, synced, loaded);
-- ``model_info``: what `kronos-registry show NAME` prints, as text and as JSON;
+- ``model_info``: what `kronos-registry show NAME` prints, as text and as JSON, with the latest
+  stored evaluation per data set (`kronos-registry eval`), so an agent can choose by evidence;
 - ``forecast``: one forecast through the shared ForecastService (the path `predict` and the
   HTTP server take: same inputs and seed, same numbers), as structured content in the HTTP
   response's shape plus a short text summary.
@@ -50,6 +51,8 @@ offline, from a verified local store. Call list_models to see which models exist
 are synced (stored locally); then forecast with a model name, the history as `candles`
 (a list of bar objects) or `csv` (CSV text), and `pred_len`, the number of bars to forecast.
 Use samples > 1 for quantiles (an uncertainty band) and a seed to reproduce a forecast.
+model_info carries each model's stored evaluations (rolling-origin backtests against naive
+baselines, with a verdict): prefer a model that beats its baselines on data like yours.
 kronos-demo has random weights: its forecasts are meaningless (use it to try the tools)."""
 
 
@@ -85,7 +88,9 @@ def build_server(service, *, stdio: bool = False) -> MCPServer:
         model: Annotated[str, Field(description="A model name from list_models, e.g. 'kronos-small'.")],
     ) -> CallToolResult:
         """Everything about one registry entry, as `kronos-registry show` prints it: source, tokenizer,
-        context length, parameters, config, and its stored copy (path, revision, files, checks)."""
+        context length, parameters, config, its stored copy (path, revision, files, checks), and under
+        `evaluations` the latest stored backtest per data set: its metrics, the baselines' on the same
+        windows, and whether it beats the best baseline ("better", "worse", "no detectable difference")."""
         info = _call(service.model_info, model)
         return CallToolResult(content=[TextContent(type="text", text=_show_text(service, model, info))],
                               structured_content=_jsonable(info))

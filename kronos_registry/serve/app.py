@@ -7,6 +7,7 @@ forecasting block), and renders JSON; errors become problem+json in ``problems.p
     GET    /readyz                   200 once every --preload model is loaded, else 503
     GET    /v1/models                every registry entry (as `list --json`) + "loaded"
     GET    /v1/models/{name}         one entry (as `show --json`) + "loaded"
+    GET    /v1/models/{name}/evals   its stored `eval` runs: the latest per data set, and all
     POST   /v1/models/{name}/load    load it now (200: the loaded model)
     DELETE /v1/models/{name}/load    unload it
     GET    /v1/loaded                resident models: device, bytes, last use, keep-alive expiry
@@ -45,6 +46,7 @@ from kronos_registry.serve.problems import (
 )
 from kronos_registry.services.wire import (
     FORECAST_FIELDS,
+    EvalRuns,
     ForecastOptions,
     ForecastRequest,
     ForecastResponse,
@@ -218,6 +220,16 @@ def show_model(name: str, request: Request) -> dict:
     request.state.entry_field = "name"
     request.state.model = name
     return service_of(request).model_info(name)
+
+
+@v1.get("/models/{name}/evals", response_model=EvalRuns)
+def model_evals(name: str, request: Request):
+    """Its stored `kronos-registry eval` runs: the latest per data set, and every run (oldest first)."""
+    from kronos_registry.services.evaluation.results import evaluations_of
+
+    request.state.entry_field = "name"
+    request.state.model = name
+    return evaluations_of(service_of(request).registry, name)
 
 
 @v1.post("/models/{name}/load")

@@ -78,6 +78,11 @@ def show_info(registry, name: str) -> dict:
         info["used_by"] = [m.name for m in registry.spec.models.values() if m.tokenizer == entry.name]
     info["store"] = stored_info(registry, info["artifact_id"])
     info["counted_params"], info["counted_in"] = counted_params_of(entry, info)
+    if entry.kind == "model":
+        from kronos_registry.services.evaluation.results import entry_evaluations
+
+        # The latest stored `eval` run per data set (newest first), so every face shows the evidence.
+        info["evaluations"] = entry_evaluations(registry.store.root, entry.name, info["artifact_id"])
     return info
 
 
@@ -142,6 +147,10 @@ def render_show(entry, info: dict) -> str:
             ("checks", ", ".join(stored["checks"])),
         ]
         rows += [("warning", text) for text in stored["warnings"]]
+    if info.get("evaluations"):
+        from kronos_registry.services.evaluation.results import describe
+
+        rows += [("evaluated", describe(summary)) for summary in info["evaluations"]]
     width = max(len(label) for label, _ in rows)
     lines = [f"{entry.name} ({entry.kind})"]
     lines += [f"  {label.ljust(width)}  {value}" for label, value in rows if value not in (None, "")]

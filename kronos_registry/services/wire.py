@@ -215,3 +215,61 @@ class Problem(BaseModel):
     instance: str | None = None
     field: str | None = None
     hint: str | None = None
+
+
+# --------------------------------------------------------------------------- stored evaluations
+
+
+class EvalSkill(BaseModel):
+    """A model against the best baseline on one loss (``services/evaluation/skill.py``)."""
+
+    model: str
+    loss: str = Field(description="mase, or crps (CRPS over the naive scale).")
+    against: str = Field(description="The best baseline on these windows.")
+    model_loss: float | None
+    baseline_loss: float | None
+    difference: float | None = Field(description="model - baseline, mean over origins; negative: the model is better.")
+    low: float | None = Field(description="95% block-bootstrap interval of the difference, lower end.")
+    high: float | None
+    origins: int
+    block: int
+    verdict: str = Field(description="better, worse, no detectable difference, or too few origins.")
+
+
+class EvalDataInfo(BaseModel):
+    path: str | None
+    sha256: str | None = Field(description="sha256 of the data file's bytes.")
+    rows: int | None
+    series: int | None
+    by: str | None
+    first: str | None
+    last: str | None
+
+
+class EvalSummary(BaseModel):
+    """One stored `kronos-registry eval` run of a model, compactly."""
+
+    run_id: str
+    created: str | None
+    artifact: str | None = Field(description="The stored checkpoint it scored.")
+    current: bool = Field(description="It scored the artifact stored now (not an earlier one).")
+    data: EvalDataInfo
+    horizon: int | None
+    windows: int | None
+    origins: int | None
+    seed: int | None
+    samples: int | None
+    metrics: dict[str, float | None] = Field(description="The model's overall close metrics (mae, mase, ...).")
+    baselines: dict[str, dict[str, float | None]] = Field(description="Each baseline's, on the same windows.")
+    skill: list[EvalSkill]
+    overlapping_windows: int = Field(description="Windows inside its training span (scored with --allow-overlap).")
+    lineage_checked: bool = Field(description="False: the entry records no lineage, overlap was not checked.")
+
+
+class EvalRuns(BaseModel):
+    """GET /v1/models/{name}/evals: the latest run per data set, and every run, oldest first."""
+
+    name: str
+    artifact: str | None
+    latest: list[EvalSummary]
+    runs: list[EvalSummary]
