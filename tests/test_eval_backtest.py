@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from kronos_registry.candles import read_candles, validate_frame
-from kronos_registry.kronos.batch import COLUMNS, series_seed
+from kronos_registry.candles.columns import COLUMNS
+from kronos_registry.kronos.batch import series_seed
 from kronos_registry.kronos.predictor import KronosPredictor
 from kronos_registry.services.evaluation import guard
 from kronos_registry.services.evaluation.backtest import baseline_forecasts, model_forecasts, plan_windows
@@ -139,7 +140,7 @@ def test_a_window_equals_predict_on_its_history_alone(predictor):
         job = prepare_forecast(plan.history_candles(w), pred_len=4, context=512, lookback=40)
         alone = predictor.predict(job.used.frame, job.used.timestamps, pd.Series(job.future.timestamps), 4,
                                   verbose=False, seed=series_seed(11, w.name))
-        np.testing.assert_allclose(model.point[i], alone[COLUMNS].to_numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(model.point[i], alone[list(COLUMNS)].to_numpy(), rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- the leakage guard

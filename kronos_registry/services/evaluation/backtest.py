@@ -76,11 +76,11 @@ class Plan:
 
     def history(self, w: Window) -> np.ndarray:
         """(lookback, 6) history values, oldest first (a copy)."""
-        return self.series[w.key].frame[COLUMNS].to_numpy(dtype=float)[w.origin - w.lookback:w.origin].copy()
+        return self.series[w.key].frame[list(COLUMNS)].to_numpy(dtype=float)[w.origin - w.lookback:w.origin].copy()
 
     def truth(self, w: Window) -> np.ndarray:
         """(horizon, 6): what happened from the origin on."""
-        return self.series[w.key].frame[COLUMNS].to_numpy(dtype=float)[w.origin:w.origin + w.horizon]
+        return self.series[w.key].frame[list(COLUMNS)].to_numpy(dtype=float)[w.origin:w.origin + w.horizon]
 
     def truth_span(self, w: Window) -> SeriesSpan:
         stamps = self.series[w.key].timestamps
@@ -182,7 +182,7 @@ def model_forecasts(predictor, plan: Plan, params: ForecastParams, *, name: str,
                                lookback=w.lookback)
         requests.append(series_request(job, params, key=w.name, seed=series_seed(seed, w.name)))
     results = forecast_series(predictor, requests, max_batch=max_batch, progress=progress)
-    point = np.stack([r.forecast[COLUMNS].to_numpy(dtype=float) for r in results])
+    point = np.stack([r.forecast[list(COLUMNS)].to_numpy(dtype=float) for r in results])
     samples = None
     if params.samples > 1:
         samples = np.stack([np.asarray(r.samples, dtype=float) for r in results])
