@@ -47,6 +47,20 @@ def calc_time_stamps(timestamps) -> pd.DataFrame:
                          "month": np.asarray(t.month)})
 
 
+def history_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and std of a history (L, 6): the statistics a forecast is scaled by.
+
+    Fine-tuning (services/training) computes them from each window's history part only, so
+    training sees candles scaled exactly as a forecast from that history would.
+    """
+    return np.mean(x, axis=0), np.std(x, axis=0)
+
+
+def normalise(x: np.ndarray, mean: np.ndarray, std: np.ndarray, clip: float) -> np.ndarray:
+    """(x - mean) / (std + 1e-5), clipped to +-clip: the candles as the model sees them."""
+    return np.clip((x - mean) / (std + 1e-5), -clip, clip)
+
+
 class KronosPredictor:
     def __init__(self, model, tokenizer, device=None, max_context=512, clip=5):
         self.device = device if device is not None else default_device()
@@ -112,9 +126,8 @@ class KronosPredictor:
             raise ValueError(f"Inconsistent lengths{where}: df has {x.shape[0]} rows, x_timestamp {x_stamp.shape[0]}.")
         if y_stamp.shape[0] != pred_len:
             raise ValueError(f"y_timestamp{where} has {y_stamp.shape[0]} entries; it must equal pred_len={pred_len}.")
-        mean, std = np.mean(x, axis=0), np.std(x, axis=0)
-        x = np.clip((x - mean) / (std + 1e-5), -self.clip, self.clip)
-        return x, x_stamp, y_stamp, mean, std
+        mean, std = history_stats(x)
+        return normalise(x, mean, std, self.clip), x_stamp, y_stamp, mean, std
 
     def _frame(self, preds, mean, std, index):
         return pd.DataFrame(preds * (std + 1e-5) + mean, columns=self.price_cols + [self.vol_col, self.amt_vol],
@@ -162,4 +175,4 @@ class KronosPredictor:
         return frames
 
 
-__all__ = ["KronosPredictor", "calc_time_stamps", "default_device"]
+__all__ = ["KronosPredictor", "calc_time_stamps", "default_device", "history_stats", "normalise"]
