@@ -323,6 +323,8 @@ def _entry_data(entry: Entry, source: str) -> dict:
         data["allow_pickle"] = True
     if entry.config is not None:
         data["config"] = dict(entry.config)
+    if entry.lineage is not None:
+        data["lineage"] = dict(entry.lineage)
     return data
 
 
