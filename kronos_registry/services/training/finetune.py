@@ -111,6 +111,8 @@ def _run(new, base, data, by, settings: FinetuneSettings, world: ddp.World, *, r
     check_new_name(reg.spec, new, "finetune")
     if mode == "train":
         check_new_name(reg.spec, tokenizer_name, "finetune")
+    check_pairing(base, base_entry.tokenizer, declared_config(reg.get(base_entry.tokenizer)),
+                  declared_config(base_entry))
     require_writable_store(reg.store)
     folder = Path(output).absolute() if output else target.parent / "checkpoints" / new
 
@@ -128,7 +130,7 @@ def _run(new, base, data, by, settings: FinetuneSettings, world: ddp.World, *, r
     _on_main(world, lambda: reg.sync(base))
     predictor = reg.load_predictor(base, device=world.device)
     tok, model = predictor.tokenizer, predictor.model
-    check_pairing(base, base_entry.tokenizer, tok, model)
+    check_pairing(base, base_entry.tokenizer, vars(tok), vars(model))
     base_artifact, tokenizer_artifact = reg.status(base), reg.status(base_entry.tokenizer)
     run_record = {"name": new, "base": base, "base_artifact": base_artifact, "data": training.fingerprint.sha256,
                   "by": by, "hyperparameters": _weights_settings(settings), "world_size": world.size}
@@ -209,16 +211,34 @@ def require_writable_store(store) -> None:
         raise ReadOnlyStoreError(str(root), str(exc.filename or root), exc.strerror or str(exc)) from None
 
 
-def check_pairing(base: str, tokenizer_name: str, tok, model) -> None:
-    """The base's tokenizer must speak the model's tokens (the same s1/s2 bits)."""
-    bits = (tok.s1_bits, tok.s2_bits), (model.s1_bits, model.s2_bits)
-    if bits[0] != bits[1]:
+def check_pairing(base: str, tokenizer_name: str, tokenizer_config: dict | None, model_config: dict | None) -> None:
+    """The base's tokenizer must make the tokens its model reads (the same s1/s2 bits);
+    checked on the declared configs before anything is synced, and on the loaded modules."""
+    if not tokenizer_config or not model_config:
+        return
+    keys = ("s1_bits", "s2_bits")
+    made, read = (tuple(tokenizer_config.get(k) for k in keys), tuple(model_config.get(k) for k in keys))
+    if made != read:
         from registry.errors import Problem
 
         raise VerificationError(f"'{base}' with its tokenizer '{tokenizer_name}'", [Problem(
-            f"the tokenizer makes tokens of s1/s2 bits {bits[0]}, the model reads {bits[1]}", field="tokenizer",
-            hint=f"set the `tokenizer:` of '{base}' to a tokenizer with s1_bits/s2_bits {bits[1]}")],
-            hint="nothing was trained or written")
+            f"the tokenizer makes tokens of s1/s2 bits {made}, the model reads {read}", field="tokenizer",
+            hint=f"set the `tokenizer:` of '{base}' to a tokenizer with s1_bits/s2_bits {read}, or fine-tune "
+                 "a base whose tokenizer matches")], hint="nothing was trained or written")
+
+
+def declared_config(entry) -> dict | None:
+    """The entry's config without a network call: pinned in the registry, else a local folder's."""
+    from registry.spec import LocalSource
+
+    if entry.config:
+        return dict(entry.config)
+    if isinstance(entry.source, LocalSource):
+        try:
+            return json.loads((Path(entry.source.path) / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+    return None
 
 
 def prepare_folder(folder: Path, record: dict, *, resume: bool) -> Path:

@@ -3,15 +3,15 @@
     for each epoch:
         order the training windows by a permutation drawn from (seed, epoch)
         for each global batch of that order (this rank's share of it):
-            loss -> backward -> clip the gradient norm -> AdamW step -> schedule step
+            loss -> backward -> clip the gradient norm -> AdamW step at the scheduled rate
             every `checkpoint_every` steps: save the resumable state
         validation loss over every validation window (all ranks together)
         better than the best so far: save these weights as the best checkpoint
         log the epoch (CSV beside the checkpoint), save the resumable state
         stop after `patience` epochs without improvement, or at `max_steps`
 
-The learning rate rises linearly from lr/10 over the first 3% of the steps, then follows a
-cosine down to lr/1e4 (the official scripts' OneCycle shape). A stage differs only in its
+The optimiser and the learning-rate schedule (warm-up, then cosine decay) are in optim.py.
+A stage differs only in its
 module, its two loss functions and its optimiser settings (:class:`Stage`); what happens
 around the stages (which run, where the weights go) is ``finetune.py``'s business.
 """
@@ -33,6 +33,7 @@ from attrs import frozen
 
 from kronos_registry.services.training import ddp
 from kronos_registry.services.training.data import Windows
+from kronos_registry.services.training.optim import AdamW, warmup_cosine
 from kronos_registry.services.training.settings import FinetuneSettings, OptimiserSettings
 from kronos_registry.services.training.state import load_state, restore_rng, rng_state, save_state, state_path
 
@@ -69,21 +70,20 @@ def train_stage(stage: Stage, train: Windows, val: Windows, settings: FinetuneSe
     module = stage.module
     model = ddp.wrap(module, world)
     params = [p for p in module.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(params, lr=stage.optimiser.lr, betas=stage.optimiser.betas,
-                                  weight_decay=stage.optimiser.weight_decay)
+    optimiser = AdamW(params, betas=stage.optimiser.betas, weight_decay=stage.optimiser.weight_decay)
     batch = min(settings.batch_size, len(train))
     if batch < world.size:
         raise ValueError(f"a global batch of {batch} windows cannot be split over {world.size} processes")
     per_epoch = batches_per_epoch(len(train), batch, world.size)
     total = per_epoch * settings.epochs if settings.max_steps is None else min(per_epoch * settings.epochs,
                                                                                 settings.max_steps)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, warmup_cosine(total, stage.optimiser))
+    lr_at = warmup_cosine(total, stage.optimiser)
 
     path = state_path(workdir, stage.name)
     run = fresh_run()
     saved = load_state(path) if resume else None
     if saved is not None:
-        run = resume_from(saved, module, optimiser, schedule, world)
+        run = resume_from(saved, module, optimiser, world)
     log_path = Path(log_dir) / f"{stage.name}-log.csv"
     bar = _progress(stage.name, total, run["step"], progress and world.is_main)
 
@@ -91,7 +91,7 @@ def train_stage(stage: Stage, train: Windows, val: Windows, settings: FinetuneSe
         rngs = ddp.gather(world, rng_state(world.device))
         if world.is_main:
             save_state(path, {**run, "module": module.state_dict(), "optimiser": optimiser.state_dict(),
-                              "schedule": schedule.state_dict(), "rng": rngs, "world_size": world.size})
+                              "rng": rngs, "world_size": world.size})
 
     while run["epoch"] < settings.epochs and not run["stopped"]:
         epoch, started = run["epoch"], time.monotonic()
@@ -106,11 +106,10 @@ def train_stage(stage: Stage, train: Windows, val: Windows, settings: FinetuneSe
             with _autocast(settings, world):
                 # the ranks' mean gradients, averaged by DDP, equal the whole batch's mean gradient
                 loss = stage.train_loss(model, x, stamps) * (len(mine) * world.size / len(chosen))
-            optimiser.zero_grad(set_to_none=True)
+            optimiser.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, stage.optimiser.clip_norm)
-            optimiser.step()
-            schedule.step()
+            optimiser.step(lr_at(run["step"]))
             run["step"] += 1
             run["batch"] = i + 1
             run["loss_sum"] += float(loss.detach()) * len(chosen) / (len(mine) * world.size)
@@ -131,7 +130,7 @@ def train_stage(stage: Stage, train: Windows, val: Windows, settings: FinetuneSe
         train_loss = ddp.all_sum(world, [run["loss_sum"]])[0] / max(1, run["loss_batches"]) / world.size
         run["history"].append({"epoch": epoch + 1, "steps": run["step"], "train_loss": train_loss,
                                "val_loss": val_loss, "best_val_loss": run["best"],
-                               "lr": schedule.get_last_lr()[0], "seconds": time.monotonic() - started})
+                               "lr": lr_at(max(0, run["step"] - 1)), "seconds": time.monotonic() - started})
         run.update(epoch=epoch + 1, batch=0, loss_sum=0.0, loss_batches=0, last_val=val_loss)
         if world.is_main:
             write_log(log_path, run["history"])
@@ -160,20 +159,6 @@ def epoch_order(windows: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(windows)
 
 
-def warmup_cosine(total: int, opt: OptimiserSettings) -> Callable[[int], float]:
-    """The learning-rate factor at each step: linear warm-up, then cosine decay."""
-    warm = max(1, round(total * opt.warmup_fraction))
-    low, end = 1 / opt.start_div, 1 / opt.end_div
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return low + (1 - low) * step / warm
-        progress = min(1.0, (step - warm) / max(1, total - warm))
-        return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
 @torch.no_grad()
 def evaluate(stage: Stage, val: Windows, batch: int, world: ddp.World) -> float:
     """The mean validation loss over every validation window (each rank scores its share)."""
@@ -193,11 +178,10 @@ def fresh_run() -> dict:
             "loss_sum": 0.0, "loss_batches": 0, "last_val": None, "history": [], "stopped": None}
 
 
-def resume_from(saved: dict, module, optimiser, schedule, world: ddp.World) -> dict:
-    """Put the saved weights, moments, schedule and random state back; -> the run's counters."""
+def resume_from(saved: dict, module, optimiser: AdamW, world: ddp.World) -> dict:
+    """Put the saved weights, moments and random state back; -> the run's counters."""
     module.load_state_dict(saved["module"])
     optimiser.load_state_dict(saved["optimiser"])
-    schedule.load_state_dict(saved["schedule"])
     if saved.get("world_size") == world.size:
         restore_rng(saved["rng"][world.rank], world.device)
     keys = fresh_run().keys()
@@ -243,5 +227,4 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-__all__ = ["LOG_COLUMNS", "Stage", "StageResult", "batches_per_epoch", "epoch_order", "evaluate", "train_stage",
-           "warmup_cosine"]
+__all__ = ["LOG_COLUMNS", "Stage", "StageResult", "batches_per_epoch", "epoch_order", "evaluate", "train_stage"]
