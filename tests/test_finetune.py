@@ -238,13 +238,31 @@ def test_finetune_registers_both_entries_with_their_lineage_in_show_list_bundles
     assert "lineage.weights_sha256.model" in checked.output and "another checkpoint" in checked.output
 
 
-def test_an_entry_whose_tokenizer_other_models_share_keeps_it_by_default(project):
-    done = project("finetune", "kept", "--from", "base", "-i", "candles.csv", "--epochs", "1", "--max-steps", "2",
-                   *FAST)
+def test_a_long_table_trains_one_model_over_its_series_keeping_a_shared_tokenizer_by_default(project):
+    frames = [periodic_candles(200).assign(symbol="AAA"), periodic_candles(160, start="2024-02-01").assign(symbol="BBB")]
+    pd.concat(frames).sort_values("timestamps").to_csv(project.cwd / "universe.csv", index=False)
+    done = project("finetune", "kept", "--from", "base", "-i", "universe.csv", "--by", "symbol", "--epochs", "1",
+                   "--max-steps", "2", *FAST)
     assert done.code == 0, done.output
     entries = yaml.safe_load((project.cwd / "models.yaml").read_text())
     assert entries["models"]["kept"]["tokenizer"] == "tok" and "kept-tokenizer" not in entries["tokenizers"]
-    assert set(entries["models"]["kept"]["lineage"]["weights_sha256"]) == {"model"}
+    lineage = entries["models"]["kept"]["lineage"]
+    assert set(lineage["weights_sha256"]) == {"model"} and not lineage["tokenizer_trained"]
+    assert lineage["data"]["by"] == "symbol" and lineage["data"]["series"] == 2 and lineage["data"]["rows"] == 360
+    assert [(s["key"], s["rows"], s["first"]) for s in lineage["splits"]["validation"]] == [
+        ("AAA", 40, "2024-01-07T16:00:00"), ("BBB", 32, "2024-02-06T08:00:00")]
+
+
+def test_a_parquet_file_of_one_series_reads_as_a_csv_does(tmp_path):
+    pytest.importorskip("pyarrow", reason="pyarrow (the parquet extra) is not installed")
+    from kronos_registry.services.training.data import load_training_data
+
+    frame = periodic_candles(100)
+    frame.to_csv(tmp_path / "c.csv", index=False)
+    frame.to_parquet(tmp_path / "c.parquet")
+    from_csv, from_parquet = load_training_data(tmp_path / "c.csv"), load_training_data(tmp_path / "c.parquet")
+    np.testing.assert_allclose(from_csv.series[0].values, from_parquet.series[0].values)
+    assert from_parquet.fingerprint.first == from_csv.fingerprint.first and from_parquet.fingerprint.rows == 100
 
 
 # --------------------------------------------------------------------------- interruption, resumption

@@ -138,6 +138,8 @@ def _run(new, base, data, by, settings: FinetuneSettings, world: ddp.World, *, r
     workdir = Path(ddp.from_main(world, str(workdir)))
 
     # 4. The stages.
+    import torch
+
     from kronos_registry.kronos.losses import encode_tokens, predictor_loss, tokenizer_loss
     from kronos_registry.services.training.loop import Stage, train_stage
 
@@ -156,7 +158,9 @@ def _run(new, base, data, by, settings: FinetuneSettings, world: ddp.World, *, r
     note(f"stage {2 if mode == 'train' else 1}: training the predictor (from {base}), lr {settings.lr:g}")
 
     def tokens_loss(m, x, s):
-        return predictor_loss(m, *encode_tokens(tok, x), s).loss
+        with torch.autocast(x.device.type, enabled=False):    # tokens as inference makes them: fp32
+            tokens = encode_tokens(tok, x)
+        return predictor_loss(m, *tokens, s).loss
 
     stage = Stage("predictor", model.train(), train_loss=tokens_loss, val_loss=tokens_loss,
                   optimiser=settings.predictor_optimiser())
