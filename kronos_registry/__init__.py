@@ -26,6 +26,7 @@ _LAZY = {
     "SeriesRequest": "kronos_registry.kronos.batch",
     "SeriesForecast": "kronos_registry.kronos.batch",
     "series_seed": "kronos_registry.kronos.batch",
+    "finetune": "kronos_registry.services.training.finetune",
 }
 
 __all__ = [*_LAZY, "__version__"]

@@ -23,6 +23,7 @@ import click
 from kronos_registry import __version__
 from kronos_registry.cli.output import print_error, redact_secrets
 from kronos_registry.services.extras import MissingExtraError  # noqa: F401 - commands raise it
+from kronos_registry.services.registry_file import RefusedError  # noqa: F401 - commands raise it
 from registry.errors import (
     ReadOnlyStoreError,
     RegistryError,
@@ -60,12 +61,6 @@ Environment:
   HF_ENDPOINT                   hub or mirror URL (e.g. a self-hosted olah)
   HF_TOKEN                      hub token; never printed or written anywhere
 """
-
-
-class RefusedError(RegistryError):
-    """A request the user may repeat with --force once they mean it."""
-
-    exit_code = 2
 
 
 # ==============================================================================================

@@ -54,8 +54,11 @@ def list_entries(app: App, as_json: bool, stored: bool):
 
 
 def described(info: dict) -> str:
-    """The description, marked with the bundle an imported entry came from."""
+    """The description, marked with the bundle an imported entry came from and, for a
+    fine-tune, the base it was made from."""
     text = info["description"] or info["reason"] or ""
+    if info.get("fine_tuned_from"):
+        text = f"[fine-tune of {info['fine_tuned_from']}] {text}".strip()
     return f"[from {info['bundle']}] {text}".strip() if info["bundle"] else text
 
 

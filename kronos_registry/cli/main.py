@@ -6,7 +6,7 @@ from typing import Sequence
 
 # Each command module registers its commands on the group when imported; optional faces
 # (serve, mcp) import their extras only when they run.
-from kronos_registry.cli import add, bundle, doctor, entries, mcp, predict, remove, serve, sync  # noqa: F401
+from kronos_registry.cli import add, bundle, doctor, entries, finetune, mcp, predict, remove, serve, sync  # noqa: F401
 from kronos_registry.cli import eval as eval_command  # noqa: F401
 from kronos_registry.cli.app import PROG, cli
 

@@ -33,10 +33,24 @@ TIME_COLS = ["minute", "hour", "weekday", "day", "month"]
 STD_EPS = 1e-5
 
 
+def history_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and std of a history (L, 6): the statistics a forecast is scaled by.
+
+    Fine-tuning (services/training) computes them from each window's history part only, so
+    training sees candles scaled exactly as a forecast from that history would.
+    """
+    return np.mean(x, axis=0), np.std(x, axis=0)
+
+
+def scale(x: np.ndarray, mean: np.ndarray, std: np.ndarray, clip: float) -> np.ndarray:
+    """(x - mean) / (std + 1e-5), clipped to +-clip: the candles as the model sees them."""
+    return np.clip((x - mean) / (std + STD_EPS), -clip, clip)
+
+
 def normalise(x: np.ndarray, clip: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candles (L, 6) -> (normalised and clipped candles, per-column mean, per-column std)."""
-    mean, std = np.mean(x, axis=0), np.std(x, axis=0)
-    return np.clip((x - mean) / (std + STD_EPS), -clip, clip), mean, std
+    mean, std = history_stats(x)
+    return scale(x, mean, std, clip), mean, std
 
 
 def denormalise(z: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -199,4 +213,5 @@ class KronosPredictor:
         return frames
 
 
-__all__ = ["KronosPredictor", "PreparedSeries", "calc_time_stamps", "default_device", "normalise", "denormalise"]
+__all__ = ["KronosPredictor", "PreparedSeries", "calc_time_stamps", "default_device", "denormalise", "history_stats",
+           "normalise", "scale"]

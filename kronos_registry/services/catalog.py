@@ -40,7 +40,14 @@ def entry_info(registry, entry) -> dict:
         "revision": manifest.resolved_revision if manifest is not None else None,
         "registry": entry.origin.path,
         "bundle": bundle_name(entry.origin.path),
+        "fine_tuned_from": fine_tuned_from(entry),
     }
+
+
+def fine_tuned_from(entry) -> str | None:
+    """The base a fine-tuned entry was made from (its lineage's ``base``), else None."""
+    lineage = entry.lineage
+    return str(lineage.get("base")) if isinstance(lineage, dict) and lineage.get("base") else None
 
 
 def bundle_name(path: str) -> str | None:
@@ -78,12 +85,55 @@ def show_info(registry, name: str) -> dict:
         info["used_by"] = [m.name for m in registry.spec.models.values() if m.tokenizer == entry.name]
     info["store"] = stored_info(registry, info["artifact_id"])
     info["counted_params"], info["counted_in"] = counted_params_of(entry, info)
+    info["lineage"], info["lineage_error"] = lineage_of(entry)
     if entry.kind == "model":
         from kronos_registry.services.evaluation.results import entry_evaluations
 
         # The latest stored `eval` run per data set (newest first), so every face shows the evidence.
         info["evaluations"] = entry_evaluations(registry.store.root, entry.name, info["artifact_id"])
     return info
+
+
+def lineage_of(entry) -> tuple[dict | None, str | None]:
+    """The entry's lineage as parsed (None without one), or the reason it does not parse."""
+    from kronos_registry.services.lineage import Lineage, LineageError
+
+    if entry.lineage is None:
+        return None, None
+    try:
+        return Lineage.from_mapping(entry.lineage).to_dict(), None
+    except (LineageError, TypeError, ValueError) as error:
+        return None, str(error)
+
+
+def lineage_rows(info: dict) -> list[tuple[str, str]]:
+    """What `show` says about a fine-tune: base, data, each split's span, settings, outcome."""
+    if info.get("lineage_error"):
+        return [("lineage", f"unreadable: {info['lineage_error']} (`kronos-registry verify` checks it)")]
+    data = info.get("lineage")
+    if data is None:
+        return []
+    from kronos_registry.services.lineage import Lineage
+
+    lineage = Lineage.from_mapping(data)
+    rows = [("fine-tuned", f"from {lineage.base} ({lineage.base_artifact or 'artifact unknown'}), "
+                           f"{lineage.created}, kronos-registry {lineage.tool_version}"),
+            ("trained on", f"{lineage.data.path} (sha256 {lineage.data.sha256[:16]}..., {lineage.data.rows:,} rows, "
+                           f"{lineage.data.series} series{', by ' + lineage.data.by if lineage.data.by else ''}, "
+                           f"{lineage.data.first} .. {lineage.data.last})")]
+    for name, spans in lineage.splits.items():
+        if spans:
+            first, last = min(s.first for s in spans), max(s.last for s in spans)
+            bars = sum(s.rows for s in spans)
+            rows.append((f"  {name}", f"{bars:,} bars of {len(spans)} series, {first} .. {last}"))
+    hyper = lineage.hyperparameters
+    shown = ("tokenizer", "epochs", "max_steps", "batch_size", "lr", "tokenizer_lr", "lookback", "horizon", "seed",
+             "world_size")
+    rows.append(("settings", " ".join(f"{k}={hyper[k]}" for k in shown if hyper.get(k) is not None)))
+    if lineage.best_validation_loss is not None:
+        rows.append(("best val loss", f"{lineage.best_validation_loss:.4f}"))
+    rows += [(f"{role} sha256", digest) for role, digest in lineage.weights_sha256.items()]
+    return rows
 
 
 def counted_params(folder: Path, role: str) -> int | None:
@@ -133,6 +183,7 @@ def render_show(entry, info: dict) -> str:
         ("defined in", info["defined_in"]),
         ("imported from", info["bundle"]),
         ("config", " ".join(f"{k}={v}" for k, v in (info["config"] or {}).items()) or None),
+        *lineage_rows(info),
     ]
     stored = info["store"]
     if stored is None and entry.available:

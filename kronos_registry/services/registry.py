@@ -61,7 +61,16 @@ class Registry:
         return self.loader.sync(name, force=force)
 
     def verify(self, name: str, *, deep: bool = False):
-        return self.loader.verify(name, deep=deep)
+        """The loader's verification of the stored copy, plus the entry's lineage: a record
+        whose weights' sha256 is not the stored weights' describes some other checkpoint."""
+        import attrs
+
+        report = self.loader.verify(name, deep=deep)
+        found = lineage_problems(self, self.spec.get(name))
+        if not found:
+            return report
+        return attrs.evolve(report, problems=report.problems + tuple(found),
+                            checks_run=(*report.checks_run, "lineage"))
 
     def status(self, name: str) -> str | None:
         """The artifact id ``name`` is stored under, or None when not synced (no network)."""
@@ -99,6 +108,38 @@ class Registry:
     def _snapshot(self, located: SyncResult):
         return open_snapshot(self.store, located.artifact_id, label=f"'{located.entry.name}' ({located.artifact_id})",
                              hint=repair_hint(located.entry.name))
+
+
+def lineage_problems(registry: Registry, entry: Entry) -> list[Problem]:
+    """What is wrong with ``entry``'s lineage: a mapping that does not parse, or weights'
+    sha256 that differ from the stored weights' (the model's own, and its tokenizer's when
+    the record says this run trained it). Entries or tokenizers not synced are not compared."""
+    from kronos_registry.services.lineage import Lineage, LineageError
+
+    if entry.lineage is None:
+        return []
+    where = f"{entry.kind}s.{entry.name}.lineage"
+    try:
+        lineage = Lineage.from_mapping(entry.lineage)
+    except (LineageError, TypeError, ValueError) as error:
+        return [Problem(f"does not parse: {error}", file=entry.origin.path, field=where, location=entry.origin,
+                        hint="restore the lineage written by `kronos-registry finetune`, or remove the block")]
+    owners = {entry.kind: entry.name}
+    if entry.kind == "model" and entry.tokenizer:
+        owners["tokenizer"] = entry.tokenizer
+    problems = []
+    for role, expected in lineage.weights_sha256.items():
+        owner = owners.get(role)
+        artifact = registry.status(owner) if owner else None
+        record = registry.store.read_manifest(artifact).file(SAFETENSORS_FILE) if artifact else None
+        if record is not None and record.sha256 != expected:
+            problems.append(Problem(
+                f"the lineage names {role} weights with sha256 {expected[:12]}..., but the stored '{owner}' "
+                f"weights have sha256 {record.sha256[:12]}...: the record describes another checkpoint",
+                file=entry.origin.path, field=f"{where}.weights_sha256.{role}", location=entry.origin,
+                hint="the lineage was edited or the checkpoint replaced; restore the entry's original lineage, or "
+                     "fine-tune again to record a true one"))
+    return problems
 
 
 def repair_hint(name: str) -> str:
