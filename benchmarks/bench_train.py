@@ -125,7 +125,9 @@ def worker(stage: str, impl: str, weights: str, args) -> dict:
     import model as official
     import torch
 
-    from kronos_registry.kronos.model import PUBLISHED_CONFIGS, Kronos, KronosTokenizer
+    from kronos_registry.kronos.config import PUBLISHED_CONFIGS
+    from kronos_registry.kronos.model import Kronos
+    from kronos_registry.kronos.tokenizer import KronosTokenizer
     from kronos_registry.services.training.optim import AdamW
 
     torch.set_num_threads(args.threads)

@@ -91,7 +91,8 @@ def test_the_losses_equal_the_official_definitions_on_the_same_weights_and_batch
     import torch.nn.functional as F
 
     from kronos_registry.kronos.losses import encode_tokens, predictor_loss, tokenizer_loss
-    from kronos_registry.kronos.model import Kronos, KronosTokenizer
+    from kronos_registry.kronos.model import Kronos
+    from kronos_registry.kronos.tokenizer import KronosTokenizer
 
     config_t = {**TOK, "n_enc_layers": 2, "n_dec_layers": 2}
     torch.manual_seed(0)
@@ -147,7 +148,7 @@ def test_windows_are_normalised_by_their_history_alone_as_a_forecast_is_and_spli
         ["open", "high", "low", "close"], "volume", "amount", 5)
     hist_frame = pd.DataFrame(history, columns=["open", "high", "low", "close", "volume", "amount"])
     times = frame["timestamps"].iloc[107:131]
-    expected, *_ = predictor._prepare(hist_frame, times, frame["timestamps"].iloc[131:132], 1)
+    expected = predictor.prepare(hist_frame, times, frame["timestamps"].iloc[131:132], 1).x
     np.testing.assert_allclose(x[:24], expected, atol=1e-6)
     mean, std = history.mean(0), history.std(0)
     np.testing.assert_allclose(x[24:], np.clip((data.series[0].values[131:140] - mean) / (std + 1e-5), -5, 5),

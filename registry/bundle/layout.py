@@ -42,6 +42,8 @@ def entry_data(entry: Entry, source: str) -> dict:
         data["allow_pickle"] = True
     if entry.config is not None:
         data["config"] = dict(entry.config)
+    if entry.lineage is not None:
+        data["lineage"] = dict(entry.lineage)
     return data
 
 
