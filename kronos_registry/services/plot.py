@@ -42,6 +42,12 @@ def save_plot(path: str, candles, future, forecast, paths, *, title: str) -> Non
     ax.legend(loc="upper left", fontsize="small")
     figure.autofmt_xdate()
     figure.tight_layout()
+    write_png(figure, path)
+
+
+def write_png(figure, path: str | Path) -> Path:
+    """Save a matplotlib Figure as a PNG at ``path`` (its folder made); a write that fails is an
+    InputDataError naming the path, as every --plot reports it."""
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -49,3 +55,4 @@ def save_plot(path: str, candles, future, forecast, paths, *, title: str) -> Non
     except OSError as exc:
         raise InputDataError(f"cannot write {target}: {exc.strerror or exc}", path=str(target),
                              hint="choose a --plot path in a folder you can write to") from exc
+    return target

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from registry.errors import InputDataError
+from kronos_registry.services.plot import write_png
 
 
 def save_eval_plot(path: str, report, *, title: str) -> Path:
@@ -59,14 +59,7 @@ def save_eval_plot(path: str, report, *, title: str) -> Path:
         ax.legend(fontsize="small", loc="lower right")
     figure.suptitle(title, fontsize="medium")
     figure.tight_layout()
-    target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(target, format="png")
-    except OSError as exc:
-        raise InputDataError(f"cannot write {target}: {exc.strerror or exc}", path=str(target),
-                             hint="choose a --plot path in a folder you can write to") from exc
-    return target
+    return write_png(figure, path)
 
 
 def _colours(names: list[str]) -> dict[str, str]:
