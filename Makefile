@@ -8,7 +8,7 @@ setup-test:
 	scripts/bootstrap.sh --test
 
 demo: setup
-	.venv/bin/kronos-registry predict kronos-demo --input kronos_registry/data/sample_candles.csv \
+	.venv/bin/kronos-registry predict kronos-demo --input kronos_registry/data/spx_daily.csv \
 		--pred-len 24 --output out.csv --plot out.png
 
 test: setup-test

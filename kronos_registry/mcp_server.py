@@ -35,7 +35,7 @@ from pydantic import Field
 
 from kronos_registry.candles import candles_from_records, read_candles_text
 from kronos_registry.services import wire
-from kronos_registry.services.catalog import DEMO_ENTRY
+from kronos_registry.services.catalog import DEMO_ENTRY, DEMO_NOTE
 from kronos_registry.services.errors import error_text
 from kronos_registry.services.wire import ForecastResponse, ModelList, ModelSummary
 from registry.errors import RegistryError
@@ -53,7 +53,8 @@ are synced (stored locally); then forecast with a model name, the history as `ca
 Use samples > 1 for quantiles (an uncertainty band) and a seed to reproduce a forecast.
 model_info carries each model's stored evaluations (rolling-origin backtests against naive
 baselines, with a verdict): prefer a model that beats its baselines on data like yours.
-kronos-demo has random weights: its forecasts are meaningless (use it to try the tools)."""
+kronos-demo is a tiny demo model trained on two stock indices' daily candles: use it to try the
+tools; its model_info card says how it compares with a naive forecast."""
 
 
 # ------------------------------------------------------------------------------------ tools
@@ -127,7 +128,7 @@ def build_server(service, *, stdio: bool = False) -> MCPServer:
         result = _call(service.forecast, model, history, params)
         text = result.summary_text()
         if model == DEMO_ENTRY:
-            text += f"\nnote: {DEMO_ENTRY} has random weights, so this forecast is meaningless; use it to try the tools"
+            text += "\n" + DEMO_NOTE
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=result.to_json())
 
     return server

@@ -1,23 +1,17 @@
-"""Write the tiny `kronos-demo` checkpoint that ships in the wheel.
+"""Write the seeded random start of `kronos-demo`: what scripts/make_demo_model.py trains.
 
-    .venv/bin/python scripts/make_demo_checkpoint.py          # (re)write the files
-    .venv/bin/python scripts/make_demo_checkpoint.py --check  # exit 1 if they are stale
+    .venv/bin/python scripts/make_demo_checkpoint.py --out DIR   # DIR/tokenizer, DIR/model
 
-The demo lets `kronos-registry predict kronos-demo ...` run on a fresh machine with no
-network. Its weights are RANDOM (a fixed seed, no training): its forecasts mean nothing.
-It is built with our own classes, so its files have exactly the layout the hub serves
-(`config.json` + `model.safetensors`), and it goes through the same checks as any entry.
-
-Run it again after changing the architecture's parameter layout, then update the
-`params:` of the two demo entries in kronos_registry/models.yaml (the script prints them).
+Built with our own classes, so its folders have exactly the layout the hub serves
+(`config.json` + `model.safetensors`) and go through the same checks as any entry. The
+packaged demo (kronos_registry/data/demo/) is this start after fine-tuning on real candles;
+rerun scripts/make_demo_model.py, not this, to remake it.
 """
 
 from __future__ import annotations
 
 import argparse
-import filecmp
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -27,7 +21,6 @@ sys.path.insert(0, str(ROOT))  # runnable from a plain checkout, installed or no
 
 from kronos_registry.kronos import Kronos, KronosTokenizer, count_parameters  # noqa: E402
 
-DEMO_DIR = ROOT / "kronos_registry" / "data" / "demo"
 SEED = 20240601
 
 # 10 + 10 bits like the published tokenizers, so the demo exercises the real code paths
@@ -60,31 +53,12 @@ def write_demo(out_dir: Path) -> dict[str, int]:
     return {"tokenizer": count_parameters(tokenizer), "model": count_parameters(model)}
 
 
-def same_files(a: Path, b: Path) -> bool:
-    names = [f"{role}/{name}" for role in ("tokenizer", "model") for name in ("config.json", "model.safetensors")]
-    return all((a / n).is_file() and (b / n).is_file() and filecmp.cmp(a / n, b / n, shallow=False) for n in names)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only compare with the files in the package")
-    parser.add_argument("--out", type=Path, default=DEMO_DIR, help=f"folder to write (default {DEMO_DIR})")
+    parser.add_argument("--out", type=Path, required=True, help="folder to write tokenizer/ and model/ into")
     args = parser.parse_args(argv)
-
-    if args.check:
-        with tempfile.TemporaryDirectory() as tmp:
-            write_demo(Path(tmp))
-            if not same_files(Path(tmp), args.out):
-                print(f"{args.out} is stale: run scripts/make_demo_checkpoint.py", file=sys.stderr)
-                return 1
-        print(f"{args.out} is up to date")
-        return 0
-
     counts = write_demo(args.out)
-    total = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
-    print(f"wrote {args.out} ({total / 1e6:.2f} MB)")
-    print(f"  kronos-demo-tokenizer params: {counts['tokenizer']}")
-    print(f"  kronos-demo           params: {counts['model']}")
+    print(f"wrote {args.out}: tokenizer {counts['tokenizer']} and model {counts['model']} parameters")
     return 0
 
 

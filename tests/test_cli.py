@@ -273,7 +273,7 @@ def test_predict_demo_writes_csv_and_png_and_repeats_with_a_seed(demo, tmp_path)
     assert len(lines) == 1 + 24
     assert lines[1].startswith("2024-01-04 04:10:00,")  # the bar after the input's last, 5 min on
     assert png.read_bytes()[:8] == PNG_MAGIC
-    assert "horizon   24 bars of 5min" in result.stderr and "random weights" in result.stderr
+    assert "horizon   24 bars of 5min" in result.stderr and "tiny demo model" in result.stderr
     repeat = demo(*common, "--output", again, "--samples", "3")
     assert repeat.code == 0, repeat.output
     assert again.read_bytes() == out.read_bytes()

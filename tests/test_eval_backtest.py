@@ -27,7 +27,7 @@ from tests.support.cli import DEMO_MODEL_DIR, DEMO_TOKENIZER_DIR, SAMPLE_CSV
 
 @pytest.fixture(scope="module")
 def predictor():
-    """The packaged demo model (tiny, random weights), in this process."""
+    """The packaged demo model (tiny, trained on two indices), in this process."""
     import torch
 
     torch.set_num_threads(1)

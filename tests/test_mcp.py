@@ -271,7 +271,7 @@ def test_list_models_says_what_is_synced_and_loaded(transcript):
     assert DEMO_TOKENIZER not in models  # tokenizers cannot forecast: not listed
     demo = models[DEMO]
     assert demo["synced"] is True and demo["available"] is True and demo["context_length"] == 512
-    assert demo["params"] == 380608 and "DEMO ONLY" in demo["description"]
+    assert demo["params"] == 380608 and "Held-out evaluation" in demo["description"]
     assert models["kronos-small"]["synced"] is False
     assert models["kronos-large"]["available"] is False and models["kronos-large"]["reason"]
     assert json.loads(text_of(result))["models"] == result.structured_content["models"]
@@ -322,7 +322,7 @@ def test_forecast_text_summarises_close_change_and_seed(transcript):
     change = (end_close / last_close - 1) * 100
     assert f"last close {last_close:.4f}" in text and f"forecast close {end_close:.4f}" in text
     assert f"({change:+.2f}%)" in text and f"Seed {SEED} reproduces it" in text
-    assert "kronos-demo has random weights" in text
+    assert "kronos-demo is a tiny demo model" in text
     assert "quantiles" not in result.structured_content  # one sample: no spread to report
 
 

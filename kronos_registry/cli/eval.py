@@ -15,7 +15,7 @@ import click
 from kronos_registry.cli.app import App, cli, pass_app
 from kronos_registry.cli.output import emit_json, table
 from kronos_registry.cli.params import bounded, check_device
-from kronos_registry.services.catalog import DEMO_ENTRY
+from kronos_registry.services.catalog import DEMO_ENTRY, DEMO_NOTE
 from kronos_registry.services.extras import require_extra
 
 # The overall close metrics the terminal table shows, in this order, when computed.
@@ -220,7 +220,7 @@ def run_summary(result, data, seconds: float, *, output, plot) -> str:
     width = max(len(label) for label, _ in rows)
     lines = [*result.notes, *(f"{label.ljust(width)}  {value}" for label, value in rows)]
     if any(r["model"] == DEMO_ENTRY for r in result.records):
-        lines.append("note: kronos-demo has random weights; it is not expected to beat anything")
+        lines.append(DEMO_NOTE)
     return "\n".join(lines)
 
 

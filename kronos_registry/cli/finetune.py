@@ -33,6 +33,8 @@ D = FinetuneSettings()
 @click.option("--tokenizer", type=click.Choice(TOKENIZER_CHOICES),
               help="Train the tokenizer too, or keep the base's [default: keep when other models share it].")
 @click.option("--epochs", type=click.IntRange(min=1), default=D.epochs, show_default=True)
+@click.option("--tokenizer-epochs", type=click.IntRange(min=1), metavar="N",
+              help="Epochs of the tokenizer stage, when it needs more than the predictor [default: --epochs].")
 @click.option("--max-steps", type=click.IntRange(min=1), metavar="N", help="Stop each stage after N steps.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=D.batch_size, show_default=True,
               help="Windows per optimiser step (the global batch under torchrun).")
@@ -62,7 +64,8 @@ D = FinetuneSettings()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 @pass_app
 def finetune(app: App, new: str, base: str, data: str, by: str | None, tokenizer: str | None, epochs: int,
-             max_steps: int | None, batch_size: int, lr: float, tokenizer_lr: float, lookback: int, horizon: int,
+             tokenizer_epochs: int | None, max_steps: int | None, batch_size: int, lr: float, tokenizer_lr: float,
+             lookback: int, horizon: int,
              val_fraction: float, test_fraction: float, stride: int, seed: int, patience: int,
              checkpoint_every: int, precision: str, device: str | None, output: str | None, resume: bool,
              as_json: bool):
@@ -87,7 +90,8 @@ def finetune(app: App, new: str, base: str, data: str, by: str | None, tokenizer
     """
     from kronos_registry.services.training.finetune import finetune as run
 
-    result = run(new, base, data, by=by, tokenizer=tokenizer, epochs=epochs, max_steps=max_steps,
+    result = run(new, base, data, by=by, tokenizer=tokenizer, epochs=epochs, tokenizer_epochs=tokenizer_epochs,
+                 max_steps=max_steps,
                  batch_size=batch_size, lr=lr, tokenizer_lr=tokenizer_lr, lookback=lookback, horizon=horizon,
                  val_fraction=val_fraction, test_fraction=test_fraction, stride=stride, seed=seed,
                  patience=patience, checkpoint_every=checkpoint_every, precision=precision, device=device,

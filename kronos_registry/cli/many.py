@@ -17,7 +17,7 @@ import click
 from kronos_registry.cli.app import App
 from kronos_registry.cli.output import table
 from kronos_registry.cli.params import check_device
-from kronos_registry.services.catalog import DEMO_ENTRY
+from kronos_registry.services.catalog import DEMO_ENTRY, DEMO_NOTE
 from kronos_registry.services.extras import require_extra
 from registry.errors import InputDataError
 
@@ -114,7 +114,7 @@ def predict_many(app: App, name: str, *, input_path, by, pred_len, lookback, fut
     width = max(len(label) for label, _ in rows)
     app.note("\n".join(f"{label.ljust(width)}  {value}" for label, value in rows))
     if entry.name == DEMO_ENTRY:
-        app.note("note: kronos-demo has random weights; its forecasts are meaningless")
+        app.note(DEMO_NOTE)
 
 
 def run_ray(app: App, registry, name, requests, *, by, sampling, device, address, progress):

@@ -11,7 +11,7 @@ from kronos_registry.candles.columns import COLUMNS
 from kronos_registry.cli.app import App, cli, pass_app
 from kronos_registry.cli.output import table
 from kronos_registry.cli.params import bounded, check_device
-from kronos_registry.services.catalog import DEMO_ENTRY
+from kronos_registry.services.catalog import DEMO_ENTRY, DEMO_NOTE
 from kronos_registry.services.extras import require_extra
 from kronos_registry.services.plot import save_plot
 
@@ -118,7 +118,7 @@ def predict(app: App, name, input_path, pred_len, lookback, future_file, output,
 
 def plot_title(name: str, pred_len: int) -> str:
     title = f"{name}: {pred_len}-bar forecast"
-    return f"{title} (demo: random weights, meaningless)" if name == DEMO_ENTRY else title
+    return f"{title} (tiny demo model)" if name == DEMO_ENTRY else title
 
 
 def forecast_table(future, forecast, head: int = 10) -> str:
@@ -166,8 +166,7 @@ def predict_summary(*, entry, artifact, job, forecast, samples, seed, sampling, 
     width = max(len(label) for label, _ in rows)
     lines = [f"{label.ljust(width)}  {value}" for label, value in rows]
     if entry.name == DEMO_ENTRY:
-        lines.append("note: kronos-demo has random weights; its forecasts are meaningless "
-                     "(use kronos-mini, kronos-small or kronos-base for real ones)")
+        lines.append(DEMO_NOTE)
     return "\n".join(lines)
 
 

@@ -10,8 +10,12 @@ from pathlib import Path
 
 from registry.errors import RegistryError
 
-# Ships in the package with random weights: every face that forecasts with it says so.
+# Ships in the package: a tiny model trained by scripts/make_demo_model.py on two indices' daily
+# candles. Every face that forecasts with it says what it is; its card (`show`) says how it scored.
 DEMO_ENTRY = "kronos-demo"
+DEMO_NOTE = (f"note: {DEMO_ENTRY} is a tiny demo model (380k parameters, trained on S&P 500 and NASDAQ daily "
+             f"candles); its card (`kronos-registry show {DEMO_ENTRY}`) says how it compares with a naive "
+             "forecast. For real forecasts use kronos-mini, kronos-small or kronos-base")
 
 
 def entry_info(registry, entry) -> dict:

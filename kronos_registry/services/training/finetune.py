@@ -70,7 +70,8 @@ class FinetuneResult:
 
 
 def finetune(new: str, base: str, data, *, by: str | None = None, tokenizer: str | None = None,
-             epochs: int = 10, max_steps: int | None = None, batch_size: int = 32, lr: float | None = None,
+             epochs: int = 10, tokenizer_epochs: int | None = None, max_steps: int | None = None,
+             batch_size: int = 32, lr: float | None = None,
              tokenizer_lr: float | None = None, lookback: int = 90, horizon: int = 10, val_fraction: float = 0.2,
              test_fraction: float = 0.0, stride: int = 1, seed: int = 0, patience: int = 3,
              checkpoint_every: int = 50, precision: str = "auto", device: str | None = None,
@@ -82,7 +83,8 @@ def finetune(new: str, base: str, data, *, by: str | None = None, tokenizer: str
     and register the result as ``new`` with its lineage (see the module doc)."""
     defaults = FinetuneSettings()
     settings = FinetuneSettings(
-        epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=defaults.lr if lr is None else lr,
+        epochs=epochs, tokenizer_epochs=tokenizer_epochs, max_steps=max_steps, batch_size=batch_size,
+        lr=defaults.lr if lr is None else lr,
         tokenizer_lr=defaults.tokenizer_lr if tokenizer_lr is None else tokenizer_lr, lookback=lookback,
         horizon=horizon, val_fraction=val_fraction, test_fraction=test_fraction, stride=stride, seed=seed,
         patience=patience, checkpoint_every=checkpoint_every, tokenizer=tokenizer, precision=precision).check()
@@ -149,7 +151,7 @@ def _run(new, base, data, by, settings: FinetuneSettings, world: ddp.World, *, r
         stage = Stage("tokenizer", tok.train(),
                       train_loss=lambda m, x, s: tokenizer_loss(m, x).loss,
                       val_loss=lambda m, x, s: tokenizer_loss(m, x).full, optimiser=settings.tokenizer_optimiser())
-        stages["tokenizer"] = train_stage(stage, train, val, settings, world, workdir, log_dir=folder,
+        stages["tokenizer"] = train_stage(stage, train, val, settings.tokenizer_stage(), world, workdir, log_dir=folder,
                                           save_best=lambda m: save_checkpoint(m, folder / "tokenizer"),
                                           resume=resume, progress=progress)
         ddp.barrier(world)

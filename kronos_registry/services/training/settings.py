@@ -40,6 +40,7 @@ class FinetuneSettings:
     """Everything that decides the weights a run produces (and so its lineage)."""
 
     epochs: int = 10
+    tokenizer_epochs: int | None = None   # the tokenizer stage's epochs when it differs (None: `epochs`)
     max_steps: int | None = None          # stop after this many optimiser steps per stage
     batch_size: int = 32                  # the global batch: split over the ranks under torchrun
     lr: float = DEFAULT_PREDICTOR_LR      # the predictor's peak learning rate
@@ -60,6 +61,10 @@ class FinetuneSettings:
     def window(self) -> int:
         return self.lookback + self.horizon + 1
 
+    def tokenizer_stage(self) -> FinetuneSettings:
+        """The settings the tokenizer stage runs with: its own epoch count when one is given."""
+        return self if self.tokenizer_epochs is None else attrs.evolve(self, epochs=self.tokenizer_epochs)
+
     def predictor_optimiser(self) -> OptimiserSettings:
         return OptimiserSettings(lr=self.lr, clip_norm=3.0, weight_decay=self.weight_decay)
 
@@ -69,6 +74,8 @@ class FinetuneSettings:
     def check(self, context: int | None = None) -> FinetuneSettings:
         """Refuse impossible values (``context``: the base's, which a window's input must fit)."""
         _at_least("--epochs", self.epochs, 1)
+        if self.tokenizer_epochs is not None:
+            _at_least("--tokenizer-epochs", self.tokenizer_epochs, 1)
         if self.max_steps is not None:
             _at_least("--max-steps", self.max_steps, 1)
         _at_least("--batch-size", self.batch_size, 1)
