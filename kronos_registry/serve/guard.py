@@ -5,7 +5,8 @@
   attacker points at 127.0.0.1 cannot drive the server from a web page (DNS rebinding).
   The probes stay open: an orchestrator probes by IP address, and they tell nothing.
 - Origin: a state-changing request (POST, PUT, PATCH, DELETE) that carries one must come
-  from this server's own page or an ``--allow-origin``: otherwise 403 (CSRF).
+  from a page of a host the server answers to (any port: a reverse proxy publishes the page
+  on its own), of the request's own Host, or an ``--allow-origin``: otherwise 403 (CSRF).
 - Content type: a state-changing request with a body must not be one a page can send
   without a CORS preflight (text/plain, a form, or no type): otherwise 415.
 """
@@ -65,7 +66,10 @@ class RequestGuard:
         if origin in self.origins or "*" in self.origins:
             return True
         scheme, _, authority = origin.partition("://")
-        return scheme in ("http", "https") and authority == host.strip().lower()
+        if scheme not in ("http", "https"):
+            return False  # "null" (a sandboxed frame, a file) and anything stranger
+        # Not "*": --allow-host '*' answers any Host, it does not let any site's page post.
+        return authority == host.strip().lower() or host_name(authority) in self.hosts - {"*"}
 
 
 __all__ = ["RequestGuard"]
