@@ -152,8 +152,12 @@ def test_a_post_any_page_could_send_without_preflight_gets_415(server, kind):
     assert "application/json" in answer.json()["hint"]
 
 
-def test_an_empty_token_is_refused(demo):
-    result = demo("serve", "--token", "", "--port", str(free_port()))
+@pytest.mark.parametrize("how", ["option", "variable"])
+def test_an_empty_token_is_refused(demo, how):
+    if how == "option":
+        result = demo("serve", "--token", "", "--port", str(free_port()))
+    else:
+        result = demo("serve", "--port", str(free_port()), env={"KRONOS_REGISTRY_TOKEN": ""})
     assert result.code == 2, result.output
     assert "--token" in result.output and "empty" in result.output
 

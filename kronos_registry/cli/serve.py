@@ -9,6 +9,7 @@ command runs, so `list` and `--help` stay fast and work without the extra.
 from __future__ import annotations
 
 import logging
+import os
 
 import click
 
@@ -19,6 +20,7 @@ from kronos_registry.services.extras import require_extra
 from kronos_registry.services.limits import MIB, Limits
 
 DEFAULT_LIMITS = Limits()
+TOKEN_VARIABLE = "KRONOS_REGISTRY_TOKEN"
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
@@ -35,7 +37,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
               help="Bytes of weights resident at once (e.g. 4GiB); LRU unloading keeps under it [default: no limit].")
 @click.option("--keep-alive", default="300", show_default=True, type=DurationParam(), metavar="SECONDS",
               help="Unload a model this long after its last use (5m, 1h; -1 or 'forever': never).")
-@click.option("--token", envvar="KRONOS_REGISTRY_TOKEN", metavar="TOKEN", callback=lambda _c, _p, v: check_token(v),
+@click.option("--token", envvar=TOKEN_VARIABLE, metavar="TOKEN", callback=lambda _c, _p, v: check_token(v),
               help="Require 'Authorization: Bearer TOKEN' on /v1 and /metrics (also $KRONOS_REGISTRY_TOKEN, "
               "which keeps it out of the process list).")
 @click.option("--max-batch", default=8, show_default=True, type=click.IntRange(min=1), metavar="N",
@@ -138,7 +140,11 @@ def serve(app: App, host, port, preload, max_models, max_memory, keep_alive, tok
 
 
 def check_token(token: str | None) -> str | None:
-    """An empty --token (or $KRONOS_REGISTRY_TOKEN="") would accept an empty bearer: refused."""
+    """An empty --token would accept an empty bearer, and an empty $KRONOS_REGISTRY_TOKEN (an
+    unset variable expanded into it) would serve without any token, silently: both refused."""
+    if token is None and os.environ.get(TOKEN_VARIABLE) is not None and not os.environ[TOKEN_VARIABLE].strip():
+        raise click.BadParameter(f"${TOKEN_VARIABLE} is set but empty; set it to a real token (e.g. `openssl "
+                                 f"rand -hex 32`), or unset it to serve without one", param_hint="'--token'")
     if token is not None and not token.strip():
         raise click.BadParameter("is empty, which would let anyone in with an empty bearer; give a real token "
                                  "(e.g. `openssl rand -hex 32`), or leave --token out to serve without one",
