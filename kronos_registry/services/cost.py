@@ -6,6 +6,13 @@ rows in the model's window; every quantile then reads every sampled path of ever
 its numbers are rendered into the response. Rows beyond what the model reads cost only
 parsing, which ``max_rows`` and ``max_body_bytes`` bound already. One function for every
 face (HTTP, MCP), called by the forecast service before anything waits or loads.
+
+Measured roughly (kronos-demo, one CPU thread): generating grows with bars x samples (8
+samples: 48 bars 0.27 s, 400 bars 1.4 s); quantiles grow the rendering and the response
+(8 samples x 24 bars: 3 quantiles 0.01 s and 10 KB, 3,000 quantiles 1.8 s and 8.7 MB); the
+rows read cost little on a model this small but are the prefill and every step's attention
+window on a larger one. The product over-counts where the terms overlap: a limit on it is
+conservative, never blind to one of them.
 """
 
 from __future__ import annotations
