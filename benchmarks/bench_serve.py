@@ -23,6 +23,11 @@ into a temporary store (offline: local sources). Each request sends 256 syntheti
     and the generated steps (where batching saves). 8 x (1 series) / (8 series) is the most
     any batching can gain on this device; the server's gain in (a)/(b) is measured against it.
 
+(e) Exposure (issue 23), on a server of the demo model: the peak RSS of the server (VmHWM)
+    under 20 parallel 100k-candle JSON bodies (goal: under 1 GB), and the latency of a 4-bar
+    forecast sent right after 4 heavy requests whose clients went away (goal: under 2 s).
+    `--exposure-only` runs just these two lines.
+
 Each server is a real `kronos-registry serve` process on 127.0.0.1, its models preloaded
 (/readyz) and warmed up by one request before timing. `--device cuda` serves on a GPU.
 """
@@ -240,6 +245,81 @@ def http_overhead(env: dict, url: str, n: int, window_ms: float, device: str | N
     return {"http_ms": http_ms, "in_process_ms": local_ms, "overhead_ms": http_ms - local_ms}
 
 
+FLOOD, FLOOD_ROWS, ABANDONED = 20, 100_000, 4
+MEMORY_GOAL_MB, ABANDONED_GOAL_S = 1000, 2.0
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit("no VmHWM in /proc (Linux only)")
+
+
+def flood_memory(server: "Server") -> dict:
+    """(e) 20 parallel 100k-candle bodies at once -> the server's peak RSS before and after."""
+    import httpx
+
+    candles = [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+               for row in candle_records(FLOOD_ROWS, seed=3)]  # compact, to fit the default --max-body
+    body = json.dumps({"model": DEMO, "candles": candles, "pred_len": 4, "seed": 1}, separators=(",", ":")).encode()
+    before = peak_rss_mb(server.process.pid)
+
+    def send(_):
+        return httpx.post(f"{server.url}/v1/forecast", content=body, timeout=600,
+                          headers={"Content-Type": "application/json"}).status_code
+    with ThreadPoolExecutor(FLOOD) as pool:
+        statuses = sorted(pool.map(send, range(FLOOD)))
+    return {"body_mb": len(body) / 1e6, "peak_before_mb": before, "peak_mb": peak_rss_mb(server.process.pid),
+            "statuses": statuses}
+
+
+def abandoned_latency(server: "Server") -> dict:
+    """(e) 4 heavy forecasts whose clients go away once queued, then a 4-bar forecast's latency."""
+    import httpx
+
+    body = json.dumps({"model": DEMO, "candles": candle_records(LOOKBACK, seed=5), "pred_len": 400,
+                       "samples": 64}).encode()
+    head = (f"POST /v1/forecast HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    sockets = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(ABANDONED)]
+    for sock in sockets:
+        sock.sendall(head + body)
+    # All 4 queued or running before they go away (a server without the gauge: 2 s, a baseline).
+    has_gauge = "kronos_forecasts_waiting" in httpx.get(f"{server.url}/metrics").text
+    deadline = time.monotonic() + (60 if has_gauge else 2)
+    queued = False
+    while not queued and time.monotonic() < deadline:
+        queued = f"kronos_forecasts_waiting {float(ABANDONED)}" in httpx.get(f"{server.url}/metrics").text
+        time.sleep(0.05)
+    for sock in sockets:
+        sock.close()
+    small = {"model": DEMO, "candles": candle_records(LOOKBACK, seed=6), "pred_len": 4, "seed": 1}
+    started = time.perf_counter()
+    status = httpx.post(f"{server.url}/v1/forecast", json=small, timeout=600).status_code
+    return {"latency_s": time.perf_counter() - started, "status": status, "all_queued": queued}
+
+
+def exposure(env: dict, tmp: Path, common: list[str]) -> dict:
+    server = Server(env, [*common, "--preload", DEMO], tmp / "serve-exposure.log")
+    try:
+        warm_up(server.url, {"model": DEMO, "candles": candle_records(LOOKBACK, seed=1), "pred_len": 4, "seed": 1})
+        return {"memory": flood_memory(server), "abandoned": abandoned_latency(server)}
+    finally:
+        server.stop()
+
+
+def print_exposure(result: dict) -> None:
+    memory, abandoned = result["memory"], result["abandoned"]
+    print(f"peak server RSS, {FLOOD} parallel {FLOOD_ROWS:,}-candle bodies ({memory['body_mb']:.1f} MB each): "
+          f"{memory['peak_mb']:.0f} MB (before: {memory['peak_before_mb']:.0f} MB; statuses "
+          f"{sorted(set(memory['statuses']))}) (goal: < {MEMORY_GOAL_MB} MB)")
+    print(f"4-bar forecast after {ABANDONED} abandoned heavy requests: {abandoned['latency_s']:.2f} s "
+          f"(status {abandoned['status']}; all {ABANDONED} were queued: {abandoned['all_queued']}) "
+          f"(goal: < {ABANDONED_GOAL_S:g} s)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--solo", type=int, default=6, help="requests of the single client (a)")
@@ -248,6 +328,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-window", type=float, default=10.0, metavar="MS")
     ap.add_argument("--overhead-n", type=int, default=20)
     ap.add_argument("--device", default=None, help="cpu, cuda [default: the server's choice]")
+    ap.add_argument("--exposure-only", action="store_true", help="run only (e): memory and abandoned requests")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch/OpenMP threads of the servers and of this process [default: torch's]")
     args = ap.parse_args(argv)
@@ -276,6 +357,10 @@ def main(argv=None) -> int:
         common = ["--preload", BENCH_MODEL, "--batch-window", str(args.batch_window)]
         common += ["--device", args.device] if args.device else []
         common += ["--threads", str(args.threads)] if args.threads else []
+        if args.exposure_only:
+            print_exposure(exposure(env, tmp, [*(["--device", args.device] if args.device else []),
+                                               *(["--threads", str(args.threads)] if args.threads else [])]))
+            return 0
         results = {}
         for label, extra in (("batched", ["--max-batch", str(args.clients), "--preload", DEMO]),
                              ("max-batch 1", ["--max-batch", "1"])):
@@ -297,6 +382,8 @@ def main(argv=None) -> int:
             finally:
                 server.stop()
         results["core"] = core_split(tmp / "ckpt", args.clients, args.device)
+        results["exposure"] = exposure(env, tmp, [*(["--device", args.device] if args.device else []),
+                                                  *(["--threads", str(args.threads)] if args.threads else [])])
 
     import torch
 
@@ -321,6 +408,7 @@ def main(argv=None) -> int:
               f"{c['tokenizer_s']:.3f} + generated steps {c['steps_s']:.3f}")
     print(f"the most batching can gain here: {core['ceiling']:.2f}x (the server reached "
           f"{gain / core['ceiling']:.0%} of it)")
+    print_exposure(results["exposure"])
     print(json.dumps({k: v for k, v in results.items()}, default=float))
     return 0
 

@@ -36,7 +36,8 @@ from pydantic import Field
 from kronos_registry.candles import candles_from_records, read_candles_text
 from kronos_registry.services import wire
 from kronos_registry.services.catalog import DEMO_ENTRY, DEMO_NOTE
-from kronos_registry.services.errors import error_text
+from kronos_registry.services.errors import error_text, remote_text
+from kronos_registry.services.exposure import allowed_hosts, is_loopback
 from kronos_registry.services.wire import ForecastResponse, ModelList, ModelSummary
 from registry.errors import RegistryError
 
@@ -141,15 +142,15 @@ def _call(function, *args, **kwargs):
     except RegistryError as error:
         raise ToolError(error_text(error)) from error
     except OSError as error:
-        raise ToolError(f"{error}\nhint: check that path, its permissions and the free space") from error
+        raise ToolError(remote_text(f"{error}\nhint: check that path, its permissions and the free space")) from error
     except ToolError:
         raise
     except Exception as error:
         # A bug, not the caller's mistake: say so (the SDK alone would say only "Error executing
         # tool"), keep the traceback in the server's log, and keep serving.
         log.exception("internal error in a tool call")
-        raise ToolError(f"internal error ({type(error).__name__}: {error}); this is a bug in kronos-registry, "
-                        "its traceback is in the server's log") from error
+        raise ToolError(remote_text(f"internal error ({type(error).__name__}: {error}); this is a bug in "
+                                    "kronos-registry, its traceback is in the server's log")) from error
 
 
 def _history(candles: list[dict[str, Any]] | None, csv: str | None):
@@ -192,7 +193,22 @@ def run_stdio(service) -> None:
     build_server(service, stdio=True).run("stdio")
 
 
-def run_http(service, *, host: str, port: int, announce) -> None:
+def transport_security(host: str, allow_hosts: tuple[str, ...] = (), allow_origins: tuple[str, ...] = ()):
+    """DNS rebinding protection, on whatever the host: the Host header must be one of the loopback
+    names, the bound host or --allow-host (any port), an Origin one of theirs or --allow-origin."""
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    names = [f"[{name}]" if ":" in name else name for name in allowed_hosts(host, allow_hosts)]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[pattern for name in names for pattern in (name, f"{name}:*")],
+        allowed_origins=[*(f"{scheme}://{name}:*" for name in names for scheme in ("http", "https")),
+                         *(f"{scheme}://{name}" for name in names for scheme in ("http", "https")),
+                         *allow_origins])
+
+
+def run_http(service, *, host: str, port: int, announce, allow_hosts: tuple[str, ...] = (),
+             allow_origins: tuple[str, ...] = ()) -> None:
     """Serve streamable HTTP at http://HOST:PORT/mcp until interrupted.
 
     The socket is bound and listening here, before the server starts, so that port 0 (any free
@@ -202,7 +218,11 @@ def run_http(service, *, host: str, port: int, announce) -> None:
     import uvicorn
 
     server = build_server(service)
-    app = server.streamable_http_app(streamable_http_path=HTTP_PATH, host=host)
+    if not is_loopback(host):
+        announce(f"warning: MCP over HTTP on {host} has no authentication: anyone who reaches it may use it "
+                 "(Host names other than loopback, {host} and --allow-host are refused)")
+    app = server.streamable_http_app(streamable_http_path=HTTP_PATH, host=host,
+                                     transport_security=transport_security(host, allow_hosts, allow_origins))
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -75,6 +75,11 @@ def bad_calls() -> dict[str, tuple[str, dict]]:
         "pred_len_zero": ("forecast", {"model": DEMO, "csv": csv, "pred_len": 0}),
         "pred_len_over_limit": ("forecast", {"model": DEMO, "csv": csv, "pred_len": 100_000}),
         "model_info_unknown": ("model_info", {"model": "kronos-smal"}),
+        # 312 rows read x 200 bars x 64 samples x (1 + 50 quantiles): over the default cost limit.
+        "cost_over_limit": ("forecast", {"model": DEMO, "csv": csv, "pred_len": 200, "samples": 64,
+                                         "quantiles": [round(0.01 + i * 0.019, 3) for i in range(50)]}),
+        "many_columns": ("forecast", {"model": DEMO, "pred_len": 4,
+                                      "csv": ",".join(f"c{i}" for i in range(30_000)) + "\n" + "1," * 29_999 + "1\n"}),
     }
 
 
@@ -367,7 +372,17 @@ EXPECTED_ERROR_TEXT = {
     "pred_len_zero": ["pred_len", "greater than or equal to 1"],
     "pred_len_over_limit": ["pred_len", "100000"],
     "model_info_unknown": ["kronos-smal", "did you mean 'kronos-small'"],
+    "cost_over_limit": ["costs", "over this server's limit of 134,217,728", "fewer quantiles", "--max-cost"],
+    "many_columns": ["'c0'", "... and 29,988 more"],
 }
+
+
+def test_tool_errors_are_bounded_and_name_no_server_path(transcript, demo):
+    for case, result in transcript["errors"].items():
+        text = text_of(result)
+        assert len(text) < 3000, f"{case}: {len(text)} characters"
+        assert str(demo.root) not in text, f"{case} names a server path: {text}"
+    assert "<server path>" in text_of(transcript["errors"]["not_synced_offline"])
 
 
 @pytest.mark.parametrize("case", sorted(EXPECTED_ERROR_TEXT))

@@ -16,7 +16,7 @@ import pandas as pd
 
 from kronos_registry.candles.cells import check_time_order, parse_timestamps
 from kronos_registry.candles.columns import OUTPUT_TIMESTAMP_COLUMN, TIMESTAMP_NAMES, find_timestamp_column
-from kronos_registry.candles.problems import Locate, ProblemLog, path_text, raise_problems
+from kronos_registry.candles.problems import Locate, ProblemLog, listed, path_text, raise_problems
 from kronos_registry.candles.reading import read_csv_table
 from kronos_registry.candles.timestamps import epoch_unit
 from registry.errors import InputDataError
@@ -36,7 +36,7 @@ def read_future_timestamps(path: str | os.PathLike, *, pred_len: int, after) -> 
             line_numbers = [line_numbers[0] - 1 if line_numbers else 1, *line_numbers]
     if column is None:
         raise InputDataError(
-            f"{csv_path}: no timestamp column among {', '.join(map(repr, table.columns))}",
+            f"{csv_path}: no timestamp column among {listed(map(repr, table.columns))}",
             path=str(csv_path), field=OUTPUT_TIMESTAMP_COLUMN,
             hint=f"give the future timestamps in one column named one of {', '.join(TIMESTAMP_NAMES)}")
     return _checked_future(table[column], column, pred_len=pred_len, after=after, source=str(csv_path),

@@ -17,6 +17,18 @@ from registry.errors import InputDataError
 # Enough to show every kind of mistake in a file without burying the reader.
 MAX_REPORTED_PROBLEMS = 10
 
+# Names listed in one message (the columns a file has): enough to recognise the file, and a
+# file with 300,000 columns must not turn one error into megabytes.
+MAX_LISTED = 12
+
+
+def listed(items, limit: int = MAX_LISTED) -> str:
+    """``items`` joined with commas, at most ``limit`` of them, then '... and N more'."""
+    items = list(items)
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... and {len(items) - limit:,} more" if len(items) > limit else "")
+
+
 # Names a row for a message: "line 7" in a file, "position 6" in a DataFrame, "candles[6]".
 Locate = Callable[[int], str]
 

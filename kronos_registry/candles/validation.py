@@ -29,7 +29,7 @@ from kronos_registry.candles.columns import (
     TIMESTAMP_NAMES,
     find_timestamp_column,
 )
-from kronos_registry.candles.problems import Locate, ProblemLog, path_text, raise_problems
+from kronos_registry.candles.problems import Locate, ProblemLog, listed, path_text, raise_problems
 from kronos_registry.candles.series import Candles
 from registry.errors import InputDataError
 
@@ -131,7 +131,7 @@ def _reject_duplicate_names(names: list[str], *, source: str, path: Path | None)
 
 def _raise_missing_columns(names: list[str], missing: list[str], *, timestamp_missing: bool,
                            source: str, path: Path | None) -> None:
-    found = ", ".join(f"'{name}'" for name in names) or "none"
+    found = listed(f"'{name}'" for name in names) or "none"
     lacking = [f"column(s) {', '.join(repr(name) for name in missing)}"] if missing else []
     if timestamp_missing:
         lacking.append(f"a timestamp column (accepted names: {', '.join(TIMESTAMP_NAMES)})")

@@ -27,6 +27,11 @@ TRANSPORTS = ("stdio", "streamable-http")
               help="With streamable-http: the address to listen on (127.0.0.1 keeps it on this machine).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), metavar="PORT",
               help="With streamable-http: the port (0: any free one, printed).")
+@click.option("--allow-host", multiple=True, metavar="NAME",
+              help="With streamable-http: also answer Host NAME (repeatable). Default: loopback names and --host; "
+              "others are refused (DNS rebinding protection, always on).")
+@click.option("--allow-origin", multiple=True, metavar="ORIGIN",
+              help="With streamable-http: also accept browser requests from ORIGIN, e.g. https://app.example.")
 @click.option("--device", metavar="DEVICE", help="cpu, cuda, cuda:1, mps [default: cuda, else mps, else cpu].")
 @click.option("--max-models", default=2, show_default=True, type=click.IntRange(min=1), metavar="N",
               help="Models kept loaded at once; the least recently used is unloaded first.")
@@ -36,8 +41,9 @@ TRANSPORTS = ("stdio", "streamable-http")
               help="CPU threads per forecast (torch) [default: one per core torch sees]; set it to the cores "
               "this server really has: an oversubscribed pool is many times slower.")
 @pass_app
-def mcp_command(app: App, transport: str, host: str, port: int, device: str | None, max_models: int,
-                keep_alive: float | None, threads: int | None):
+def mcp_command(app: App, transport: str, host: str, port: int, allow_host: tuple[str, ...],
+                allow_origin: tuple[str, ...], device: str | None, max_models: int, keep_alive: float | None,
+                threads: int | None):
     """Serve forecasts to AI agents over the Model Context Protocol (MCP).
 
     Tools: list_models, model_info, forecast. Models stay loaded between calls
@@ -61,7 +67,11 @@ def mcp_command(app: App, transport: str, host: str, port: int, device: str | No
         import torch
 
         torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(levelname)s: %(message)s")
+    from kronos_registry.services.logsafe import SafeFormatter
+
+    handler = logging.StreamHandler()  # stderr; control characters a client sent are escaped
+    handler.setFormatter(SafeFormatter("%(name)s: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     registry = mcp_registry(app)
     manager = ModelManager(registry, max_models=max_models, keep_alive=keep_alive, device=device)
     manager.start()  # the keep-alive reaper
@@ -71,7 +81,8 @@ def mcp_command(app: App, transport: str, host: str, port: int, device: str | No
             app.note(f"{PROG}: MCP server on stdio (store {service.registry.store.root})")
             mcp_server.run_stdio(service)
         else:
-            mcp_server.run_http(service, host=host, port=port, announce=lambda line: app.note(f"{PROG}: {line}"))
+            mcp_server.run_http(service, host=host, port=port, announce=lambda line: app.note(f"{PROG}: {line}"),
+                                allow_hosts=allow_host, allow_origins=allow_origin)
     except KeyboardInterrupt:
         pass
     finally:

@@ -70,8 +70,13 @@ def series_seed(seed: int, key: str) -> int:
     return int.from_bytes(h, "big") & ((1 << 63) - 1)
 
 
+class GenerationStopped(Exception):
+    """``should_stop`` said yes between two decoding steps: nobody wants this batch any more."""
+
+
 def forecast_series(predictor, requests: Sequence[SeriesRequest], *, max_batch: int = 16,
-                    progress: Callable[[int], None] | None = None, max_rows: int = 64) -> list[SeriesForecast]:
+                    progress: Callable[[int], None] | None = None, max_rows: int = 64,
+                    should_stop: Callable[[], bool] | None = None) -> list[SeriesForecast]:
     """Forecast every request; results in the requests' order.
 
     Requests are sorted by (sample_count, pred_len, history length) and cut into batches
@@ -84,6 +89,8 @@ def forecast_series(predictor, requests: Sequence[SeriesRequest], *, max_batch: 
     context slides its window as ``predict`` does and runs alone. Each series samples with
     its own generator (seeded by its ``seed``), so its result does not depend on the batch.
     ``progress(n)`` is called after each batch with the number of series it finished.
+    ``should_stop()`` is asked before each series and between decoding steps; when it says
+    yes, :class:`GenerationStopped` is raised (a server whose clients went away).
     Invalid input raises ``ValueError`` as ``predict`` does.
     """
     requests = list(requests)
@@ -102,11 +109,12 @@ def forecast_series(predictor, requests: Sequence[SeriesRequest], *, max_batch: 
         else:
             batches.append([it])
     for it in alone:
+        _stop_if(should_stop)
         out[it.index] = _forecast_alone(predictor, it)
         if progress is not None:
             progress(1)
     for batch in batches:
-        for it, result in zip(batch, _forecast_batch(predictor, batch)):
+        for it, result in zip(batch, _forecast_batch(predictor, batch, should_stop)):
             out[it.index] = result
         if progress is not None:
             progress(len(batch))
@@ -153,7 +161,24 @@ def _forecast_alone(predictor, it: _Item) -> SeriesForecast:
     return _result(predictor, it, z)
 
 
-def _forecast_batch(predictor, batch: list[_Item]) -> list[SeriesForecast]:
+def _stop_if(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise GenerationStopped()
+
+
+def _stopping_steps(should_stop: Callable[[], bool] | None):
+    """A ``progress`` wrapper for generate_tokens that checks ``should_stop`` before every step."""
+    if should_stop is None:
+        return None
+
+    def steps(iterable):
+        for step in iterable:
+            _stop_if(should_stop)
+            yield step
+    return steps
+
+
+def _forecast_batch(predictor, batch: list[_Item], should_stop=None) -> list[SeriesForecast]:
     """Series that fit the context, one sample_count: one padded, KV-cached generation."""
     import torch
 
@@ -205,7 +230,8 @@ def _forecast_batch(predictor, batch: list[_Item]) -> list[SeriesForecast]:
                               for b in range(B)])
 
         t1, t2 = generate_tokens(model, s1, s2, as_t(stamp), P, max_context=Lmax + P, sample_count=S,
-                                 pad=None if not any(Lmax - n for n in lens) else pad, sampler=sampler)
+                                 pad=None if not any(Lmax - n for n in lens) else pad, sampler=sampler,
+                                 progress=_stopping_steps(should_stop))
 
         # decode each series' own tokens (window = history + its forecast), same windows together
         zs: list[np.ndarray | None] = [None] * B
@@ -223,4 +249,4 @@ def _forecast_batch(predictor, batch: list[_Item]) -> list[SeriesForecast]:
     return [_result(predictor, it, zs[b]) for b, it in enumerate(batch)]
 
 
-__all__ = ["SeriesRequest", "SeriesForecast", "forecast_series", "series_seed", "COLUMNS"]
+__all__ = ["GenerationStopped", "SeriesRequest", "SeriesForecast", "forecast_series", "series_seed", "COLUMNS"]

@@ -33,17 +33,22 @@ import attrs
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from kronos_registry import __version__
+from kronos_registry.serve.guard import RequestGuard
 from kronos_registry.serve.metrics import ServeMetrics
 from kronos_registry.serve.page import mount_page
 from kronos_registry.serve.problems import (
+    BodyTimeoutError,
     BodyTooLargeError,
     TokenError,
     UnsupportedMediaError,
     install_problem_handlers,
     internal_problem,
 )
+from kronos_registry.services.errors import CancelledForecastError
+from kronos_registry.services.exposure import LOOPBACK_HOSTS
 from kronos_registry.services.wire import (
     FORECAST_FIELDS,
     EvalRuns,
@@ -70,8 +75,16 @@ SPARE_THREADS = 16
 class ServeSettings:
     """What the server adds to the service: the token, the models to load at start."""
 
-    token: str | None = None
+    token: str | None = attrs.field(default=None)
     preload: tuple[str, ...] = ()
+    # Host names answered (421 otherwise) and page origins allowed to change state (403 otherwise).
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS
+    allowed_origins: tuple[str, ...] = ()
+
+    @token.validator
+    def _token(self, _attribute, value):
+        if value == "":
+            raise ValueError("an empty token would accept an empty bearer: give a token, or none")
 
 
 class Preloads:
@@ -278,19 +291,28 @@ FORECAST_BODY = {
 async def forecast(request: Request):
     """Forecast the next pred_len candles with a model of the registry."""
     service = service_of(request)
-    body = await read_body(request, service.limits.max_body_bytes)
     kind, query = media_type(request), query_options(request)
+    limits = service.limits
 
-    def parse_forecast_render(arrival):  # in a worker thread: parsing and rendering a large body is work too
-        options, read = parse_forecast_request(kind, body, query, max_rows=service.limits.max_rows,
+    def parse(body: bytes):  # in a worker thread: parsing a large body is work too
+        options, read = parse_forecast_request(kind, body, query, max_rows=limits.max_rows,
                                                content_type=request.headers.get("content-type"))
-        request.state.model = options.model
-        result = service.forecast(options.model, read(), options.params(), arrival=arrival)
+        return options, read()
+
+    def forecast_render(options, candles, arrival, cancel):
+        result = service.forecast(options.model, candles, options.params(), arrival=arrival, cancel=cancel)
         return JSONResponse(result.to_json())
 
     # Announced before it is parsed, so a batch forming now waits for it (see services/lanes.py).
     with service.arriving() as arrival:
-        return await run_blocking(request, parse_forecast_render, arrival)
+        # Memory goes with the bodies held at once, not with the clients connected: at most
+        # --max-parsing bodies are read and parsed together; the others wait unread.
+        async with request.app.state.parsing:
+            body = await read_body(request, limits.max_body_bytes, limits.body_timeout_s)
+            options, candles = await run_blocking(request, parse, body)
+            del body
+        request.state.model = options.model
+        return await until_disconnected(request, forecast_render, options, candles, arrival)
 
 
 @monitoring.get("/metrics", response_class=Response)
@@ -305,19 +327,52 @@ def metrics(request: Request):
 # ----------------------------------------------------------------------------------------------
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
     """The body, refused (413) as soon as it is known to exceed ``limit``: by its declared
-    Content-Length before reading anything, else while it streams in (chunked)."""
+    Content-Length before reading anything, else while it streams in (chunked); and refused
+    (408) when it has not all arrived within ``timeout`` seconds (a slow or stalled client
+    would otherwise hold its parse slot and its buffered bytes for ever)."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BodyTooLargeError(limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLargeError(limit)
-        chunks.append(chunk)
+    with anyio.move_on_after(timeout) as scope:
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLargeError(limit)
+                chunks.append(chunk)
+        except ClientDisconnect:  # gone before its body arrived: nothing to compute, nobody to answer
+            raise CancelledForecastError() from None
+    if scope.cancelled_caught:
+        raise BodyTimeoutError(timeout)
     return b"".join(chunks)
+
+
+async def until_disconnected(request: Request, function: Callable, *args):
+    """``function(*args, cancel)`` in a worker thread; ``cancel`` (a threading.Event) is set
+    when the client disconnects meanwhile, so the service drops or stops its forecast."""
+    cancel = threading.Event()
+
+    async def watch():
+        # The body has been read: the next ASGI message can only be the disconnect.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        cancel.set()
+
+    outcome: dict = {}
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch)
+        try:
+            outcome["value"] = await run_blocking(request, function, *args, cancel)
+        except Exception as error:  # raised after the group: inside, it would become an ExceptionGroup
+            outcome["error"] = error
+        finally:
+            group.cancel_scope.cancel()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def media_type(request: Request) -> str:
@@ -398,7 +453,10 @@ def create_app(service, settings: ServeSettings | None = None) -> FastAPI:
     app.state.preloads = preloads
     app.state.metrics = ServeMetrics(service, known_models=service.registry.spec.names())
     app.state.limiter = anyio.CapacityLimiter(service.limits.max_queue + SPARE_THREADS)
+    app.state.parsing = anyio.Semaphore(service.limits.max_parsing)
     install_problem_handlers(app, known_fields=FORECAST_FIELDS)
+    # Added first, so it runs inside the request log: refused requests are logged and counted too.
+    app.add_middleware(RequestGuard, hosts=settings.allowed_hosts, origins=settings.allowed_origins)
     app.add_middleware(RequestLog, metrics=app.state.metrics)
     for router in (probes, v1, monitoring):
         app.include_router(router)

@@ -73,6 +73,8 @@ class ServiceCollector(Collector):
             resident.add_metric([model.name, str(model.device)], float(model.bytes or 0))
         yield resident
         yield GaugeMetricFamily("kronos_loaded_models", "Models resident now.", value=len(loaded))
+        yield GaugeMetricFamily("kronos_forecasts_waiting", "Forecasts queued or running now (--max-queue bounds it).",
+                                value=self.service.waiting())
 
     def _batch_sizes(self) -> HistogramMetricFamily:
         counts = dict(self.service.batch_sizes)  # a copy: batch threads add to it

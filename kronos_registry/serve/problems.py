@@ -79,6 +79,14 @@ class BodyTooLargeError(Exception):
         self.limit = limit
 
 
+class BodyTimeoutError(Exception):
+    """A request body that did not all arrive within the server's --body-timeout."""
+
+    def __init__(self, timeout: float):
+        super().__init__(f"body not received within {timeout} s")
+        self.timeout = timeout
+
+
 class UnsupportedMediaError(Exception):
     """A forecast body that is neither JSON nor CSV."""
 
@@ -89,7 +97,7 @@ class UnsupportedMediaError(Exception):
 
 def problem_from_error(error: RegistryError, *, entry_field: str | None = "model") -> HttpProblem:
     """The problem body of a RegistryError, from the one renderer every face shares."""
-    report = describe_error(error)
+    report = describe_error(error, remote=True)
     headers = {"Retry-After": str(report.retry_after)} if report.retry_after is not None else {}
     field = entry_field if report.names_entry else report.field
     return HttpProblem(report.status, report.kind, report.title, report.message, field=field, hint=report.hint,
@@ -126,6 +134,7 @@ HTTP_KINDS = {
     401: ("unauthorized", "Unauthorized"),
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
+    408: ("request-timeout", "Request timeout"),
     413: ("body-too-large", "Request body too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
 }
@@ -144,6 +153,13 @@ def body_problem(error: BodyTooLargeError) -> HttpProblem:
                        f"the request body is larger than this server's limit of {error.limit:,} bytes",
                        hint="send fewer candles per request (the model sees at most its context), or start "
                        "the server with a larger --max-body")
+
+
+def timeout_problem(error: BodyTimeoutError) -> HttpProblem:
+    return HttpProblem(408, "request-timeout", "Request timeout",
+                       f"the request body did not arrive within {error.timeout:g} s", field="(body)",
+                       hint="send the whole body at once, or start the server with a larger --body-timeout",
+                       headers={"Connection": "close"})
 
 
 def token_problem(error: TokenError) -> HttpProblem:
@@ -199,6 +215,9 @@ def install_problem_handlers(app: FastAPI, *, known_fields: Iterable[str] = ()) 
     async def on_body(request: Request, error: BodyTooLargeError):
         return body_problem(error).response(request.url.path)
 
+    async def on_timeout(request: Request, error: BodyTimeoutError):
+        return timeout_problem(error).response(request.url.path)
+
     async def on_media(request: Request, error: UnsupportedMediaError):
         return media_problem(error).response(request.url.path)
 
@@ -208,6 +227,7 @@ def install_problem_handlers(app: FastAPI, *, known_fields: Iterable[str] = ()) 
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(TokenError, on_token)
     app.add_exception_handler(BodyTooLargeError, on_body)
+    app.add_exception_handler(BodyTimeoutError, on_timeout)
     app.add_exception_handler(UnsupportedMediaError, on_media)
     # Anything else reaches the request-log middleware (app.py), which logs it once with its
     # traceback and answers internal_problem(): Starlette's own handler for Exception would

@@ -16,6 +16,8 @@ a first-use sync; 500 a stored model failing verification, an invalid registry f
 
 from __future__ import annotations
 
+import re
+
 import attrs
 
 from registry.errors import (
@@ -35,6 +37,13 @@ from registry.redact import redact_secrets
 
 LOCK_RETRY_AFTER_S = 5
 
+# A remote client's error detail: long enough for any message of ours, short enough that an
+# input echoed back (a CSV header of 300,000 names) cannot make it megabytes.
+MAX_REMOTE_TEXT = 2000
+# An absolute path of this machine (two parts or more, not inside a URL or hf://): the
+# registry file, the store, the Hugging Face cache. A remote client has no use for them.
+SERVER_PATH = re.compile(r"(?<![\w:/.~-])(?:/|[A-Za-z]:\\)[\w.~-]+(?:[/\\][\w.~-]+)+[/\\]?")
+
 
 class OverloadedError(RegistryError):
     """Too many forecasts are waiting; try again after ``retry_after`` seconds."""
@@ -46,10 +55,20 @@ class OverloadedError(RegistryError):
         self.retry_after = retry_after
 
 
+class CancelledForecastError(RegistryError):
+    """The client went away before its forecast was done: it was dropped from the queue, or its
+    batch stopped between two decoding steps."""
+
+    def __init__(self):
+        super().__init__("the client closed the request; its forecast was cancelled",
+                         hint="keep the connection open until the forecast arrives")
+
+
 # (error class, HTTP status, kind, title); the first class the error is an instance of wins, so
 # subclasses come before their bases.
 ERROR_KINDS: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (OverloadedError, 503, "overloaded", "The server is overloaded"),
+    (CancelledForecastError, 499, "client-closed", "The client closed the request"),
     (UnknownEntryError, 404, "unknown-entry", "No such entry in the registry"),
     (UnavailableEntryError, 404, "unavailable-entry", "The entry is not available"),
     (EntryKindError, 422, "wrong-entry-kind", "The entry is not a model"),
@@ -89,21 +108,32 @@ class ErrorReport:
         return text
 
 
-def describe_error(error: RegistryError) -> ErrorReport:
-    """The words (secrets redacted), exit code and HTTP status of ``error`` (see the module doc)."""
+def remote_text(text: str, limit: int = MAX_REMOTE_TEXT) -> str:
+    """``text`` as a remote client may see it: server paths replaced, at most ``limit`` characters."""
+    text = SERVER_PATH.sub("<server path>", text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def describe_error(error: RegistryError, *, remote: bool = False) -> ErrorReport:
+    """The words (secrets redacted), exit code and HTTP status of ``error`` (see the module doc).
+
+    ``remote``: for a client on the other end of a connection (HTTP, MCP): no server paths,
+    and bounded in size (:func:`remote_text`).
+    """
     status, kind, title = next((s, k, t) for cls, s, k, t in ERROR_KINDS if isinstance(error, cls))
     retry = None
     if isinstance(error, OverloadedError):
         retry = max(1, int(error.retry_after))
     elif isinstance(error, LockTimeoutError):
         retry = LOCK_RETRY_AFTER_S
+    words = remote_text if remote else str
     return ErrorReport(
-        message=redact_secrets(error.message), hint=redact_secrets(error.hint) if error.hint else None,
+        message=words(redact_secrets(error.message)), hint=words(redact_secrets(error.hint)) if error.hint else None,
         exit_code=error.exit_code, status=status, kind=kind, title=title,
         field=getattr(error, "field", None) if isinstance(error, InputDataError) else None,
         names_entry=isinstance(error, ENTRY_ERRORS), retry_after=retry)
 
 
 def error_text(error: RegistryError) -> str:
-    """``describe_error(error).text()``: what a machine face says of a caller's mistake."""
-    return describe_error(error).text()
+    """``describe_error(error, remote=True).text()``: what a machine face says of a caller's mistake."""
+    return describe_error(error, remote=True).text()

@@ -28,7 +28,8 @@ import attrs
 
 from kronos_registry.candles import Candles
 from kronos_registry.services.catalog import entry_info, show_info
-from kronos_registry.services.errors import OverloadedError
+from kronos_registry.services.cost import check_cost
+from kronos_registry.services.errors import CancelledForecastError, OverloadedError
 from kronos_registry.services.forecast import (
     ForecastParams,
     ForecastResult,
@@ -55,7 +56,14 @@ class _Waiting:
     params: ForecastParams
     seed: int
     queued_at: float
+    cancel: threading.Event = attrs.field(factory=threading.Event)  # set when its client went away
     done: Future = attrs.field(factory=Future)
+
+    def drop_if_cancelled(self) -> bool:
+        """Answer a cancelled item (its waiter returns at once); True when it was cancelled."""
+        if self.cancel.is_set() and not self.done.done():
+            self.done.set_exception(CancelledForecastError())
+        return self.cancel.is_set()
 
 
 class ForecastService:
@@ -107,15 +115,21 @@ class ForecastService:
             arrival.done()
 
     def forecast(self, model: str, candles: Candles, params: ForecastParams, *,
-                 arrival: "_Arrival | None" = None) -> ForecastResult:
-        """Forecast ``candles`` with ``model`` (blocking; thread-safe; see the module doc)."""
+                 arrival: "_Arrival | None" = None, cancel: threading.Event | None = None) -> ForecastResult:
+        """Forecast ``candles`` with ``model`` (blocking; thread-safe; see the module doc).
+
+        Setting ``cancel`` (its client went away) drops the forecast from its queue, or stops its
+        batch between decoding steps once every series in it is cancelled; the call then raises
+        CancelledForecastError.
+        """
         try:
-            return self._forecast(model, candles, params, arrival)
+            return self._forecast(model, candles, params, arrival, cancel or threading.Event())
         finally:
             if arrival is not None:
                 arrival.done()
 
-    def _forecast(self, model: str, candles: Candles, params: ForecastParams, arrival) -> ForecastResult:
+    def _forecast(self, model: str, candles: Candles, params: ForecastParams, arrival,
+                  cancel: threading.Event) -> ForecastResult:
         entry = self.registry.model_entry(model)
         params.check(max_pred_len=self.limits.max_pred_len, max_samples=self.limits.max_samples)
         if len(candles) > self.limits.max_rows:
@@ -125,13 +139,15 @@ class ForecastService:
                                       f"most {entry.context_length or 512} of them anyway)")
         job = prepare_forecast(candles, pred_len=params.pred_len, context=entry.context_length or 512,
                                lookback=params.lookback, future_timestamps=params.future_timestamps)
+        check_cost(rows=len(job.used.frame), pred_len=params.pred_len, samples=params.samples,
+                   quantiles=len(params.quantiles) if params.samples > 1 else 0, limit=self.limits.max_cost)
         seed = secrets.randbelow(2**31) if params.seed is None else int(params.seed)
         self._reserve()
         try:
             started = time.perf_counter()
             loaded = self._loaded(model)
             load_s = time.perf_counter() - started      # ~0 when it was resident
-            waiting = _Waiting(loaded, job, params, seed, time.perf_counter())
+            waiting = _Waiting(loaded, job, params, seed, time.perf_counter(), cancel)
             lane = self._lane(model)
             if arrival is not None:
                 arrival.done()              # queued now: no lane need wait for it any more
@@ -163,6 +179,11 @@ class ForecastService:
             if self._waiting >= self.limits.max_queue:
                 raise OverloadedError(self._waiting, retry_after=1)
             self._waiting += 1
+
+    def waiting(self) -> int:
+        """Forecasts queued or running now."""
+        with self._lock:
+            return self._waiting
 
     def _release(self) -> None:
         with self._lock:
@@ -237,7 +258,8 @@ class _Lane:
             batch = self._next_batch()
             if batch is None:
                 return
-            self._forecast(batch)
+            if batch:
+                self._forecast(batch)
 
     def _next_batch(self) -> list[_Waiting] | None:
         service = self.service
@@ -256,11 +278,13 @@ class _Lane:
                 if now >= deadline and not (now < latest and service.still_arriving()):
                     break
                 self._ready.wait(max(deadline - now, 0.001) if now < deadline else 0.002)
+            # Abandoned requests leave the queue here, before they cost a decoding step.
+            self._items = [item for item in self._items if not item.drop_if_cancelled()]
             batch, self._items = self._items[:service.max_batch], self._items[service.max_batch:]
             return batch
 
     def _forecast(self, batch: list[_Waiting]) -> None:
-        from kronos_registry.kronos.batch import forecast_series
+        from kronos_registry.kronos.batch import GenerationStopped, forecast_series
 
         started = time.perf_counter()
         by_predictor: dict[int, list[_Waiting]] = {}
@@ -270,7 +294,12 @@ class _Lane:
             predictor = items[0].model.predictor
             requests = [series_request(it.job, it.params, seed=it.seed, key=str(i)) for i, it in enumerate(items)]
             try:
-                results = forecast_series(predictor, requests, max_batch=self.service.max_batch)
+                results = forecast_series(predictor, requests, max_batch=self.service.max_batch,
+                                          should_stop=lambda: all(it.cancel.is_set() for it in items))
+            except GenerationStopped:  # every client of this batch went away
+                for item in items:
+                    item.drop_if_cancelled()
+                continue
             except Exception:  # noqa: BLE001 - one bad series must not fail its neighbours
                 results = None
             finished = time.perf_counter()
@@ -283,6 +312,8 @@ class _Lane:
         self.service._batch_done(len(batch))
 
     def _forecast_alone(self, predictor, item: _Waiting, started: float) -> None:
+        if item.drop_if_cancelled():
+            return
         try:
             forecast, samples = run_forecast(predictor, item.job, item.params, seed=item.seed)
         except Exception as error:  # noqa: BLE001 - handed to the request that caused it

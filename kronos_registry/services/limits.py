@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import attrs
 
+from kronos_registry.services.cost import DEFAULT_MAX_COST
+
 MIB = 1024 * 1024
 
 
@@ -22,6 +24,10 @@ class Limits:
     max_rows: int = 100_000            # candles in one request
     max_body_bytes: int = 16 * MIB
     max_queue: int = 64                # series waiting for a batch, all models together
+    max_cost: int | None = DEFAULT_MAX_COST  # rows x bars x samples x (1 + quantiles), see services/cost.py
+    max_parsing: int = 2               # bodies read and parsed at once: memory is per body, and the GIL
+                                       # serialises parsing anyway, so more would buy no speed
+    body_timeout_s: float = 30.0       # a body not received within this is refused (408)
 
 
 
