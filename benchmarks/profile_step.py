@@ -96,7 +96,8 @@ def category(ev, head_rows: int, d: int) -> str:
 
 def profile(model, lookback, n):
     """Per cached step: (op count, {category: self CPU us}) from a long run minus a short one."""
-    from torch.profiler import ProfilerActivity, profile as prof
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as prof
 
     def one(pred):
         s1, s2, stamp = inputs(model, lookback, pred)
