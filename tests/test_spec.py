@@ -323,9 +323,9 @@ def test_packaged_entries_remember_where_their_values_are(packaged):
     assert lines[small.origin.line - 1].strip() == "kronos-small:"
 
 
-def test_packaged_demo_ships_in_the_package_and_says_it_is_random(packaged):
+def test_packaged_demo_ships_in_the_package_and_says_how_it_scored(packaged):
     demo = packaged.get("kronos-demo")
-    assert "random" in demo.description.lower() and "meaningless" in demo.description.lower()
+    assert "held-out evaluation" in demo.description.lower() and "naive" in demo.description.lower()
     for entry in (demo, packaged.tokenizer_of(demo)):
         assert isinstance(entry.source, LocalSource)
         assert entry.source.path.is_relative_to(PACKAGED.parent)
