@@ -61,6 +61,8 @@ def bad_calls() -> dict[str, tuple[str, dict]]:
     records = sample_records()[:40]
     broken = [dict(row) for row in records]
     broken[3]["close"] = "abc"
+    huge = [dict(row) for row in records]
+    huge[-1].update(close=1e300, high=1e300)
     return {
         "unknown_model": ("forecast", {"model": "kronos-dem", "csv": csv, "pred_len": 4}),
         "not_synced_offline": ("forecast", {"model": "kronos-small", "csv": csv, "pred_len": 4}),
@@ -75,6 +77,11 @@ def bad_calls() -> dict[str, tuple[str, dict]]:
         "pred_len_zero": ("forecast", {"model": DEMO, "csv": csv, "pred_len": 0}),
         "pred_len_over_limit": ("forecast", {"model": DEMO, "csv": csv, "pred_len": 100_000}),
         "model_info_unknown": ("model_info", {"model": "kronos-smal"}),
+        "pred_len_over_context": ("forecast", {"model": DEMO, "csv": csv, "pred_len": 600}),
+        "too_many_quantiles": ("forecast", {"model": DEMO, "csv": csv, "pred_len": 4, "samples": 2,
+                                            "quantiles": [i / 1000 for i in range(1, 101)]}),
+        "temperature_below_floor": ("forecast", {"model": DEMO, "csv": csv, "pred_len": 4, "temperature": 1e-300}),
+        "prices_too_large": ("forecast", {"model": DEMO, "candles": huge, "pred_len": 4}),
     }
 
 
@@ -367,6 +374,10 @@ EXPECTED_ERROR_TEXT = {
     "pred_len_zero": ["pred_len", "greater than or equal to 1"],
     "pred_len_over_limit": ["pred_len", "100000"],
     "model_info_unknown": ["kronos-smal", "did you mean 'kronos-small'"],
+    "pred_len_over_context": ["pred_len is 600", "context of 512"],
+    "too_many_quantiles": ["quantiles", "over the limit of 99"],
+    "temperature_below_floor": ["temperature", "0.001"],
+    "prices_too_large": ["high", "1e+300", "rescale"],
 }
 
 

@@ -81,6 +81,13 @@ def request_body(model: str, pred_len: int, seed: int, rows: int | None = 160, *
     return {"model": model, "pred_len": pred_len, "seed": seed, "candles": records(rows), **extra}
 
 
+def huge_close_body() -> dict:
+    """Valid candles whose highs (and closes) reach 1e300: beyond what float32 can normalise."""
+    body = request_body(DEMO, 4, 1, rows=20)
+    body["candles"][-1].update(close=1e300, high=1e300)
+    return body
+
+
 def values(body: dict) -> np.ndarray:
     return np.array([body["forecast"][c] for c in COLUMNS]).T
 
@@ -219,6 +226,9 @@ def test_bad_candles_get_the_cli_message_as_a_422_problem(http, tmp_path):
 
 @pytest.mark.parametrize("case, status, kind, field", [
     ("pred_len over the limit", 422, "invalid-input", "pred_len"),
+    ("pred_len over the model's context", 422, "invalid-input", "pred_len"),
+    ("too many quantiles", 422, "invalid-input", "quantiles"),
+    ("prices too large to normalise", 422, "invalid-input", "high"),
     ("misspelt parameter", 422, "invalid-request", "pred_length"),
     ("pred_len not a number (CSV query)", 422, "invalid-request", "pred_len"),
     ("broken JSON", 422, "invalid-request", "(body)"),
@@ -233,6 +243,10 @@ def test_bad_candles_get_the_cli_message_as_a_422_problem(http, tmp_path):
 def test_each_error_status_is_a_problem_body(http, main, case, status, kind, field):
     send = {
         "pred_len over the limit": lambda: http.post("/v1/forecast", json=request_body(DEMO, 5000, 1)),
+        "pred_len over the model's context": lambda: http.post("/v1/forecast", json=request_body(DEMO, 600, 1)),
+        "too many quantiles": lambda: http.post("/v1/forecast", json=request_body(
+            DEMO, 4, 1, samples=2, quantiles=[i / 1000 for i in range(1, 101)])),
+        "prices too large to normalise": lambda: http.post("/v1/forecast", json=huge_close_body()),
         "misspelt parameter": lambda: http.post("/v1/forecast", json={**request_body(DEMO, 4, 1), "pred_length": 4}),
         "pred_len not a number (CSV query)": lambda: post_csv(http, SAMPLE_CSV.read_bytes(), model=DEMO,
                                                               pred_len="ten"),
@@ -247,6 +261,10 @@ def test_each_error_status_is_a_problem_body(http, main, case, status, kind, fie
         "unknown path": lambda: http.get("/v2/forecast"),
     }[case]
     body = assert_problem(send(), status, kind, field)
+    if case == "pred_len over the model's context":
+        assert "context of 512" in body["detail"] and "at most 512" in body["hint"]
+    if case == "too many quantiles":
+        assert "over the limit of 99" in body["detail"]
     if case == "misspelt parameter":
         assert "did you mean 'pred_len'" in body["hint"]
     if case == "unknown model":

@@ -142,6 +142,8 @@ class KronosPredictor:
             raise ValueError(f"Input{where} must be a pandas DataFrame.")
         if int(pred_len) < 1:
             raise ValueError(f"pred_len must be at least 1, got {pred_len}.")
+        if int(pred_len) > self.max_context:  # only the last max_context steps are decoded
+            raise ValueError(f"pred_len {pred_len} exceeds the model's context of {self.max_context} bars.")
         missing = [c for c in self.price_cols if c not in df.columns]
         if missing:
             raise ValueError(f"Price columns {self.price_cols} not found in DataFrame{where} (missing {missing}).")

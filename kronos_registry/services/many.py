@@ -30,7 +30,13 @@ import pandas as pd
 from kronos_registry.candles import read_csv_table, resolve_columns, validate_table  # one validator for one and many
 from kronos_registry.candles.columns import COLUMNS
 from kronos_registry.kronos.batch import SeriesForecast, SeriesRequest, forecast_series, series_seed
-from kronos_registry.services.forecast import ForecastInput, ForecastParams, prepare_forecast, series_request
+from kronos_registry.services.forecast import (
+    ForecastInput,
+    ForecastParams,
+    prepare_forecast,
+    quantiles_problem,
+    series_request,
+)
 from registry.errors import InputDataError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -209,7 +215,11 @@ def parse_quantiles(text: str) -> tuple[float, ...]:
         if not 0 < value < 1:
             raise ValueError(f"{part.strip()} is not between 0 and 1")
         values.append(value)
-    return tuple(dict.fromkeys(values))
+    distinct = tuple(dict.fromkeys(values))
+    problem = quantiles_problem(distinct)
+    if problem:
+        raise ValueError(f"the quantiles {problem}")
+    return distinct
 
 
 # --------------------------------------------------------------------------- the Python face's long-format job
