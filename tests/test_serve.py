@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 
 from kronos_registry.api import Registry
-from kronos_registry.candles import read_candles
+from kronos_registry.candles import invalid_rows, read_candles
 from kronos_registry.services.catalog import entry_info
 from registry.errors import InputDataError
 from tests.support.cli import DEMO, SAMPLE_CSV, Cli
@@ -169,6 +169,15 @@ def test_forecast_equals_the_cli_predict_for_the_same_seed(http, store, tmp_path
     assert set(sampled["quantiles"]) == {"0.1", "0.5", "0.9"}
     low, high = np.array(sampled["quantiles"]["0.1"]["close"]), np.array(sampled["quantiles"]["0.9"]["close"])
     assert len(low) == 6 and (low <= high).all()
+
+
+def test_every_forecast_row_and_quantile_row_is_a_valid_candle(http):
+    # Columns are predicted (and averaged) on their own: before the rule, rows had low above high.
+    body = http.post("/v1/forecast", json=request_body(DEMO, 24, 5, samples=8)).raise_for_status().json()
+    faces = {"forecast": body["forecast"], **{f"q{q}": frame for q, frame in body["quantiles"].items()}}
+    for name, frame in faces.items():
+        rows = np.array([frame[c] for c in COLUMNS]).T
+        assert not invalid_rows(rows).any(), (name, rows[invalid_rows(rows)])
 
 
 def test_16_concurrent_requests_over_two_models_load_each_once_and_equal_their_solo_answers(http):

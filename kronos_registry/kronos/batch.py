@@ -8,7 +8,7 @@ forecasts a list of them in as few model passes as the shapes allow and returns 
 Batch invariance: a series' forecast depends only on (model, its candles, its timestamps,
 pred_len, sampling settings, its seed). Every series draws from its own generator, so it
 samples the same tokens whether it runs alone, in any batch, in any order; values agree up
-to float rounding. A series run alone with seed S equals ``predictor.predict(..., seed=S)``.
+to float rounding. A series run alone with seed S equals ``predictor.predict(..., seed=S, valid_candles=True)``.
 
 :func:`series_seed` derives a stable per-series seed from a job seed and the series key
 (``--seed S`` in the CLI), so reruns and reshuffles agree.
@@ -19,7 +19,7 @@ Pure torch/pandas: no CLI, no registry.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import attrs
 import numpy as np
@@ -71,7 +71,8 @@ def series_seed(seed: int, key: str) -> int:
 
 
 def forecast_series(predictor, requests: Sequence[SeriesRequest], *, max_batch: int = 16,
-                    progress: Callable[[int], None] | None = None, max_rows: int = 64) -> list[SeriesForecast]:
+                    progress: Callable[[int], None] | None = None, max_rows: int = 64,
+                    steps: Callable[[Iterable[int]], Iterable[int]] | None = None) -> list[SeriesForecast]:
     """Forecast every request; results in the requests' order.
 
     Requests are sorted by (sample_count, pred_len, history length) and cut into batches
@@ -83,7 +84,9 @@ def forecast_series(predictor, requests: Sequence[SeriesRequest], *, max_batch: 
     and sampling settings. A series whose history plus forecast exceeds the predictor's
     context slides its window as ``predict`` does and runs alone. Each series samples with
     its own generator (seeded by its ``seed``), so its result does not depend on the batch.
-    ``progress(n)`` is called after each batch with the number of series it finished.
+    ``progress(n)`` is called after each batch with the number of series it finished;
+    ``steps`` wraps each generation's iterable of steps (a progress bar over the bars of one
+    long forecast, as ``tqdm`` does).
     Invalid input raises ``ValueError`` as ``predict`` does.
     """
     requests = list(requests)
@@ -102,11 +105,11 @@ def forecast_series(predictor, requests: Sequence[SeriesRequest], *, max_batch: 
         else:
             batches.append([it])
     for it in alone:
-        out[it.index] = _forecast_alone(predictor, it)
+        out[it.index] = _forecast_alone(predictor, it, steps)
         if progress is not None:
             progress(1)
     for batch in batches:
-        for it, result in zip(batch, _forecast_batch(predictor, batch)):
+        for it, result in zip(batch, _forecast_batch(predictor, batch, steps)):
             out[it.index] = result
         if progress is not None:
             progress(len(batch))
@@ -137,23 +140,23 @@ def _generator(predictor, seed):
 
 
 def _result(predictor, it: _Item, z: np.ndarray) -> SeriesForecast:
-    """Normalised samples (S, pred_len, 6) -> the forecast in the input's units, as predict."""
+    """Normalised samples (S, pred_len, 6) -> the forecast in the input's units, as
+    ``predict(..., valid_candles=True)``: every face's forecast is made of valid candles."""
     future = pd.DatetimeIndex(it.req.future, name="timestamps")
-    frame = predictor.frame(np.mean(z, axis=0), it.series, future)
-    samples = it.series.denormalise(z) if it.req.sample_count > 1 else None
-    return SeriesForecast(it.req.key, frame, samples)
+    frame, paths = predictor.outputs(z, it.series, future, valid=True)
+    return SeriesForecast(it.req.key, frame, paths if it.req.sample_count > 1 else None)
 
 
-def _forecast_alone(predictor, it: _Item) -> SeriesForecast:
+def _forecast_alone(predictor, it: _Item, steps=None) -> SeriesForecast:
     """One series exactly as ``predict`` runs it (used when it slides past the context)."""
     r = it.req
     s = it.series
     z = predictor.sample(s.x[None], s.x_stamp[None], s.y_stamp[None], r.pred_len, r.T, r.top_k, r.top_p,
-                         r.sample_count, False, _generator(predictor, r.seed))[0]
+                         r.sample_count, False, _generator(predictor, r.seed), progress=steps)[0]
     return _result(predictor, it, z)
 
 
-def _forecast_batch(predictor, batch: list[_Item]) -> list[SeriesForecast]:
+def _forecast_batch(predictor, batch: list[_Item], steps=None) -> list[SeriesForecast]:
     """Series that fit the context, one sample_count: one padded, KV-cached generation."""
     import torch
 
@@ -205,7 +208,8 @@ def _forecast_batch(predictor, batch: list[_Item]) -> list[SeriesForecast]:
                               for b in range(B)])
 
         t1, t2 = generate_tokens(model, s1, s2, as_t(stamp), P, max_context=Lmax + P, sample_count=S,
-                                 pad=None if not any(Lmax - n for n in lens) else pad, sampler=sampler)
+                                 pad=None if not any(Lmax - n for n in lens) else pad, sampler=sampler,
+                                 progress=steps)
 
         # decode each series' own tokens (window = history + its forecast), same windows together
         zs: list[np.ndarray | None] = [None] * B

@@ -260,8 +260,14 @@ class ForecastResult:
         return {float(q): pd.DataFrame(values[i], columns=list(COLUMNS), index=self.forecast.index)
                 for i, q in enumerate(qs)}
 
+    def quantile_columns(self) -> dict[str, np.ndarray]:
+        """``{col}_q{q}`` columns over the sampled paths (as ``predict --by`` writes); {} for one sample."""
+        if self.samples is None or len(self.samples) < 2:
+            return {}
+        return quantile_columns(self.samples, self.params.quantiles)
+
     def to_json(self) -> dict:
-        """The response body every machine face returns (HTTP, MCP)."""
+        """The response body every machine face returns (HTTP, MCP, ``predict --json``)."""
         body = {
             "model": self.model,
             "artifact": self.artifact,
@@ -297,6 +303,12 @@ class ForecastResult:
         return text + f". Seed {self.seed} reproduces it."
 
 
+def quantile_columns(samples: np.ndarray, quantiles: Sequence[float]) -> dict[str, np.ndarray]:
+    """Sampled paths (S, pred_len, 6) -> {f"{col}_q{q}": (pred_len,) values}, column by column."""
+    values = np.quantile(samples, list(quantiles), axis=0)             # (Q, pred_len, 6)
+    return {f"{c}_q{q:g}": values[i, :, j] for j, c in enumerate(COLUMNS) for i, q in enumerate(quantiles)}
+
+
 def series_request(job: ForecastInput, params: ForecastParams, *, seed: int, key: str = "series"):
     """The batched core's request for this job."""
     from kronos_registry.kronos.batch import SeriesRequest
@@ -308,13 +320,38 @@ def series_request(job: ForecastInput, params: ForecastParams, *, seed: int, key
         sample_count=params.samples, seed=seed)
 
 
-def run_forecast(predictor, job: ForecastInput, params: ForecastParams, *, seed: int):
+def forecast_job(predictor, job: ForecastInput, params: ForecastParams, *, model: str,
+                 artifact: str | None = None, progress=None) -> ForecastResult:
+    """One prepared series forecast in this process (the CLI's and Python's path) -> its result.
+
+    A seed of None draws one (reported in the result, so the forecast can be repeated).
+    ``progress`` wraps the iterable of generated bars (see :func:`run_forecast`).
+    """
+    import time
+
+    seed = draw_seed(params.seed)
+    started = time.perf_counter()
+    forecast, samples = run_forecast(predictor, job, params, seed=seed, progress=progress)
+    return ForecastResult(model=model, artifact=artifact, job=job, forecast=forecast, samples=samples, seed=seed,
+                          device=str(predictor.device), params=attrs.evolve(params, seed=seed),
+                          timing=Timing(forecast_s=time.perf_counter() - started))
+
+
+def draw_seed(seed: int | None) -> int:
+    """The seed a forecast uses: the one asked for, else a random one (printed, so it repeats)."""
+    import secrets
+
+    return secrets.randbelow(2**31) if seed is None else int(seed)
+
+
+def run_forecast(predictor, job: ForecastInput, params: ForecastParams, *, seed: int, progress=None):
     """The one forecast path: -> (mean frame indexed by the future, samples or None).
 
     A single series through the batched core; the server sends many through it at once and,
-    batch invariance holding, each gets what it would get here.
+    batch invariance holding, each gets what it would get here. ``progress`` wraps the
+    iterable of generated bars (a tqdm bar, say).
     """
     from kronos_registry.kronos.batch import forecast_series
 
-    (result,) = forecast_series(predictor, [series_request(job, params, seed=seed)])
+    (result,) = forecast_series(predictor, [series_request(job, params, seed=seed)], steps=progress)
     return result.forecast, result.samples

@@ -34,6 +34,7 @@ from kronos_registry.services.forecast import (
     ForecastInput,
     ForecastParams,
     prepare_forecast,
+    quantile_columns,
     quantiles_problem,
     series_request,
 )
@@ -281,10 +282,8 @@ def long_frame(results: Sequence[SeriesForecast], *, by: str = "symbol",
         for c in COLUMNS:
             part[c] = r.forecast[c].to_numpy()
         if r.samples is not None and qs:
-            qv = np.quantile(r.samples, qs, axis=0)                 # (Q, pred_len, 6)
-            for j, c in enumerate(COLUMNS):
-                for qi, q in enumerate(qs):
-                    part[f"{c}_q{q:g}"] = qv[qi, :, j]
+            for column, values in quantile_columns(r.samples, qs).items():
+                part[column] = values
         parts.append(part)
     if not parts:
         return pd.DataFrame(columns=[by, "timestamps", *COLUMNS])
