@@ -763,3 +763,17 @@ def test_a_long_single_series_forecast_shows_progress_on_a_terminal(demo, tmp_pa
     shown = on_a_terminal(demo, *args)
     assert "forecast:" in shown and "/480" in shown, shown
     assert "forecast:" not in on_a_terminal(demo, "-q", *args)
+
+
+def test_a_csv_written_with_the_pandas_index_is_read_with_a_note(demo, tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(SAMPLE_CSV, parse_dates=["timestamps"]).set_index("timestamps")
+    frame.index.name = None
+    frame.to_csv(tmp_path / "indexed.csv")  # header ",open,high,...": the dates in an unnamed column
+    assert (tmp_path / "indexed.csv").read_text().startswith(",open,")
+    indexed = demo("predict", DEMO, "-i", tmp_path / "indexed.csv", "-n", "3", "--seed", "2", "-o", "-")
+    plain = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "3", "--seed", "2", "-o", "-")
+    assert indexed.code == 0, indexed.output
+    assert "read the unnamed first column" in indexed.stderr and "as timestamps" in indexed.stderr
+    assert indexed.stdout == plain.stdout

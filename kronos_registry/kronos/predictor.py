@@ -16,6 +16,7 @@ and prefilled once however many samples are drawn from it.
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -57,6 +58,10 @@ def normalise(x: np.ndarray, clip: float) -> tuple[np.ndarray, np.ndarray, np.nd
 def denormalise(z: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Normalised candles (..., 6) -> the input's units: the inverse of ``normalise`` (unclipped)."""
     return z * (std + STD_EPS) + mean
+
+
+class SlidingContextWarning(UserWarning):
+    """``predict`` was given more history than fits the context with the forecast."""
 
 
 class PreparedSeries(NamedTuple):
@@ -169,6 +174,16 @@ class KronosPredictor:
         x, mean, std = normalise(x, self.clip)
         return PreparedSeries(x, x_stamp, y_stamp, mean, std)
 
+    def _warn_if_sliding(self, rows: int, pred_len: int) -> None:
+        """Say so when history + forecast pass the context: upstream's sliding window then
+        recomputes every step (slow) and the forecast differs from the CLI's default lookback."""
+        if rows + int(pred_len) > self.max_context:
+            warnings.warn(f"{rows} history rows + pred_len {pred_len} exceed the model's context of "
+                          f"{self.max_context}: every step past it recomputes the whole window (slow, as "
+                          f"upstream). Pass the last {max(1, self.max_context - int(pred_len))} rows, or use "
+                          "kronos_registry.forecast(), which chooses the lookback as the CLI does.",
+                          SlidingContextWarning, stacklevel=3)
+
     def frame(self, z, series: PreparedSeries, index, *, valid: bool = False) -> pd.DataFrame:
         """A normalised forecast (pred_len, 6) of ``series`` -> a frame in its units, indexed by ``index``
         (with ``valid``, made valid candles: see ``candles/repair.py``)."""
@@ -196,6 +211,7 @@ class KronosPredictor:
         (``candles/repair.py``); off by default, as upstream.
         """
         series = self.prepare(df, x_timestamp, y_timestamp, pred_len)
+        self._warn_if_sliding(series.x.shape[0], pred_len)
         z = self.sample(series.x[None], series.x_stamp[None], series.y_stamp[None], pred_len, T, top_k, top_p,
                         sample_count, verbose, self._generator(seed, generator))[0]   # (S, pred_len, 6)
         out, paths = self.outputs(z, series, y_timestamp, valid=valid_candles)
@@ -219,6 +235,7 @@ class KronosPredictor:
         lens = [p.x.shape[0] for p in prepared]
         if len(set(lens)) != 1:
             raise ValueError(f"Parallel prediction requires all series to have consistent historical lengths, got: {lens}")
+        self._warn_if_sliding(lens[0], pred_len)
         stack = lambda j: np.stack([p[j] for p in prepared]).astype(np.float32)  # noqa: E731
         z = self.sample(stack(0), stack(1), stack(2), pred_len, T, top_k, top_p, sample_count, verbose,
                         self._generator(seed, generator))                     # (B, S, pred_len, 6)
@@ -226,5 +243,5 @@ class KronosPredictor:
         return (list(frames), list(paths)) if return_samples else list(frames)
 
 
-__all__ = ["KronosPredictor", "PreparedSeries", "calc_time_stamps", "default_device", "denormalise", "history_stats",
+__all__ = ["KronosPredictor", "PreparedSeries", "SlidingContextWarning", "calc_time_stamps", "default_device", "denormalise", "history_stats",
            "normalise", "scale"]

@@ -107,7 +107,7 @@ def prepare_forecast(candles: Candles, *, pred_len: int, context: int, lookback:
         interval = future.interval or infer_interval(used.timestamps)
         business = future.business_days or is_business_daily(pd.DatetimeIndex(used.timestamps), interval)
         gaps = find_gaps(used.timestamps, interval, business_days=business, session=future.session)
-    return ForecastInput(candles, used, why, future, gaps, tuple(notes))
+    return ForecastInput(candles, used, why, future, gaps, (*candles.notes, *notes))
 
 
 def check_pred_len_fits(pred_len: int, context: int) -> None:
