@@ -18,6 +18,7 @@ _LAZY = {
     "Kronos": "kronos_registry.kronos.model",
     "KronosPredictor": "kronos_registry.kronos.predictor",
     "load_predictor": "kronos_registry.api",
+    "forecast": "kronos_registry.api",
     "evaluate": "kronos_registry.api",
     "Registry": "kronos_registry.api",
     "PredictorCache": "kronos_registry.api",

@@ -1,8 +1,9 @@
 """The Python API: load a Kronos predictor by name, verified, online or offline.
 
-    from kronos_registry import load_predictor
-    predictor = load_predictor("kronos-small")          # syncs on first use when online
-    forecast = predictor.predict(df, x_ts, y_ts, pred_len=24)
+    from kronos_registry import forecast, load_predictor
+    result = forecast("kronos-small", "btc_5min.csv", pred_len=24, seed=1)   # as `predict -n 24 --seed 1`
+    predictor = load_predictor("kronos-small")          # the official-compatible predictor
+    frame = predictor.predict(df, x_ts, y_ts, pred_len=24)
 
 ``Registry`` is for programs that manage the store themselves; ``PredictorCache`` serves
 applications that switch models at run time (one load per entry and device, thread-safe).
@@ -68,6 +69,40 @@ def evaluate(models, data, *, horizon: int, by: str | None = None, origins: int 
     return report
 
 
+def forecast(name_or_predictor, candles, *, pred_len: int, lookback: int | None = None, samples: int = 1,
+             seed: int | None = None, T: float = 1.0, top_k: int = 0, top_p: float = 0.9, quantiles=None,
+             future_timestamps=None, device: str | None = None, registry: Registry | None = None):
+    """Forecast one series exactly as ``kronos-registry predict`` does; returns a ``ForecastResult``.
+
+    ``candles``: a CSV path, a ``Candles`` (``read_candles``) or a DataFrame with a timestamp
+    column. The lookback is the CLI's (what fits the context with the forecast, unless
+    ``lookback`` is given), the future timestamps continue the history (or are
+    ``future_timestamps``), and the same seed gives the CLI's numbers. ``result.forecast`` is the
+    mean frame, ``result.samples`` every path (samples > 1), ``result.quantile_frames()`` the
+    ``quantiles`` (default 0.1, 0.5, 0.9), ``result.to_json()`` the body `serve` returns.
+    """
+    from kronos_registry.candles import Candles, read_candles, validate_frame
+    from kronos_registry.services.forecast import DEFAULT_QUANTILES, ForecastParams, forecast_job, prepare_forecast
+    from kronos_registry.services.registry import load_model
+
+    params = ForecastParams(pred_len=pred_len, samples=samples, seed=seed, temperature=T, top_p=top_p, top_k=top_k,
+                            lookback=lookback, quantiles=DEFAULT_QUANTILES if quantiles is None else quantiles,
+                            future_timestamps=future_timestamps)
+    params.check()
+    if isinstance(candles, pd.DataFrame):
+        candles = validate_frame(candles, source="DataFrame")
+    elif not isinstance(candles, Candles):
+        candles = read_candles(candles)
+    if isinstance(name_or_predictor, str):
+        reg, name = registry or Registry(), name_or_predictor
+        predictor, artifact = load_model(reg, name, device), reg.status(name)
+    else:
+        predictor, name, artifact = name_or_predictor, "predictor", None
+    job = prepare_forecast(candles, pred_len=pred_len, context=int(predictor.max_context), lookback=lookback,
+                           future_timestamps=future_timestamps)
+    return forecast_job(predictor, job, params, model=name, artifact=artifact)
+
+
 def load_predictor(name: str, *, device: str | None = None, registry: str | os.PathLike | None = None,
                    store: str | os.PathLike | None = None, offline: bool | None = None,
                    max_context: int | None = None):
@@ -102,5 +137,6 @@ class PredictorCache:
         return len(self._manager.loaded())
 
 
-__all__ = ["PACKAGED_REGISTRY", "PredictorCache", "Registry", "evaluate", "forecast_frame", "load_module", "load_predictor",
+__all__ = ["PACKAGED_REGISTRY", "PredictorCache", "Registry", "evaluate", "forecast", "forecast_frame", "load_module",
+           "load_predictor",
            "normalise_device", "repair_hint"]

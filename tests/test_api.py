@@ -510,3 +510,32 @@ def test_a_flipped_tensor_byte_with_its_mtime_restored_is_left_to_verify_deep(wo
     Registry(path, offline=True).load_predictor("tiny")  # not caught on load, by design
     report = Registry(path, offline=True).verify("tiny", deep=True)
     assert not report.ok and any("sha256" in str(p) for p in report.errors), report.problems
+
+
+# --- one series as the CLI forecasts it (issue 23 item 10) -------------------------------------------
+
+
+def test_the_readme_one_series_call_equals_cli_predict_and_the_low_level_call_warns_when_it_slides(tmp_path):
+    import kronos_registry
+    from kronos_registry.candles import future_timestamps, read_candles
+    from kronos_registry.kronos.predictor import SlidingContextWarning
+    from tests.support.cli import DEMO, SAMPLE_CSV, synced_demo
+
+    demo = synced_demo(tmp_path / "demo")
+    out = tmp_path / "cli.csv"
+    result = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "12", "--samples", "2", "--seed", "7", "-o", out)
+    assert result.code == 0, result.output
+    by_cli = pd.read_csv(out, parse_dates=["timestamps"])
+
+    registry = Registry(store=demo.store, offline=True)
+    got = kronos_registry.forecast(DEMO, SAMPLE_CSV, pred_len=12, samples=2, seed=7, registry=registry)
+    assert got.seed == 7 and len(got.job.used) == 512 - 12           # the CLI's lookback: context - pred_len
+    assert list(got.forecast.index) == list(by_cli["timestamps"])
+    np.testing.assert_allclose(got.forecast[list(by_cli.columns[1:])].to_numpy(), by_cli.iloc[:, 1:].to_numpy(),
+                               rtol=1e-6)
+
+    history = read_candles(SAMPLE_CSV)                               # all 512 rows: 512 + 12 pass the context
+    predictor = registry.load_predictor(DEMO)
+    with pytest.warns(SlidingContextWarning, match="use kronos_registry.forecast"):
+        predictor.predict(history.frame, history.timestamps, future_timestamps(history.timestamps, 12), pred_len=12,
+                          verbose=False, seed=7)

@@ -559,6 +559,18 @@ CASES: list[Case] = [
     Case("args-temperature-negative", "args",
          cli_args("predict", DEMO, "-i", "{csv}", "-n", "3", "--temperature", "-0.5"),
          2, ("--temperature",)),
+    # Values that pass the option types but cannot be computed: refused before any work (issue 23).
+    Case("args-pred-len-over-the-context", "args",
+         cli_args("predict", DEMO, "-i", "{csv}", "-n", "600"),
+         9, ("pred_len is 600", "context of 512", "at most 512"), max_seconds=30),
+    Case("args-temperature-below-the-floor", "args",
+         cli_args("predict", DEMO, "-i", "{csv}", "-n", "3", "--temperature", "1e-300"),
+         2, ("--temperature", "0.001")),
+    Case("csv-price-too-large-to-normalise", "csv", predict_csv(set_cell(5, "high", "1e300")),
+         9, ("high reaches 1e+300", "rescale high")),
+    Case("csv-forecast-past-pandas-last-time", "csv", predict_csv(None, data=(
+        "timestamps,open,high,low,close\n" + "".join(f"2262-04-{day:02d},1,2,0.5,1.5\n" for day in range(1, 11))
+    ).encode()), 9, ("pass 2262-04-11", "the last time pandas can represent")),
     Case("args-lookback-beyond-rows", "args",
          cli_args("predict", DEMO, "-i", "{csv}", "-n", "3", "--lookback", "100000"),
          9, ("lookback of 100000", "512 rows")),

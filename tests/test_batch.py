@@ -104,7 +104,7 @@ def test_single_series_with_seed_equals_predict(predictor, sample_count):
     r = _request(0, 50, pred_len=8, sample_count=sample_count, seed=42, top_k=5)
     mean, samples = predictor.predict(r.frame, r.timestamps, r.future, r.pred_len, T=r.T, top_k=r.top_k,
                                       top_p=r.top_p, sample_count=sample_count, verbose=False, seed=42,
-                                      return_samples=True)
+                                      return_samples=True, valid_candles=True)
     got = forecast_series(predictor, [r])[0]
     np.testing.assert_allclose(got.forecast.to_numpy(), mean.to_numpy(), rtol=1e-5, atol=1e-6)
     if sample_count > 1:
@@ -119,7 +119,7 @@ def test_padded_series_equals_predict_with_its_seed(predictor):
     got = forecast_series(predictor, [long_, short])
     for r, f in ((short, got[1]), (long_, got[0])):
         _, samples = predictor.predict(r.frame, r.timestamps, r.future, r.pred_len, sample_count=3,
-                                       verbose=False, seed=r.seed, return_samples=True)
+                                       verbose=False, seed=r.seed, return_samples=True, valid_candles=True)
         np.testing.assert_allclose(f.samples, samples, rtol=1e-5, atol=1e-6)
 
 
@@ -133,7 +133,7 @@ def test_per_series_sampling_settings_in_one_batch(predictor, monkeypatch):
     for r, b in zip(reqs, batch):
         mean, samples = predictor.predict(r.frame, r.timestamps, r.future, r.pred_len, T=r.T, top_k=r.top_k,
                                           top_p=r.top_p, sample_count=3, verbose=False, seed=r.seed,
-                                          return_samples=True)
+                                          return_samples=True, valid_candles=True)
         assert b.forecast.shape == (r.pred_len, 6)
         np.testing.assert_allclose(b.samples, samples, rtol=1e-5, atol=1e-6)
     greedy = batch[3].samples
@@ -144,7 +144,7 @@ def test_a_series_past_the_context_slides_alone_as_predict(predictor):
     fits, slides = _request(0, 30, pred_len=6), _request(1, 62, pred_len=6)  # 62 + 6 > 64
     got = forecast_series(predictor, [slides, fits])
     _, samples = predictor.predict(slides.frame, slides.timestamps, slides.future, 6, sample_count=3,
-                                   verbose=False, seed=slides.seed, return_samples=True)
+                                   verbose=False, seed=slides.seed, return_samples=True, valid_candles=True)
     np.testing.assert_allclose(got[0].samples, samples, rtol=1e-5, atol=1e-6)
     _assert_same(got[1], forecast_series(predictor, [fits])[0])
 

@@ -12,7 +12,7 @@ from registry.errors import InputDataError
 # (field, a value just outside its range, a value just inside, the click option's kind)
 EDGES = [
     ("pred_len", 0, 1, int), ("samples", 0, 1, int), ("top_k", -1, 0, int), ("lookback", 0, 1, int),
-    ("seed", -1, 0, int), ("temperature", 0.0, 1e-6, float), ("top_p", 0.0, 1.0, float),
+    ("seed", -1, 0, int), ("temperature", 0.0009, 1e-3, float), ("top_p", 0.0, 1.0, float),
 ]
 
 
@@ -47,3 +47,16 @@ def test_a_top_p_above_one_and_a_quantile_at_an_end_are_out():
         ForecastParams(pred_len=1, top_p=1.01).check()
     with pytest.raises(InputDataError):
         ForecastParams(pred_len=1, quantiles=(0.0, 0.5)).check()
+
+
+def test_quantiles_are_at_most_99_and_distinct_for_every_face():
+    from kronos_registry.services.many import parse_quantiles
+
+    ForecastParams(pred_len=1, quantiles=tuple(i / 100 for i in range(1, 100))).check()  # every percentile
+    for quantiles, words in [(tuple(i / 1000 for i in range(1, 101)), "over the limit of 99"),
+                             ((0.5, 0.5), "distinct")]:
+        with pytest.raises(InputDataError) as info:
+            ForecastParams(pred_len=1, quantiles=quantiles).check()
+        assert info.value.field == "quantiles" and words in info.value.message
+    with pytest.raises(ValueError, match="over the limit of 99"):  # the CLI's --quantiles
+        parse_quantiles(",".join(str(i / 1000) for i in range(1, 101)))

@@ -573,7 +573,8 @@ def test_objects_synced_through_another_registry_are_listed_and_removed_by_id(de
     assert len(demo_copy.object_ids()) == 2  # the demo's stay
 
 
-def test_local_sync_of_a_large_checkpoint_shows_progress_on_a_terminal(cli, tmp_path):
+def on_a_terminal(runner: Cli, *args) -> str:
+    """Run the CLI with stderr on a pseudo-terminal (as a person sees it) -> what stderr showed."""
     import fcntl
     import pty
     import struct
@@ -581,6 +582,28 @@ def test_local_sync_of_a_large_checkpoint_shows_progress_on_a_terminal(cli, tmp_
     import termios
 
     from tests.support.cli import console_script
+
+    main, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # a real terminal's size
+    proc = subprocess.Popen([*console_script(), *map(str, args)], cwd=runner.cwd, env=runner.env(),
+                            stdout=subprocess.PIPE, stderr=side)
+    os.close(side)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    proc.stdout.close()
+    assert proc.wait(120) == 0, seen.decode(errors="replace")
+    return seen.decode(errors="replace")
+
+
+def test_local_sync_of_a_large_checkpoint_shows_progress_on_a_terminal(cli, tmp_path):
     from tests.support.kronos_checkpoints import model_checkpoint
 
     model_checkpoint(tmp_path / "big", n_layers=4, d_model=256, n_heads=4, ff_dim=512)  # ~16 MB
@@ -589,23 +612,7 @@ def test_local_sync_of_a_large_checkpoint_shows_progress_on_a_terminal(cli, tmp_
                         "    context_length: 64\n")
 
     def sync_on_a_terminal(*extra):
-        main, side = pty.openpty()
-        fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # a real terminal's size
-        proc = subprocess.Popen([*console_script(), "--registry", registry, "sync", "big", *extra], cwd=cli.cwd,
-                                env=cli.env(), stdout=subprocess.PIPE, stderr=side)
-        os.close(side)
-        seen = b""
-        while True:
-            try:
-                chunk = os.read(main, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-        os.close(main)
-        assert proc.wait(120) == 0, seen.decode(errors="replace")
-        return seen.decode(errors="replace")
+        return on_a_terminal(cli, "--registry", registry, "sync", "big", *extra)
 
     shown = sync_on_a_terminal("--force")
     assert "copying big:" in shown and "/15.7M" in shown and "B/s]" in shown, shown
@@ -702,3 +709,71 @@ def test_add_refuses_clashes_and_the_packaged_file(cli):
     missing = cli("add", "x-ft", "./no-such-folder")
     assert missing.code == 2 and "is not a folder" in missing.stderr
     assert not (cli.cwd / "models.yaml").exists()
+
+
+# --- predict: the forecast cuts (issue 23 item 8) -----------------------------------------------------
+
+
+def test_predict_json_is_the_http_body_and_quantile_columns_for_one_series(demo, tmp_path):
+    from kronos_registry.candles import invalid_rows
+
+    out = tmp_path / "out.csv"
+    common = ["predict", DEMO, "-i", SAMPLE_CSV, "-n", "6", "--samples", "8", "--seed", "4",
+              "--quantiles", "0.2,0.8"]
+    as_json = demo(*common, "--json", "-o", out)
+    assert as_json.code == 0, as_json.output
+    body = json.loads(as_json.stdout)
+    assert set(body) == {"model", "artifact", "timestamps", "forecast", "seed", "timing", "quantiles"}
+    assert body["seed"] == 4 and sorted(body["quantiles"]) == ["0.2", "0.8"] and len(body["timestamps"]) == 6
+    header, *rows = out.read_text().splitlines()
+    assert header.split(",")[7:9] == ["open_q0.2", "open_q0.8"] and len(rows) == 6
+    first = [float(v) for v in rows[0].split(",")[1:]]
+    assert first[:6] == pytest.approx([body["forecast"][c][0] for c in body["forecast"]], rel=1e-6)
+    assert first[6] == pytest.approx(body["quantiles"]["0.2"]["open"][0], rel=1e-6)
+    # every row of the CSV, mean and quantiles, is a valid candle (issue 23 item 9)
+    table = [[float(v) for v in row.split(",")[1:]] for row in rows]
+    import numpy as np
+
+    values = np.array(table)
+    for i in range(3):  # the mean, then each quantile's six columns (column-major: open_q0.2, open_q0.8, ...)
+        faces = values[:, :6] if i == 0 else values[:, 6:].reshape(6, 6, 2)[:, :, i - 1]
+        assert not invalid_rows(faces).any(), faces
+
+
+def test_predict_dash_output_writes_the_csv_to_stdout(demo, tmp_path):
+    result = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "3", "--seed", "1", "-o", "-")
+    assert result.code == 0, result.output
+    header, *rows = result.stdout.splitlines()
+    assert header == "timestamps,open,high,low,close,volume,amount" and len(rows) == 3
+    assert "wrote     stdout (3 rows)" in result.stderr and not (demo.cwd / "-").exists()
+
+
+def test_predict_usage_errors_name_the_option_given(demo):
+    on_error = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "3", "--quantiles", "0.5")
+    assert on_error.code == 2 and "--quantiles" in on_error.stderr and "--samples" in on_error.stderr
+    assert "--on-error" not in on_error.stderr, on_error.stderr
+    ray = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "3", "--ray")
+    assert ray.code == 2 and "--ray applies to many series" in ray.stderr, ray.stderr
+    both = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "3", "--json", "-o", "-")
+    assert both.code == 2 and "stdout" in both.stderr and no_traceback(both)
+
+
+def test_a_long_single_series_forecast_shows_progress_on_a_terminal(demo, tmp_path):
+    args = ["predict", DEMO, "-i", SAMPLE_CSV, "-n", "480", "--samples", "16", "--seed", "1", "-o", tmp_path / "o.csv"]
+    shown = on_a_terminal(demo, *args)
+    assert "forecast:" in shown and "/480" in shown, shown
+    assert "forecast:" not in on_a_terminal(demo, "-q", *args)
+
+
+def test_a_csv_written_with_the_pandas_index_is_read_with_a_note(demo, tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(SAMPLE_CSV, parse_dates=["timestamps"]).set_index("timestamps")
+    frame.index.name = None
+    frame.to_csv(tmp_path / "indexed.csv")  # header ",open,high,...": the dates in an unnamed column
+    assert (tmp_path / "indexed.csv").read_text().startswith(",open,")
+    indexed = demo("predict", DEMO, "-i", tmp_path / "indexed.csv", "-n", "3", "--seed", "2", "-o", "-")
+    plain = demo("predict", DEMO, "-i", SAMPLE_CSV, "-n", "3", "--seed", "2", "-o", "-")
+    assert indexed.code == 0, indexed.output
+    assert "read the unnamed first column" in indexed.stderr and "as timestamps" in indexed.stderr
+    assert indexed.stdout == plain.stdout

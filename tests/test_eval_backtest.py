@@ -139,7 +139,7 @@ def test_a_window_equals_predict_on_its_history_alone(predictor):
         w = plan.windows[i]
         job = prepare_forecast(plan.history_candles(w), pred_len=4, context=512, lookback=40)
         alone = predictor.predict(job.used.frame, job.used.timestamps, pd.Series(job.future.timestamps), 4,
-                                  verbose=False, seed=series_seed(11, w.name))
+                                  verbose=False, seed=series_seed(11, w.name), valid_candles=True)
         np.testing.assert_allclose(model.point[i], alone[list(COLUMNS)].to_numpy(), rtol=1e-5, atol=1e-6)
 
 

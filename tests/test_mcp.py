@@ -61,6 +61,8 @@ def bad_calls() -> dict[str, tuple[str, dict]]:
     records = sample_records()[:40]
     broken = [dict(row) for row in records]
     broken[3]["close"] = "abc"
+    huge = [dict(row) for row in records]
+    huge[-1].update(close=1e300, high=1e300)
     return {
         "unknown_model": ("forecast", {"model": "kronos-dem", "csv": csv, "pred_len": 4}),
         "not_synced_offline": ("forecast", {"model": "kronos-small", "csv": csv, "pred_len": 4}),
@@ -80,6 +82,11 @@ def bad_calls() -> dict[str, tuple[str, dict]]:
                                          "quantiles": [round(0.01 + i * 0.019, 3) for i in range(50)]}),
         "many_columns": ("forecast", {"model": DEMO, "pred_len": 4,
                                       "csv": ",".join(f"c{i}" for i in range(30_000)) + "\n" + "1," * 29_999 + "1\n"}),
+        "pred_len_over_context": ("forecast", {"model": DEMO, "csv": csv, "pred_len": 600}),
+        "too_many_quantiles": ("forecast", {"model": DEMO, "csv": csv, "pred_len": 4, "samples": 2,
+                                            "quantiles": [i / 1000 for i in range(1, 101)]}),
+        "temperature_below_floor": ("forecast", {"model": DEMO, "csv": csv, "pred_len": 4, "temperature": 1e-300}),
+        "prices_too_large": ("forecast", {"model": DEMO, "candles": huge, "pred_len": 4}),
     }
 
 
@@ -374,6 +381,10 @@ EXPECTED_ERROR_TEXT = {
     "model_info_unknown": ["kronos-smal", "did you mean 'kronos-small'"],
     "cost_over_limit": ["costs", "over this server's limit of 134,217,728", "fewer quantiles", "--max-cost"],
     "many_columns": ["'c0'", "... and 29,988 more"],
+    "pred_len_over_context": ["pred_len is 600", "context of 512"],
+    "too_many_quantiles": ["quantiles", "over the limit of 99"],
+    "temperature_below_floor": ["temperature", "0.001"],
+    "prices_too_large": ["high", "1e+300", "rescale"],
 }
 
 

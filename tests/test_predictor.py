@@ -222,3 +222,10 @@ def test_uninitialised_build_adopts_the_loaded_tensors_and_still_trains(tmp_path
     l1, l2 = loaded(s1, s1, use_teacher_forcing=True, s1_targets=s1)
     loaded.head.compute_loss(l1, l2, s1, s1)[0].backward()
     assert loaded.embedding.emb_s1.weight.grad is not None
+
+
+def test_a_forecast_longer_than_the_context_is_refused_before_sampling(predictor):
+    # Only the last max_context (48) steps are decoded: 60 bars used to fail with a shape error at the end.
+    df, ts = _walk(70)
+    with pytest.raises(ValueError, match="pred_len 60 exceeds the model's context of 48"):
+        predictor.predict(df.iloc[:10], ts[:10], ts[10:], 60, verbose=False)

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 
 from kronos_registry.api import Registry
-from kronos_registry.candles import read_candles
+from kronos_registry.candles import invalid_rows, read_candles
 from kronos_registry.services.catalog import entry_info
 from registry.errors import InputDataError
 from tests.support.cli import DEMO, SAMPLE_CSV, Cli
@@ -79,6 +79,13 @@ def records(rows: int | None = None) -> list[dict]:
 
 def request_body(model: str, pred_len: int, seed: int, rows: int | None = 160, **extra) -> dict:
     return {"model": model, "pred_len": pred_len, "seed": seed, "candles": records(rows), **extra}
+
+
+def huge_close_body() -> dict:
+    """Valid candles whose highs (and closes) reach 1e300: beyond what float32 can normalise."""
+    body = request_body(DEMO, 4, 1, rows=20)
+    body["candles"][-1].update(close=1e300, high=1e300)
+    return body
 
 
 def values(body: dict) -> np.ndarray:
@@ -164,6 +171,15 @@ def test_forecast_equals_the_cli_predict_for_the_same_seed(http, store, tmp_path
     assert len(low) == 6 and (low <= high).all()
 
 
+def test_every_forecast_row_and_quantile_row_is_a_valid_candle(http):
+    # Columns are predicted (and averaged) on their own: before the rule, rows had low above high.
+    body = http.post("/v1/forecast", json=request_body(DEMO, 24, 5, samples=8)).raise_for_status().json()
+    faces = {"forecast": body["forecast"], **{f"q{q}": frame for q, frame in body["quantiles"].items()}}
+    for name, frame in faces.items():
+        rows = np.array([frame[c] for c in COLUMNS]).T
+        assert not invalid_rows(rows).any(), (name, rows[invalid_rows(rows)])
+
+
 def test_16_concurrent_requests_over_two_models_load_each_once_and_equal_their_solo_answers(http):
     for name in (DEMO, TWO):  # start cold: both load under the concurrent requests
         http.delete(f"/v1/models/{name}/load").raise_for_status()
@@ -219,6 +235,9 @@ def test_bad_candles_get_the_cli_message_as_a_422_problem(http, tmp_path):
 
 @pytest.mark.parametrize("case, status, kind, field", [
     ("pred_len over the limit", 422, "invalid-input", "pred_len"),
+    ("pred_len over the model's context", 422, "invalid-input", "pred_len"),
+    ("too many quantiles", 422, "invalid-input", "quantiles"),
+    ("prices too large to normalise", 422, "invalid-input", "high"),
     ("misspelt parameter", 422, "invalid-request", "pred_length"),
     ("pred_len not a number (CSV query)", 422, "invalid-request", "pred_len"),
     ("broken JSON", 422, "invalid-request", "(body)"),
@@ -233,6 +252,10 @@ def test_bad_candles_get_the_cli_message_as_a_422_problem(http, tmp_path):
 def test_each_error_status_is_a_problem_body(http, main, case, status, kind, field):
     send = {
         "pred_len over the limit": lambda: http.post("/v1/forecast", json=request_body(DEMO, 5000, 1)),
+        "pred_len over the model's context": lambda: http.post("/v1/forecast", json=request_body(DEMO, 600, 1)),
+        "too many quantiles": lambda: http.post("/v1/forecast", json=request_body(
+            DEMO, 4, 1, samples=2, quantiles=[i / 1000 for i in range(1, 101)])),
+        "prices too large to normalise": lambda: http.post("/v1/forecast", json=huge_close_body()),
         "misspelt parameter": lambda: http.post("/v1/forecast", json={**request_body(DEMO, 4, 1), "pred_length": 4}),
         "pred_len not a number (CSV query)": lambda: post_csv(http, SAMPLE_CSV.read_bytes(), model=DEMO,
                                                               pred_len="ten"),
@@ -247,6 +270,10 @@ def test_each_error_status_is_a_problem_body(http, main, case, status, kind, fie
         "unknown path": lambda: http.get("/v2/forecast"),
     }[case]
     body = assert_problem(send(), status, kind, field)
+    if case == "pred_len over the model's context":
+        assert "context of 512" in body["detail"] and "at most 512" in body["hint"]
+    if case == "too many quantiles":
+        assert "over the limit of 99" in body["detail"]
     if case == "misspelt parameter":
         assert "did you mean 'pred_len'" in body["hint"]
     if case == "unknown model":

@@ -41,6 +41,7 @@ _EXPORTS = {
     "kronos_registry.candles.reading": ("candles_from_records", "read_candles", "read_candles_text", "read_csv_table"),
     "kronos_registry.candles.future": ("future_timestamps_from_values", "read_future_timestamps"),
     "kronos_registry.candles.writing": ("write_forecast",),
+    "kronos_registry.candles.repair": ("invalid_rows", "valid_candles"),
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 

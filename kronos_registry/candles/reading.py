@@ -18,8 +18,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import attrs
 import pandas as pd
 
+from kronos_registry.candles.columns import OUTPUT_TIMESTAMP_COLUMN, find_timestamp_column
 from kronos_registry.candles.problems import MAX_REPORTED_PROBLEMS
 from kronos_registry.candles.series import Candles
 from kronos_registry.candles.validation import validate_table
@@ -35,13 +37,27 @@ def read_candles(path: str | os.PathLike, *, min_rows: int = 2) -> Candles:
     """Read and validate a candle CSV. Raises InputDataError listing what is wrong."""
     csv_path = Path(path)
     table, line_numbers = read_csv_table(csv_path)
-    return validate_table(
+    table, notes = _name_an_unnamed_index(table, str(csv_path))
+    candles = validate_table(
         table,
         source=str(csv_path),
         path=csv_path,
         locate=lambda position: f"line {line_numbers[position]}",
         min_rows=min_rows,
     )
+    return attrs.evolve(candles, notes=notes)
+
+
+def _name_an_unnamed_index(table: pd.DataFrame, source: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """A CSV written by pandas with its index (``df.to_csv(path)``) has an unnamed first column,
+    the header starting with a comma; without another timestamp column, that one is read as
+    the timestamps, and a note says so."""
+    first = str(table.columns[0]) if len(table.columns) else "x"
+    if first.strip() or find_timestamp_column(table.columns[1:]) is not None:
+        return table, ()
+    note = (f"note: read the unnamed first column of {source} as timestamps (a pandas index, as "
+            "df.to_csv writes it; name it 'timestamps' to silence this)")
+    return table.rename(columns={table.columns[0]: OUTPUT_TIMESTAMP_COLUMN}), (note,)
 
 
 def read_candles_text(text: str, *, source: str = "request body", min_rows: int = 2) -> Candles:
@@ -52,9 +68,11 @@ def read_candles_text(text: str, *, source: str = "request body", min_rows: int 
         raise InputDataError(f"{source} is empty", field="candles", hint=_CSV_LAYOUT_HINT)
     if ragged:
         _raise_ragged_rows(source, len(header), ragged)
-    table = pd.DataFrame(rows, columns=[name.strip() for name in header], dtype=object)
-    return validate_table(table, source=source, path=None,
-                           locate=lambda position: f"line {line_numbers[position]}", min_rows=min_rows)
+    table, notes = _name_an_unnamed_index(pd.DataFrame(rows, columns=[name.strip() for name in header], dtype=object),
+                                          source)
+    candles = validate_table(table, source=source, path=None,
+                             locate=lambda position: f"line {line_numbers[position]}", min_rows=min_rows)
+    return attrs.evolve(candles, notes=notes)
 
 
 def candles_from_records(records: Sequence[dict], *, source: str = "candles", min_rows: int = 2) -> Candles:

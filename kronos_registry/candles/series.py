@@ -23,13 +23,15 @@ class Candles:
     ``frame`` holds the six float64 columns ``open, high, low, close, volume, amount`` with a
     0-based RangeIndex; ``timestamps`` is the matching datetime64 Series named
     ``timestamps``; ``path`` is the CSV it came from (None for a DataFrame);
-    ``epoch_unit`` is 's' or 'ms' when the timestamps were Unix epoch numbers (UTC).
+    ``epoch_unit`` is 's' or 'ms' when the timestamps were Unix epoch numbers (UTC);
+    ``notes`` what the reader assumed, for the person (an unnamed index read as timestamps).
     """
 
     frame: pd.DataFrame
     timestamps: pd.Series
     path: Path | None = None
     epoch_unit: str | None = None
+    notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.frame)

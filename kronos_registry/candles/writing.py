@@ -6,17 +6,21 @@ The file reads back with ``read_candles``, so a forecast can be the next run's h
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from kronos_registry.candles.columns import CANDLE_COLUMNS, OUTPUT_TIMESTAMP_COLUMN
 from registry.errors import InputDataError
 
 
-def write_forecast(path: str | os.PathLike, timestamps: Sequence | pd.Series, frame: pd.DataFrame) -> Path:
-    """Write a forecast CSV: ``timestamps`` then open, high, low, close, volume, amount.
+def write_forecast(path: str | os.PathLike, timestamps: Sequence | pd.Series, frame: pd.DataFrame,
+                   extra: Mapping[str, Sequence] | None = None) -> Path:
+    """Write a forecast CSV: ``timestamps`` then open, high, low, close, volume, amount, then the
+    ``extra`` columns (quantiles, say). A path of ``-`` writes to standard output.
 
     Missing parent folders are created. Returns the path written.
     """
@@ -39,6 +43,12 @@ def write_forecast(path: str | os.PathLike, timestamps: Sequence | pd.Series, fr
         )
     table = frame[list(CANDLE_COLUMNS)].reset_index(drop=True).astype("float64")
     table.insert(0, OUTPUT_TIMESTAMP_COLUMN, stamps)
+    for name, values in (extra or {}).items():
+        table[name] = np.asarray(values, dtype="float64")
+    if str(path) == "-":  # the Unix convention: data on stdout, the summary stays on stderr
+        table.to_csv(sys.stdout, index=False, lineterminator="\n")
+        sys.stdout.flush()
+        return out_path
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(out_path, index=False, lineterminator="\n")

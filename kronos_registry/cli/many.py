@@ -22,23 +22,26 @@ from kronos_registry.services.extras import require_extra
 from registry.errors import InputDataError
 
 
-def check_many_options(*, by, future_file, plot, samples, quantiles, ray_address) -> tuple[float, ...]:
+def check_many_options(*, by, future_file, plot, samples, quantiles, on_error, ray_address) -> tuple[float, ...]:
     """Usage errors of the many-series form (exit 2) -> the quantiles to write."""
     from kronos_registry.services.forecast import DEFAULT_QUANTILES
-    from kronos_registry.services.many import parse_quantiles
 
     if by is None:
-        given = [flag for flag, value in (("--on-error", True), ("--quantiles", quantiles),
-                                          ("--ray", ray_address is not None)) if value]
-        raise click.UsageError(f"{given[0] if given else '--on-error'} applies to many series: add --by COLUMN "
+        given = [flag for flag, value in (("--on-error", on_error), ("--ray", ray_address is not None)) if value]
+        raise click.UsageError(f"{given[0] if given else 'that option'} applies to many series: add --by COLUMN "
                                "(the column of --input that names each row's series)")
     if future_file:
         raise click.UsageError("--future-timestamps gives one series' timestamps; with --by each series "
                                "continues its own history")
     if plot:
         raise click.UsageError("--plot draws one series; with --by, forecast one series without --by to plot it")
-    if quantiles is None:
-        return DEFAULT_QUANTILES
+    return DEFAULT_QUANTILES if quantiles is None else quantiles_option(quantiles, samples)
+
+
+def quantiles_option(quantiles: str, samples: int) -> tuple[float, ...]:
+    """``--quantiles 0.1,0.5,0.9`` -> the quantiles; a usage error (exit 2) naming the fix."""
+    from kronos_registry.services.many import parse_quantiles
+
     if samples < 2:
         raise click.BadParameter("quantiles are taken over the sampled paths: add --samples N (N > 1)",
                                  param_hint="--quantiles")
@@ -55,7 +58,7 @@ def predict_many(app: App, name: str, *, input_path, by, pred_len, lookback, fut
     from kronos_registry.services.many import is_parquet, read_series, run_local, write_output
 
     qs = check_many_options(by=by, future_file=future_file, plot=plot, samples=samples, quantiles=quantiles,
-                            ray_address=ray_address)
+                            on_error=on_error, ray_address=ray_address)
     registry = app.registry()
     entry = registry.model_entry(name)  # fail fast, before reading anything
     if is_parquet(input_path) or (output and is_parquet(output)):

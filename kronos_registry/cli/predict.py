@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import secrets
+import sys
 import time
 
+import attrs
 import click
 
 from kronos_registry.candles.columns import COLUMNS
 from kronos_registry.cli.app import App, cli, pass_app
-from kronos_registry.cli.output import table
+from kronos_registry.cli.output import emit_json, table
 from kronos_registry.cli.params import bounded, check_device
 from kronos_registry.services.catalog import DEMO_ENTRY, DEMO_NOTE
 from kronos_registry.services.extras import require_extra
@@ -30,7 +31,10 @@ from kronos_registry.services.plot import save_plot
               help="The forecast's timestamps, one column, N rows, after the last input bar "
               "[default: continue the input's interval, or its daily session; business days when it "
               "has no weekend bars].")
-@click.option("--output", "-o", metavar="CSV", help="Write the forecast here (else print a short table).")
+@click.option("--output", "-o", metavar="CSV", help="Write the forecast here; - writes the CSV to stdout "
+              "(else print a short table).")
+@click.option("--json", "as_json", is_flag=True, help="Print the forecast as JSON on stdout: the body "
+              "`serve`'s POST /v1/forecast returns (quantiles with --samples > 1).")
 @click.option("--samples", default=1, show_default=True, type=bounded("samples"), metavar="N",
               help="Sampled paths to average; with --plot their spread is drawn.")
 @click.option("--temperature", "-T", default=1.0, show_default=True,
@@ -48,14 +52,14 @@ from kronos_registry.services.plot import save_plot
               "bar, COLUMN naming each row's series; every series is forecast (see README).")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), help="With --by: a bad series stops the job "
               "[fail, the default: report them all, write nothing] or is skipped with a warning [skip].")
-@click.option("--quantiles", metavar="Q,Q,...", help="With --by and --samples > 1: quantile columns "
-              "{col}_q{q} over the sampled paths [default: 0.1,0.5,0.9].")
+@click.option("--quantiles", metavar="Q,Q,...", help="With --samples > 1: quantile columns {col}_q{q} over "
+              "the sampled paths [default: 0.1,0.5,0.9 with --by or --json; none for one series' CSV].")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="", default=None, metavar="[ADDRESS]",
               help="With --by: run on Ray (pip install 'kronos-registry[ray]'); no ADDRESS starts a local "
               "cluster, 'auto' or an address joins one.")
 @pass_app
-def predict(app: App, name, input_path, pred_len, lookback, future_file, output, samples, temperature, top_p,
-            top_k, seed, device, plot, by, on_error, quantiles, ray_address):
+def predict(app: App, name, input_path, pred_len, lookback, future_file, output, as_json, samples, temperature,
+            top_p, top_k, seed, device, plot, by, on_error, quantiles, ray_address):
     """Forecast the next N candles of a CSV with the model NAME.
 
     The model is loaded from the store (synced first when missing and online).
@@ -69,16 +73,22 @@ def predict(app: App, name, input_path, pred_len, lookback, future_file, output,
       kronos-registry predict kronos-small -i btc_5min.csv -n 48 \\
           --samples 20 --seed 1 -o forecast.csv --plot forecast.png
     """
-    if by is not None or on_error or quantiles or ray_address is not None:
+    if by is not None or on_error or ray_address is not None:
         from kronos_registry.cli.many import predict_many
 
+        if as_json:
+            raise click.UsageError("--json prints one series' forecast; with --by, write the table with -o")
         return predict_many(app, name, input_path=input_path, by=by, pred_len=pred_len, lookback=lookback,
                             future_file=future_file, output=output, samples=samples, sampling=(temperature,
                             top_p, top_k), seed=seed, device=device, plot=plot, on_error=on_error,
                             quantiles=quantiles, ray_address=ray_address)
     from kronos_registry.candles import read_candles, write_forecast
-    from kronos_registry.services.forecast import ForecastParams, prepare_forecast, run_forecast
+    from kronos_registry.cli.many import quantiles_option
+    from kronos_registry.services.forecast import DEFAULT_QUANTILES, ForecastParams, forecast_job, prepare_forecast
 
+    if as_json and output == "-":
+        raise click.UsageError("--json and -o - both write to stdout: give -o a file, or drop one of them")
+    qs = quantiles_option(quantiles, samples) if quantiles is not None else None
     registry = app.registry()
     entry = registry.model_entry(name)  # fail fast, before reading anything
     if plot:
@@ -90,7 +100,6 @@ def predict(app: App, name, input_path, pred_len, lookback, future_file, output,
     for note in job.notes:
         app.note(note)
     candles, future = job.candles, job.future.timestamps
-    seed = secrets.randbelow(2**31) if seed is None else seed
 
     started = time.perf_counter()
     from kronos_registry.services.registry import load_model  # the engine's modules: only when it runs
@@ -98,22 +107,37 @@ def predict(app: App, name, input_path, pred_len, lookback, future_file, output,
     predictor = load_model(registry, name, device)
     loaded = time.perf_counter()
     params = ForecastParams(pred_len=pred_len, samples=samples, seed=seed, temperature=temperature,
-                            top_p=top_p, top_k=top_k, lookback=lookback)
-    forecast, paths = run_forecast(predictor, job, params, seed=seed)
+                            top_p=top_p, top_k=top_k, lookback=lookback, quantiles=qs or DEFAULT_QUANTILES)
+    result = forecast_job(predictor, job, params, model=name, artifact=registry.status(name),
+                          progress=bars_shown(app, pred_len))
+    result = attrs.evolve(result, timing=attrs.evolve(result.timing, load_s=loaded - started))
+    forecast, seed = result.forecast, result.seed
     finished = time.perf_counter()
-    if paths is None:  # one sample: its path is the forecast
-        paths = forecast[list(COLUMNS)].to_numpy()[None]
+    paths = result.samples if result.samples is not None else forecast[list(COLUMNS)].to_numpy()[None]
 
     if output:
-        write_forecast(output, future, forecast)
-    else:
+        write_forecast(output, future, forecast, extra=result.quantile_columns() if qs else None)
+    elif not as_json:
         click.echo(forecast_table(future, forecast))
+    if as_json:
+        emit_json(result.to_json())
     if plot:
         save_plot(plot, candles, future, forecast, paths, title=plot_title(name, pred_len))
     app.note(predict_summary(
         entry=entry, artifact=registry.status(name), job=job,
         forecast=forecast, samples=samples, seed=seed, sampling=(temperature, top_p, top_k),
         device=str(predictor.device), times=(loaded - started, finished - loaded), output=output, plot=plot))
+
+
+def bars_shown(app: App, pred_len: int):
+    """A progress bar over the generated bars, for a person at a terminal (``app.progress``).
+
+    It appears only once a forecast has run half a second, so short ones print nothing extra.
+    """
+    from tqdm.auto import tqdm
+
+    return lambda steps: tqdm(steps, total=pred_len, desc="forecast", unit="bar", file=sys.stderr,
+                              disable=not app.progress, leave=False, delay=0.5)
 
 
 def plot_title(name: str, pred_len: int) -> str:
@@ -160,7 +184,7 @@ def predict_summary(*, entry, artifact, job, forecast, samples, seed, sampling, 
         ("time", f"{sum(times):.2f} s on {device} (load {times[0]:.2f} s, forecast {times[1]:.2f} s)"),
     ]
     if output:
-        rows.append(("wrote", f"{output} ({len(future)} rows)"))
+        rows.append(("wrote", f"{'stdout' if output == '-' else output} ({len(future)} rows)"))
     if plot:
         rows.append(("plot", str(plot)))
     width = max(len(label) for label, _ in rows)

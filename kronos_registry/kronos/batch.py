@@ -8,7 +8,7 @@ forecasts a list of them in as few model passes as the shapes allow and returns 
 Batch invariance: a series' forecast depends only on (model, its candles, its timestamps,
 pred_len, sampling settings, its seed). Every series draws from its own generator, so it
 samples the same tokens whether it runs alone, in any batch, in any order; values agree up
-to float rounding. A series run alone with seed S equals ``predictor.predict(..., seed=S)``.
+to float rounding. A series run alone with seed S equals ``predictor.predict(..., seed=S, valid_candles=True)``.
 
 :func:`series_seed` derives a stable per-series seed from a job seed and the series key
 (``--seed S`` in the CLI), so reruns and reshuffles agree.
@@ -19,7 +19,7 @@ Pure torch/pandas: no CLI, no registry.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import attrs
 import numpy as np
@@ -76,7 +76,11 @@ class GenerationStopped(Exception):
 
 def forecast_series(predictor, requests: Sequence[SeriesRequest], *, max_batch: int = 16,
                     progress: Callable[[int], None] | None = None, max_rows: int = 64,
+<<<<<<< HEAD
                     should_stop: Callable[[], bool] | None = None) -> list[SeriesForecast]:
+=======
+                    steps: Callable[[Iterable[int]], Iterable[int]] | None = None) -> list[SeriesForecast]:
+>>>>>>> feat-cuts
     """Forecast every request; results in the requests' order.
 
     Requests are sorted by (sample_count, pred_len, history length) and cut into batches
@@ -88,9 +92,15 @@ def forecast_series(predictor, requests: Sequence[SeriesRequest], *, max_batch: 
     and sampling settings. A series whose history plus forecast exceeds the predictor's
     context slides its window as ``predict`` does and runs alone. Each series samples with
     its own generator (seeded by its ``seed``), so its result does not depend on the batch.
+<<<<<<< HEAD
     ``progress(n)`` is called after each batch with the number of series it finished.
     ``should_stop()`` is asked before each series and between decoding steps; when it says
     yes, :class:`GenerationStopped` is raised (a server whose clients went away).
+=======
+    ``progress(n)`` is called after each batch with the number of series it finished;
+    ``steps`` wraps each generation's iterable of steps (a progress bar over the bars of one
+    long forecast, as ``tqdm`` does).
+>>>>>>> feat-cuts
     Invalid input raises ``ValueError`` as ``predict`` does.
     """
     requests = list(requests)
@@ -109,12 +119,20 @@ def forecast_series(predictor, requests: Sequence[SeriesRequest], *, max_batch: 
         else:
             batches.append([it])
     for it in alone:
+<<<<<<< HEAD
         _stop_if(should_stop)
         out[it.index] = _forecast_alone(predictor, it)
         if progress is not None:
             progress(1)
     for batch in batches:
         for it, result in zip(batch, _forecast_batch(predictor, batch, should_stop)):
+=======
+        out[it.index] = _forecast_alone(predictor, it, steps)
+        if progress is not None:
+            progress(1)
+    for batch in batches:
+        for it, result in zip(batch, _forecast_batch(predictor, batch, steps)):
+>>>>>>> feat-cuts
             out[it.index] = result
         if progress is not None:
             progress(len(batch))
@@ -145,22 +163,23 @@ def _generator(predictor, seed):
 
 
 def _result(predictor, it: _Item, z: np.ndarray) -> SeriesForecast:
-    """Normalised samples (S, pred_len, 6) -> the forecast in the input's units, as predict."""
+    """Normalised samples (S, pred_len, 6) -> the forecast in the input's units, as
+    ``predict(..., valid_candles=True)``: every face's forecast is made of valid candles."""
     future = pd.DatetimeIndex(it.req.future, name="timestamps")
-    frame = predictor.frame(np.mean(z, axis=0), it.series, future)
-    samples = it.series.denormalise(z) if it.req.sample_count > 1 else None
-    return SeriesForecast(it.req.key, frame, samples)
+    frame, paths = predictor.outputs(z, it.series, future, valid=True)
+    return SeriesForecast(it.req.key, frame, paths if it.req.sample_count > 1 else None)
 
 
-def _forecast_alone(predictor, it: _Item) -> SeriesForecast:
+def _forecast_alone(predictor, it: _Item, steps=None) -> SeriesForecast:
     """One series exactly as ``predict`` runs it (used when it slides past the context)."""
     r = it.req
     s = it.series
     z = predictor.sample(s.x[None], s.x_stamp[None], s.y_stamp[None], r.pred_len, r.T, r.top_k, r.top_p,
-                         r.sample_count, False, _generator(predictor, r.seed))[0]
+                         r.sample_count, False, _generator(predictor, r.seed), progress=steps)[0]
     return _result(predictor, it, z)
 
 
+<<<<<<< HEAD
 def _stop_if(should_stop: Callable[[], bool] | None) -> None:
     if should_stop is not None and should_stop():
         raise GenerationStopped()
@@ -179,6 +198,9 @@ def _stopping_steps(should_stop: Callable[[], bool] | None):
 
 
 def _forecast_batch(predictor, batch: list[_Item], should_stop=None) -> list[SeriesForecast]:
+=======
+def _forecast_batch(predictor, batch: list[_Item], steps=None) -> list[SeriesForecast]:
+>>>>>>> feat-cuts
     """Series that fit the context, one sample_count: one padded, KV-cached generation."""
     import torch
 
@@ -231,7 +253,11 @@ def _forecast_batch(predictor, batch: list[_Item], should_stop=None) -> list[Ser
 
         t1, t2 = generate_tokens(model, s1, s2, as_t(stamp), P, max_context=Lmax + P, sample_count=S,
                                  pad=None if not any(Lmax - n for n in lens) else pad, sampler=sampler,
+<<<<<<< HEAD
                                  progress=_stopping_steps(should_stop))
+=======
+                                 progress=steps)
+>>>>>>> feat-cuts
 
         # decode each series' own tokens (window = history + its forecast), same windows together
         zs: list[np.ndarray | None] = [None] * B

@@ -432,8 +432,11 @@ def generate_tokens(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: to
 def autoregressive_forecast(tokenizer: KronosTokenizer, model: Kronos, x, x_stamp, y_stamp, max_context: int,
                             pred_len: int, clip: float = 5, T: float = 1.0, top_k: int = 0, top_p: float = 0.99,
                             sample_count: int = 5, verbose: bool = False,
-                            generator: torch.Generator | None = None) -> torch.Tensor:
+                            generator: torch.Generator | None = None, progress=None) -> torch.Tensor:
     """Normalised candles (B, L, d_in) -> sampled normalised forecasts (B, S, pred_len, d_in).
+
+    ``progress`` wraps the iterable of steps (as ``generate_tokens``); ``verbose`` without it
+    shows upstream's tqdm bar.
 
     Mirrors the reference pipeline: clip, tokenize the whole history, sample tokens,
     then decode the last `max_context` tokens (the tokenizer's decoder is causal, so the
@@ -443,8 +446,7 @@ def autoregressive_forecast(tokenizer: KronosTokenizer, model: Kronos, x, x_stam
     B = x.shape[0]
     s1, s2 = tokenizer.encode(x, half=True)                             # (B, L) each, once per series
     stamp = torch.cat([x_stamp, y_stamp], dim=1)
-    progress = None
-    if verbose:
+    if verbose and progress is None:
         from tqdm.auto import tqdm
         progress = lambda it: tqdm(it, desc="Kronos", leave=False)  # noqa: E731
     t1, t2 = generate_tokens(model, s1, s2, stamp, pred_len, max_context=max_context, sample_count=sample_count,

@@ -16,12 +16,14 @@ and prefilled once however many samples are drawn from it.
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
+from kronos_registry.candles import repair
 from kronos_registry.candles.columns import PRICE_COLUMNS, QUANTITY_COLUMNS
 from kronos_registry.kronos.generate import autoregressive_forecast
 
@@ -56,6 +58,10 @@ def normalise(x: np.ndarray, clip: float) -> tuple[np.ndarray, np.ndarray, np.nd
 def denormalise(z: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Normalised candles (..., 6) -> the input's units: the inverse of ``normalise`` (unclipped)."""
     return z * (std + STD_EPS) + mean
+
+
+class SlidingContextWarning(UserWarning):
+    """``predict`` was given more history than fits the context with the forecast."""
 
 
 class PreparedSeries(NamedTuple):
@@ -115,13 +121,13 @@ class KronosPredictor:
         return generator
 
     def sample(self, x, x_stamp, y_stamp, pred_len, T=1.0, top_k=0, top_p=0.9, sample_count=1,
-               verbose=False, generator=None) -> np.ndarray:
+               verbose=False, generator=None, *, progress=None) -> np.ndarray:
         """Normalised arrays (B, L, 6), (B, L, 5), (B, pred_len, 5) -> every sampled path,
-        normalised, (B, sample_count, pred_len, 6) float32."""
+        normalised, (B, sample_count, pred_len, 6) float32 (``progress``: see generate_tokens)."""
         as_t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32)).to(self.device)  # noqa: E731
         z = autoregressive_forecast(self.tokenizer, self.model, as_t(x), as_t(x_stamp), as_t(y_stamp),
                                     self.max_context, pred_len, self.clip, T, top_k, top_p, sample_count,
-                                    verbose, generator)
+                                    verbose, generator, progress=progress)
         return z.float().cpu().numpy()
 
     def generate(self, x, x_stamp, y_stamp, pred_len, T, top_k, top_p, sample_count, verbose, generator=None):
@@ -142,6 +148,8 @@ class KronosPredictor:
             raise ValueError(f"Input{where} must be a pandas DataFrame.")
         if int(pred_len) < 1:
             raise ValueError(f"pred_len must be at least 1, got {pred_len}.")
+        if int(pred_len) > self.max_context:  # only the last max_context steps are decoded
+            raise ValueError(f"pred_len {pred_len} exceeds the model's context of {self.max_context} bars.")
         missing = [c for c in self.price_cols if c not in df.columns]
         if missing:
             raise ValueError(f"Price columns {self.price_cols} not found in DataFrame{where} (missing {missing}).")
@@ -166,25 +174,48 @@ class KronosPredictor:
         x, mean, std = normalise(x, self.clip)
         return PreparedSeries(x, x_stamp, y_stamp, mean, std)
 
-    def frame(self, z, series: PreparedSeries, index) -> pd.DataFrame:
-        """A normalised forecast (pred_len, 6) of ``series`` -> a frame in its units, indexed by ``index``."""
-        return pd.DataFrame(series.denormalise(z), columns=self.price_cols + [self.vol_col, self.amt_vol],
-                            index=index)
+    def _warn_if_sliding(self, rows: int, pred_len: int) -> None:
+        """Say so when history + forecast pass the context: upstream's sliding window then
+        recomputes every step (slow) and the forecast differs from the CLI's default lookback."""
+        if rows + int(pred_len) > self.max_context:
+            warnings.warn(f"{rows} history rows + pred_len {pred_len} exceed the model's context of "
+                          f"{self.max_context}: every step past it recomputes the whole window (slow, as "
+                          f"upstream). Pass the last {max(1, self.max_context - int(pred_len))} rows, or use "
+                          "kronos_registry.forecast(), which chooses the lookback as the CLI does.",
+                          SlidingContextWarning, stacklevel=3)
+
+    def frame(self, z, series: PreparedSeries, index, *, valid: bool = False) -> pd.DataFrame:
+        """A normalised forecast (pred_len, 6) of ``series`` -> a frame in its units, indexed by ``index``
+        (with ``valid``, made valid candles: see ``candles/repair.py``)."""
+        values = series.denormalise(z)
+        return pd.DataFrame(repair.valid_candles(values) if valid else values,
+                            columns=self.price_cols + [self.vol_col, self.amt_vol], index=index)
+
+    def outputs(self, z, series: PreparedSeries, index, *, valid: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
+        """Sampled paths (S, pred_len, 6), normalised -> (their mean as a frame, every path in the units).
+
+        ``valid`` makes each path and the mean valid candles (the registry's faces always ask;
+        the official-compatible ``predict`` only when told, as upstream returns them raw).
+        """
+        paths = series.denormalise(z)
+        mean = self.frame(np.mean(z, axis=0), series, index, valid=valid)
+        return mean, repair.valid_candles(paths) if valid else paths
 
     def predict(self, df, x_timestamp, y_timestamp, pred_len, T=1.0, top_k=0, top_p=0.9, sample_count=1,
-                verbose=True, *, return_samples=False, seed=None, generator=None):
+                verbose=True, *, return_samples=False, seed=None, generator=None, valid_candles=False):
         """Forecast `pred_len` candles after `df` (mean of `sample_count` sampled paths).
 
         With return_samples=True returns (mean_frame, samples) where samples is an array
-        (sample_count, pred_len, 6) of every path in the input's units.
+        (sample_count, pred_len, 6) of every path in the input's units. With
+        valid_candles=True every bar obeys low <= open, close <= high and volume, amount >= 0
+        (``candles/repair.py``); off by default, as upstream.
         """
         series = self.prepare(df, x_timestamp, y_timestamp, pred_len)
+        self._warn_if_sliding(series.x.shape[0], pred_len)
         z = self.sample(series.x[None], series.x_stamp[None], series.y_stamp[None], pred_len, T, top_k, top_p,
                         sample_count, verbose, self._generator(seed, generator))[0]   # (S, pred_len, 6)
-        out = self.frame(np.mean(z, axis=0), series, y_timestamp)
-        if return_samples:
-            return out, series.denormalise(z)
-        return out
+        out, paths = self.outputs(z, series, y_timestamp, valid=valid_candles)
+        return (out, paths) if return_samples else out
 
     def predict_batch(self, df_list, x_timestamp_list, y_timestamp_list, pred_len, T=1.0, top_k=0, top_p=0.9,
                       sample_count=1, verbose=True, *, return_samples=False, seed=None, generator=None):
@@ -204,14 +235,13 @@ class KronosPredictor:
         lens = [p.x.shape[0] for p in prepared]
         if len(set(lens)) != 1:
             raise ValueError(f"Parallel prediction requires all series to have consistent historical lengths, got: {lens}")
+        self._warn_if_sliding(lens[0], pred_len)
         stack = lambda j: np.stack([p[j] for p in prepared]).astype(np.float32)  # noqa: E731
         z = self.sample(stack(0), stack(1), stack(2), pred_len, T, top_k, top_p, sample_count, verbose,
                         self._generator(seed, generator))                     # (B, S, pred_len, 6)
-        frames = [self.frame(np.mean(z[i], axis=0), p, y_timestamp_list[i]) for i, p in enumerate(prepared)]
-        if return_samples:
-            return frames, [p.denormalise(z[i]) for i, p in enumerate(prepared)]
-        return frames
+        frames, paths = zip(*(self.outputs(z[i], p, y_timestamp_list[i]) for i, p in enumerate(prepared)))
+        return (list(frames), list(paths)) if return_samples else list(frames)
 
 
-__all__ = ["KronosPredictor", "PreparedSeries", "calc_time_stamps", "default_device", "denormalise", "history_stats",
+__all__ = ["KronosPredictor", "PreparedSeries", "SlidingContextWarning", "calc_time_stamps", "default_device", "denormalise", "history_stats",
            "normalise", "scale"]

@@ -40,7 +40,7 @@ from kronos_registry.candles.timestamps import (
     is_business_daily,
     plan_future,
 )
-from kronos_registry.services.limits import BOUNDS, SEED_LIMIT
+from kronos_registry.services.limits import BOUNDS, MAX_QUANTILES, SEED_LIMIT
 from registry.errors import InputDataError
 
 
@@ -97,23 +97,61 @@ def prepare_forecast(candles: Candles, *, pred_len: int, context: int, lookback:
     The forecast's timestamps come from ``future_file`` (a CSV), else ``future_timestamps``
     (a list, as a request gives them), else they continue the history.
     """
+    check_pred_len_fits(pred_len, context)
     chosen, why, notes = choose_lookback(len(candles), context, pred_len, lookback)
     used = tail_lookback(candles, chosen)
-    last = used.timestamps.iloc[-1]
-    if future_timestamps is not None:
-        stamps = future_timestamps_from_values(future_timestamps, pred_len=pred_len, after=last)
-        future = FutureTimes(stamps, "given in the request")
-    elif future_file is not None:
-        stamps = read_future_timestamps(future_file, pred_len=pred_len, after=last)
-        future = FutureTimes(stamps, f"from {future_file}")
-    else:
-        future = plan_future(candles.timestamps, pred_len)  # all the history: more evidence, same last bar
+    check_normalisable(used)
+    future = _future_times(candles, used.timestamps.iloc[-1], pred_len, future_file, future_timestamps)
     gaps = None
     if len(used) >= 2:
         interval = future.interval or infer_interval(used.timestamps)
         business = future.business_days or is_business_daily(pd.DatetimeIndex(used.timestamps), interval)
         gaps = find_gaps(used.timestamps, interval, business_days=business, session=future.session)
-    return ForecastInput(candles, used, why, future, gaps, tuple(notes))
+    return ForecastInput(candles, used, why, future, gaps, (*candles.notes, *notes))
+
+
+def check_pred_len_fits(pred_len: int, context: int) -> None:
+    """Refuse a forecast longer than the model's context, before any work.
+
+    The model decodes at most ``context`` tokens at the end (kronos/generate.py), so a longer
+    forecast has no bars to fill (it used to fail with a shape error after the whole run).
+    """
+    if pred_len > context:
+        raise InputDataError(f"pred_len is {pred_len}, over this model's context of {context} bars",
+                             field="pred_len", hint=f"ask for at most {context} bars, or forecast in steps "
+                                                    "(feed a forecast back as history)")
+
+
+# The model computes in float32, and normalising squares deviations from the mean: past about
+# 1e15 those squares summed over a long history overflow float32 (inf and NaN in the forecast).
+MAX_MAGNITUDE = 1e15
+
+
+def check_normalisable(used: Candles) -> None:
+    """Refuse candles whose magnitude the model's float32 normalisation cannot hold."""
+    frame = used.frame
+    for column in (c for c in COLUMNS if c in frame.columns):
+        largest = float(np.nanmax(np.abs(frame[column].to_numpy(dtype=np.float64))))
+        if not largest <= MAX_MAGNITUDE:
+            raise InputDataError(f"{used.source}: {column} reaches {largest:.3g}, beyond the {MAX_MAGNITUDE:.0e} "
+                                 "the model's float32 arithmetic can normalise", field=column,
+                                 hint=f"rescale {column} (e.g. in thousands or millions) before forecasting")
+
+
+def _future_times(candles: Candles, last, pred_len: int, future_file, future_timestamps) -> FutureTimes:
+    """The forecast's timestamps (see prepare_forecast); past pandas' last time is a clear error."""
+    try:
+        if future_timestamps is not None:
+            stamps = future_timestamps_from_values(future_timestamps, pred_len=pred_len, after=last)
+            return FutureTimes(stamps, "given in the request")
+        if future_file is not None:
+            stamps = read_future_timestamps(future_file, pred_len=pred_len, after=last)
+            return FutureTimes(stamps, f"from {future_file}")
+        return plan_future(candles.timestamps, pred_len)  # all the history: more evidence, same last bar
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        raise InputDataError(f"{pred_len} bars after {last} pass {pd.Timestamp.max:%Y-%m-%d}, the last time "
+                             "pandas can represent", field="pred_len",
+                             hint="ask for fewer bars, or check the input's timestamps (their unit or year)") from None
 
 
 # --------------------------------------------------------------------------- the forecast itself
@@ -162,7 +200,8 @@ class ForecastParams:
         if self.seed is not None and not (whole("seed") and self.seed < SEED_LIMIT):
             bad("seed", f"must be a whole number from 0 to 2**63-1 (got {self.seed!r})", "pass e.g. 7, or none")
         if not BOUNDS["temperature"].holds(self.temperature):
-            bad("temperature", f"must be above 0 (got {self.temperature!r})", "1.0 samples as trained; lower is calmer")
+            bad("temperature", f"must be at least {BOUNDS['temperature'].low:g} (got {self.temperature!r})",
+                "1.0 samples as trained; lower is calmer, 0.001 is as good as greedy")
         if not BOUNDS["top_p"].holds(self.top_p):
             bad("top_p", f"must be in (0, 1] (got {self.top_p!r})", "0.9 is the default")
         if not whole("top_k"):
@@ -170,9 +209,21 @@ class ForecastParams:
         if self.lookback is not None and not whole("lookback"):
             bad("lookback", f"must be a whole number, at least 1 (got {self.lookback!r})",
                 "leave it out to use what fits the model's context")
-        if not all(BOUNDS["quantile"].holds(q) for q in self.quantiles):
-            bad("quantiles", f"must each lie strictly between 0 and 1 (got {list(self.quantiles)})",
-                "e.g. [0.1, 0.5, 0.9]")
+        problem = quantiles_problem(self.quantiles)
+        if problem:
+            bad("quantiles", problem, f"e.g. [0.1, 0.5, 0.9]: at most {MAX_QUANTILES} distinct values")
+
+
+def quantiles_problem(quantiles: Sequence[float]) -> str | None:
+    """What is wrong with a list of quantiles (too many, repeated, outside (0, 1)), or None."""
+    if len(quantiles) > MAX_QUANTILES:
+        return f"are {len(quantiles)}, over the limit of {MAX_QUANTILES}"
+    if len(set(quantiles)) != len(quantiles):
+        return "must be distinct (a value is repeated)"
+    outside = [q for q in quantiles if not BOUNDS["quantile"].holds(q)]
+    if outside:
+        return f"must each lie strictly between 0 and 1 (got {outside[:5]})"
+    return None
 
 
 def _is_int(value) -> bool:
@@ -209,8 +260,14 @@ class ForecastResult:
         return {float(q): pd.DataFrame(values[i], columns=list(COLUMNS), index=self.forecast.index)
                 for i, q in enumerate(qs)}
 
+    def quantile_columns(self) -> dict[str, np.ndarray]:
+        """``{col}_q{q}`` columns over the sampled paths (as ``predict --by`` writes); {} for one sample."""
+        if self.samples is None or len(self.samples) < 2:
+            return {}
+        return quantile_columns(self.samples, self.params.quantiles)
+
     def to_json(self) -> dict:
-        """The response body every machine face returns (HTTP, MCP)."""
+        """The response body every machine face returns (HTTP, MCP, ``predict --json``)."""
         body = {
             "model": self.model,
             "artifact": self.artifact,
@@ -246,6 +303,12 @@ class ForecastResult:
         return text + f". Seed {self.seed} reproduces it."
 
 
+def quantile_columns(samples: np.ndarray, quantiles: Sequence[float]) -> dict[str, np.ndarray]:
+    """Sampled paths (S, pred_len, 6) -> {f"{col}_q{q}": (pred_len,) values}, column by column."""
+    values = np.quantile(samples, list(quantiles), axis=0)             # (Q, pred_len, 6)
+    return {f"{c}_q{q:g}": values[i, :, j] for j, c in enumerate(COLUMNS) for i, q in enumerate(quantiles)}
+
+
 def series_request(job: ForecastInput, params: ForecastParams, *, seed: int, key: str = "series"):
     """The batched core's request for this job."""
     from kronos_registry.kronos.batch import SeriesRequest
@@ -257,13 +320,38 @@ def series_request(job: ForecastInput, params: ForecastParams, *, seed: int, key
         sample_count=params.samples, seed=seed)
 
 
-def run_forecast(predictor, job: ForecastInput, params: ForecastParams, *, seed: int):
+def forecast_job(predictor, job: ForecastInput, params: ForecastParams, *, model: str,
+                 artifact: str | None = None, progress=None) -> ForecastResult:
+    """One prepared series forecast in this process (the CLI's and Python's path) -> its result.
+
+    A seed of None draws one (reported in the result, so the forecast can be repeated).
+    ``progress`` wraps the iterable of generated bars (see :func:`run_forecast`).
+    """
+    import time
+
+    seed = draw_seed(params.seed)
+    started = time.perf_counter()
+    forecast, samples = run_forecast(predictor, job, params, seed=seed, progress=progress)
+    return ForecastResult(model=model, artifact=artifact, job=job, forecast=forecast, samples=samples, seed=seed,
+                          device=str(predictor.device), params=attrs.evolve(params, seed=seed),
+                          timing=Timing(forecast_s=time.perf_counter() - started))
+
+
+def draw_seed(seed: int | None) -> int:
+    """The seed a forecast uses: the one asked for, else a random one (printed, so it repeats)."""
+    import secrets
+
+    return secrets.randbelow(2**31) if seed is None else int(seed)
+
+
+def run_forecast(predictor, job: ForecastInput, params: ForecastParams, *, seed: int, progress=None):
     """The one forecast path: -> (mean frame indexed by the future, samples or None).
 
     A single series through the batched core; the server sends many through it at once and,
-    batch invariance holding, each gets what it would get here.
+    batch invariance holding, each gets what it would get here. ``progress`` wraps the
+    iterable of generated bars (a tqdm bar, say).
     """
     from kronos_registry.kronos.batch import forecast_series
 
-    (result,) = forecast_series(predictor, [series_request(job, params, seed=seed)])
+    (result,) = forecast_series(predictor, [series_request(job, params, seed=seed)], steps=progress)
     return result.forecast, result.samples

@@ -41,7 +41,7 @@ class Bound:
     """
 
     low: float
-    low_open: bool = False            # True: the bound itself is out (temperature > 0)
+    low_open: bool = False            # True: the bound itself is out (top_p > 0)
     high: float | None = None
     high_open: bool = False
 
@@ -59,11 +59,15 @@ class Bound:
         return limits
 
 
+MIN_TEMPERATURE = 1e-3
+
 BOUNDS = {
     "pred_len": Bound(1),
     "samples": Bound(1),
     "seed": Bound(0),
-    "temperature": Bound(0, low_open=True),
+    # Logits are divided by it: below ~1e-3 they overflow half precision (below ~1e-38, float32)
+    # and sampling fails on NaN; 1e-3 already samples as greedily as any smaller value.
+    "temperature": Bound(MIN_TEMPERATURE),
     "top_p": Bound(0, low_open=True, high=1),
     "top_k": Bound(0),
     "lookback": Bound(1),
@@ -71,8 +75,13 @@ BOUNDS = {
 }
 
 
+# Quantiles one request may ask for: each is a full forecast-shaped frame in the response, so
+# an unbounded list makes a small request cost a huge body (issue 23: 20,000 gave 131 MB).
+# 99 covers every percentile.
+MAX_QUANTILES = 99
+
 # torch's generators take seeds below 2**63: a representation limit, not part of the range.
 SEED_LIMIT = 2**63
 
 
-__all__ = ["BOUNDS", "Bound", "Limits", "MIB", "SEED_LIMIT"]
+__all__ = ["BOUNDS", "Bound", "Limits", "MAX_QUANTILES", "MIB", "MIN_TEMPERATURE", "SEED_LIMIT"]

@@ -30,7 +30,14 @@ import pandas as pd
 from kronos_registry.candles import read_csv_table, resolve_columns, validate_table  # one validator for one and many
 from kronos_registry.candles.columns import COLUMNS
 from kronos_registry.kronos.batch import SeriesForecast, SeriesRequest, forecast_series, series_seed
-from kronos_registry.services.forecast import ForecastInput, ForecastParams, prepare_forecast, series_request
+from kronos_registry.services.forecast import (
+    ForecastInput,
+    ForecastParams,
+    prepare_forecast,
+    quantile_columns,
+    quantiles_problem,
+    series_request,
+)
 from registry.errors import InputDataError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -209,7 +216,11 @@ def parse_quantiles(text: str) -> tuple[float, ...]:
         if not 0 < value < 1:
             raise ValueError(f"{part.strip()} is not between 0 and 1")
         values.append(value)
-    return tuple(dict.fromkeys(values))
+    distinct = tuple(dict.fromkeys(values))
+    problem = quantiles_problem(distinct)
+    if problem:
+        raise ValueError(f"the quantiles {problem}")
+    return distinct
 
 
 # --------------------------------------------------------------------------- the Python face's long-format job
@@ -271,10 +282,8 @@ def long_frame(results: Sequence[SeriesForecast], *, by: str = "symbol",
         for c in COLUMNS:
             part[c] = r.forecast[c].to_numpy()
         if r.samples is not None and qs:
-            qv = np.quantile(r.samples, qs, axis=0)                 # (Q, pred_len, 6)
-            for j, c in enumerate(COLUMNS):
-                for qi, q in enumerate(qs):
-                    part[f"{c}_q{q:g}"] = qv[qi, :, j]
+            for column, values in quantile_columns(r.samples, qs).items():
+                part[column] = values
         parts.append(part)
     if not parts:
         return pd.DataFrame(columns=[by, "timestamps", *COLUMNS])
