@@ -76,11 +76,8 @@ class GenerationStopped(Exception):
 
 def forecast_series(predictor, requests: Sequence[SeriesRequest], *, max_batch: int = 16,
                     progress: Callable[[int], None] | None = None, max_rows: int = 64,
-<<<<<<< HEAD
+                    steps: Callable[[Iterable[int]], Iterable[int]] | None = None,
                     should_stop: Callable[[], bool] | None = None) -> list[SeriesForecast]:
-=======
-                    steps: Callable[[Iterable[int]], Iterable[int]] | None = None) -> list[SeriesForecast]:
->>>>>>> feat-cuts
     """Forecast every request; results in the requests' order.
 
     Requests are sorted by (sample_count, pred_len, history length) and cut into batches
@@ -92,15 +89,11 @@ def forecast_series(predictor, requests: Sequence[SeriesRequest], *, max_batch: 
     and sampling settings. A series whose history plus forecast exceeds the predictor's
     context slides its window as ``predict`` does and runs alone. Each series samples with
     its own generator (seeded by its ``seed``), so its result does not depend on the batch.
-<<<<<<< HEAD
-    ``progress(n)`` is called after each batch with the number of series it finished.
-    ``should_stop()`` is asked before each series and between decoding steps; when it says
-    yes, :class:`GenerationStopped` is raised (a server whose clients went away).
-=======
     ``progress(n)`` is called after each batch with the number of series it finished;
     ``steps`` wraps each generation's iterable of steps (a progress bar over the bars of one
     long forecast, as ``tqdm`` does).
->>>>>>> feat-cuts
+    ``should_stop()`` is asked before each series and between decoding steps; when it says
+    yes, :class:`GenerationStopped` is raised (a server whose clients went away).
     Invalid input raises ``ValueError`` as ``predict`` does.
     """
     requests = list(requests)
@@ -118,21 +111,14 @@ def forecast_series(predictor, requests: Sequence[SeriesRequest], *, max_batch: 
             batches[-1].append(it)
         else:
             batches.append([it])
+    hook = _step_hook(steps, should_stop)
     for it in alone:
-<<<<<<< HEAD
         _stop_if(should_stop)
-        out[it.index] = _forecast_alone(predictor, it)
+        out[it.index] = _forecast_alone(predictor, it, hook)
         if progress is not None:
             progress(1)
     for batch in batches:
-        for it, result in zip(batch, _forecast_batch(predictor, batch, should_stop)):
-=======
-        out[it.index] = _forecast_alone(predictor, it, steps)
-        if progress is not None:
-            progress(1)
-    for batch in batches:
-        for it, result in zip(batch, _forecast_batch(predictor, batch, steps)):
->>>>>>> feat-cuts
+        for it, result in zip(batch, _forecast_batch(predictor, batch, hook)):
             out[it.index] = result
         if progress is not None:
             progress(len(batch))
@@ -179,28 +165,25 @@ def _forecast_alone(predictor, it: _Item, steps=None) -> SeriesForecast:
     return _result(predictor, it, z)
 
 
-<<<<<<< HEAD
 def _stop_if(should_stop: Callable[[], bool] | None) -> None:
     if should_stop is not None and should_stop():
         raise GenerationStopped()
 
 
-def _stopping_steps(should_stop: Callable[[], bool] | None):
-    """A ``progress`` wrapper for generate_tokens that checks ``should_stop`` before every step."""
+def _step_hook(steps, should_stop: Callable[[], bool] | None):
+    """The ``progress`` wrapper for generate_tokens: ``steps`` (a progress bar), then a
+    ``should_stop`` check before every step."""
     if should_stop is None:
-        return None
+        return steps
 
-    def steps(iterable):
-        for step in iterable:
+    def hooked(iterable):
+        for step in (iterable if steps is None else steps(iterable)):
             _stop_if(should_stop)
             yield step
-    return steps
+    return hooked
 
 
-def _forecast_batch(predictor, batch: list[_Item], should_stop=None) -> list[SeriesForecast]:
-=======
 def _forecast_batch(predictor, batch: list[_Item], steps=None) -> list[SeriesForecast]:
->>>>>>> feat-cuts
     """Series that fit the context, one sample_count: one padded, KV-cached generation."""
     import torch
 
@@ -253,11 +236,7 @@ def _forecast_batch(predictor, batch: list[_Item], steps=None) -> list[SeriesFor
 
         t1, t2 = generate_tokens(model, s1, s2, as_t(stamp), P, max_context=Lmax + P, sample_count=S,
                                  pad=None if not any(Lmax - n for n in lens) else pad, sampler=sampler,
-<<<<<<< HEAD
-                                 progress=_stopping_steps(should_stop))
-=======
                                  progress=steps)
->>>>>>> feat-cuts
 
         # decode each series' own tokens (window = history + its forecast), same windows together
         zs: list[np.ndarray | None] = [None] * B
