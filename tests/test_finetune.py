@@ -144,8 +144,8 @@ def test_windows_are_normalised_by_their_history_alone_as_a_forecast_is_and_spli
     x, stamps = windows.window(len(windows) - 1)          # the last window: bars 107..139
     history = data.series[0].values[107:131]
     predictor = KronosPredictor.__new__(KronosPredictor)
-    predictor.price_cols, predictor.vol_col, predictor.amt_vol, predictor.clip = (
-        ["open", "high", "low", "close"], "volume", "amount", 5)
+    predictor.price_cols, predictor.vol_col, predictor.amt_vol, predictor.clip, predictor.max_context = (
+        ["open", "high", "low", "close"], "volume", "amount", 5, 512)
     hist_frame = pd.DataFrame(history, columns=["open", "high", "low", "close", "volume", "amount"])
     times = frame["timestamps"].iloc[107:131]
     expected = predictor.prepare(hist_frame, times, frame["timestamps"].iloc[131:132], 1).x
