@@ -7,7 +7,6 @@ one call, write the long output, say what was done on stderr.
 
 from __future__ import annotations
 
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -54,7 +53,7 @@ def quantiles_option(quantiles: str, samples: int) -> tuple[float, ...]:
 
 def predict_many(app: App, name: str, *, input_path, by, pred_len, lookback, future_file, output, samples,
                  sampling, seed, device, plot, on_error, quantiles, ray_address) -> None:
-    from kronos_registry.services.forecast import ForecastParams
+    from kronos_registry.services.forecast import ForecastParams, draw_seed
     from kronos_registry.services.many import is_parquet, read_series, run_local, write_output
 
     qs = check_many_options(by=by, future_file=future_file, plot=plot, samples=samples, quantiles=quantiles,
@@ -77,7 +76,7 @@ def predict_many(app: App, name: str, *, input_path, by, pred_len, lookback, fut
         raise InputDataError(f"{input_path}: none of its {series.total} series can be forecast",
                              path=str(input_path), field=by, hint="fix the series named above")
     temperature, top_p, top_k = sampling
-    seed = secrets.randbelow(2**31) if seed is None else seed
+    seed = draw_seed(seed)
     job = ForecastParams(pred_len=pred_len, lookback=lookback, temperature=temperature, top_k=top_k, top_p=top_p,
                    samples=samples, seed=seed, quantiles=qs)
     requests = series.requests(job)

@@ -243,5 +243,5 @@ class KronosPredictor:
         return (list(frames), list(paths)) if return_samples else list(frames)
 
 
-__all__ = ["KronosPredictor", "PreparedSeries", "SlidingContextWarning", "calc_time_stamps", "default_device", "denormalise", "history_stats",
-           "normalise", "scale"]
+__all__ = ["KronosPredictor", "PreparedSeries", "SlidingContextWarning", "calc_time_stamps", "default_device",
+           "denormalise", "history_stats", "normalise", "scale"]

@@ -18,7 +18,6 @@ come back.
 from __future__ import annotations
 
 import contextlib
-import secrets
 import threading
 import time
 from collections import Counter
@@ -34,6 +33,7 @@ from kronos_registry.services.forecast import (
     ForecastParams,
     ForecastResult,
     Timing,
+    draw_seed,
     prepare_forecast,
     run_forecast,
     series_request,
@@ -141,7 +141,7 @@ class ForecastService:
                                lookback=params.lookback, future_timestamps=params.future_timestamps)
         check_cost(rows=len(job.used.frame), pred_len=params.pred_len, samples=params.samples,
                    quantiles=len(params.quantiles) if params.samples > 1 else 0, limit=self.limits.max_cost)
-        seed = secrets.randbelow(2**31) if params.seed is None else int(params.seed)
+        seed = draw_seed(params.seed)
         self._reserve()
         try:
             started = time.perf_counter()
