@@ -239,6 +239,18 @@ def test_finetune_registers_both_entries_with_their_lineage_in_show_list_bundles
     assert "lineage.weights_sha256.model" in checked.output and "another checkpoint" in checked.output
 
 
+def test_the_tokenizer_stage_runs_its_own_epochs_when_given_and_the_lineage_records_them(project):
+    cli = project
+    done = cli("finetune", "mine", "--from", "base", "-i", "candles.csv", "--tokenizer", "train", "--epochs", "1",
+               "--tokenizer-epochs", "2", "--patience", "5", "--stride", "4", *FAST, "--json")
+    assert done.code == 0, done.output
+    folder = cli.cwd / "checkpoints" / "mine"
+    assert len(pd.read_csv(folder / "tokenizer-log.csv")) == 2
+    assert len(pd.read_csv(folder / "predictor-log.csv")) == 1
+    lineage = json.loads(done.stdout)["lineage"]
+    assert lineage["hyperparameters"]["tokenizer_epochs"] == 2 and lineage["hyperparameters"]["epochs"] == 1
+
+
 def test_a_long_table_trains_one_model_over_its_series_keeping_a_shared_tokenizer_by_default(project):
     frames = [periodic_candles(200).assign(symbol="AAA"), periodic_candles(160, start="2024-02-01").assign(symbol="BBB")]
     pd.concat(frames).sort_values("timestamps").to_csv(project.cwd / "universe.csv", index=False)
