@@ -309,6 +309,23 @@ class InputDataError(RegistryError):
         super().__init__(message, hint=hint)
 
 
+class ShadowingError(InputDataError):
+    """An import would give names of the registry in use another meaning, unasked.
+
+    ``names`` maps each such entry to the registry file that defines it now.
+    """
+
+    def __init__(self, bundle: str, names: dict[str, str]):
+        self.names = dict(names)
+        listed = ", ".join(f"'{n}' (defined in {p})" for n, p in self.names.items())
+        flags = " ".join(f"--replace {n}" for n in self.names)
+        super().__init__(
+            f"bundle {bundle} would replace {listed} with a different checkpoint; nothing was imported",
+            path=bundle, field=next(iter(self.names)),
+            hint=(f"if the bundle's entries are meant to take over these names, import again with {flags}; "
+                  "otherwise rename them in the models.yaml of the exporting machine and export again"))
+
+
 class ObjectVanishedError(NotSyncedError):
     """A stored object was removed (or replaced) by another process while it was being read.
 

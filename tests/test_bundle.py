@@ -19,7 +19,13 @@ import attrs
 import pytest
 
 from registry.bundle import ImportSummary, export_bundle, import_bundle
-from registry.errors import InputDataError, NotSyncedError, UnknownEntryError, VerificationError
+from registry.errors import (
+    InputDataError,
+    NotSyncedError,
+    ShadowingError,
+    UnknownEntryError,
+    VerificationError,
+)
 from registry.spec import LocalSource, parse_registry
 from registry.store import FileRecord, Manifest, Ref, Store, hf_artifact_id, local_artifact_id
 from tests.support.trees import tree_digest
@@ -400,8 +406,11 @@ def test_impostor_of_packaged_entries_is_refused_before_publishing(packaged_regi
     publish(target, hf_artifact_id("acme/else", OTHER_SHA), "else", "tokenizer",  # a store in use
             f"hf://acme/else@{OTHER_SHA}", OTHER_SHA, {"config.json": b"{}"})
     before = tree_digest(target.root)
-    with pytest.raises(VerificationError) as caught:
+    with pytest.raises(ShadowingError):  # unasked, it cannot take the packaged names at all
         import_bundle(target, bundle, checks=kronos_checks, registry=packaged_registry)
+    with pytest.raises(VerificationError) as caught:  # asked, it must still pass their checks
+        import_bundle(target, bundle, checks=kronos_checks, registry=packaged_registry,
+                      replace={MODEL, TOKENIZER})
     message = str(caught.value)
     assert str(bundle) in message and "nothing was imported" in message
     # Checked against the packaged entries, which pin the config and the parameter count.
@@ -412,6 +421,54 @@ def test_impostor_of_packaged_entries_is_refused_before_publishing(packaged_regi
     loader = Loader(packaged_registry, target, checks=kronos_checks, offline=True, env={})
     assert loader.status(MODEL) is None and loader.status(TOKENIZER) is None
     assert not target.has(packaged_id(MODEL)) and not target.has(packaged_id(TOKENIZER))
+
+
+def _demo_bundle(tmp_path: Path) -> Path:
+    """The packaged demo, synced and exported through the real CLI."""
+    from tests.support.cli import Cli
+
+    exporter = Cli(tmp_path / "exporter")
+    demo = tmp_path / "demo.tar"
+    assert (done := exporter("sync", "kronos-demo")).code == 0, done.output
+    assert (done := exporter("export", "kronos-demo", "-o", demo)).code == 0, done.output
+    return demo
+
+
+def test_a_bundle_renamed_to_a_packaged_name_takes_it_only_when_asked(tmp_path):
+    """Issue 23 item 1: the demo exported, renamed kronos-small inside the tar, imported afresh."""
+    from tests.support.bundles import renamed_bundle
+    from tests.support.cli import Cli
+
+    demo = _demo_bundle(tmp_path)
+    evil = renamed_bundle(demo, tmp_path / "small.tar", "kronos-demo", "kronos-small")
+    fresh = Cli(tmp_path / "fresh")
+    before = tree_digest(fresh.store) if fresh.store.exists() else None
+    refused = fresh("import", evil)
+    assert refused.code == InputDataError.exit_code, refused.output
+    assert "'kronos-small'" in refused.output and "--replace kronos-small" in refused.output
+    assert "Traceback" not in refused.output
+    assert (tree_digest(fresh.store) if fresh.store.exists() else None) == before
+    listed = {i["name"]: i for i in json.loads(fresh("list", "--json").stdout)}
+    assert listed["kronos-small"]["replaces"] is None and listed["kronos-small"]["bundle"] is None
+
+    taken = fresh("import", evil, "--replace", "kronos-small")
+    assert taken.code == 0, taken.output
+    listed = {i["name"]: i for i in json.loads(fresh("list", "--json").stdout)}
+    assert listed["kronos-small"]["replaces"].endswith("models.yaml"), listed["kronos-small"]
+    assert listed["kronos-mini"]["replaces"] is None
+    assert listed["kronos-demo-tokenizer"]["replaces"] is None  # the same files: not a replacement
+    assert "[replaces models.yaml]" in fresh("list").stdout
+    assert "replaces" in (shown := fresh("show", "kronos-small")).stdout, shown.output
+
+
+def test_a_bundle_of_an_entry_as_the_registry_defines_it_needs_no_replace(tmp_path):
+    from tests.support.cli import Cli
+
+    demo = _demo_bundle(tmp_path)
+    fresh = Cli(tmp_path / "fresh")
+    assert (done := fresh("import", demo)).code == 0, done.output
+    listed = {i["name"]: i for i in json.loads(fresh("list", "--json").stdout)}
+    assert listed["kronos-demo"]["bundle"] == "demo.tar" and listed["kronos-demo"]["replaces"] is None
 
 
 def test_artifact_used_by_no_entry_cannot_be_verified(bundle, tmp_path):

@@ -39,22 +39,27 @@ def export_entries(app: App, names: tuple[str, ...], output: str, as_json: bool)
 
 @cli.command("import")
 @click.argument("bundle", metavar="FILE.tar")
+@click.option("--replace", "replace", multiple=True, metavar="NAME",
+              help="Let the bundle's entry NAME take over that name from the registry in use "
+                   "(repeatable); without it such an import is refused.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object of what was imported.")
 @pass_app
-def import_entries(app: App, bundle: str, as_json: bool):
+def import_entries(app: App, bundle: str, replace: tuple[str, ...], as_json: bool):
     """Import a bundle made by `export`: verify it as a sync would, then publish.
 
     Every member and hash is checked, unsafe members are refused, and every artifact
     passes the Kronos checks against the entries that will use it before anything is
     published. The bundle's entries are saved in the store (registries/) and work by
-    name from then on: `predict NAME`, `list` shows where they came from.
+    name from then on: `predict NAME`, `list` shows where they came from. An entry that
+    would give a name of the registry in use (packaged or yours) another checkpoint is
+    refused unless `--replace NAME` asks for it; every face then shows the name as replaced.
     """
     from kronos_registry.kronos.checks import kronos_checks
     from registry.bundle import import_bundle
 
     registry = app.registry()
     summary = import_bundle(registry.store, bundle, checks=kronos_checks, registry=registry.spec,
-                            lock_timeout=registry.loader.lock_timeout)
+                            lock_timeout=registry.loader.lock_timeout, replace=frozenset(replace))
     if as_json:
         emit_json({"imported": list(summary.artifacts), "present": list(summary.skipped),
                    "entries": list(summary.refs), "bytes": summary.bytes,

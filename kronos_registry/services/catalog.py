@@ -44,6 +44,7 @@ def entry_info(registry, entry) -> dict:
         "revision": manifest.resolved_revision if manifest is not None else None,
         "registry": entry.origin.path,
         "bundle": bundle_name(entry.origin.path),
+        "replaces": replaced_definition(entry),
         "fine_tuned_from": fine_tuned_from(entry),
     }
 
@@ -52,6 +53,18 @@ def fine_tuned_from(entry) -> str | None:
     """The base a fine-tuned entry was made from (its lineage's ``base``), else None."""
     lineage = entry.lineage
     return str(lineage.get("base")) if isinstance(lineage, dict) and lineage.get("base") else None
+
+
+def replaced_definition(entry) -> str | None:
+    """The registry file whose different entry of this name this one displaced, else None.
+
+    An imported entry replaces only when its import was asked to (`import --replace`): the
+    others carry the very files the registry's entry names, from a copy in the store."""
+    from registry.bundle.imported import replaced_names
+
+    if entry.replaces is None or bundle_name(entry.origin.path) is None:
+        return entry.replaces
+    return entry.replaces if entry.name in replaced_names(entry.origin.path) else None
 
 
 def bundle_name(path: str) -> str | None:
@@ -186,6 +199,7 @@ def render_show(entry, info: dict) -> str:
         ("available", "yes" if entry.available else f"no: {entry.reason or 'marked available: false'}"),
         ("defined in", info["defined_in"]),
         ("imported from", info["bundle"]),
+        ("replaces", f"the entry of the same name in {info['replaces']}" if info["replaces"] else None),
         ("config", " ".join(f"{k}={v}" for k, v in (info["config"] or {}).items()) or None),
         *lineage_rows(info),
     ]

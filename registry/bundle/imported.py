@@ -31,6 +31,7 @@ from ..store import Store, hf_artifact_id, safe_component
 
 REGISTRIES_DIR = "registries"
 BUNDLE_LINE = "# bundle: "
+REPLACES_LINE = "# replaces: "
 # Keys that only describe an entry: two imports may disagree on them without clashing.
 _DESCRIPTIVE = ("display_name", "description")
 
@@ -51,14 +52,25 @@ def registry_files(store_root: str | os.PathLike) -> list[Path]:
 
 def bundle_name(path: str | os.PathLike) -> str | None:
     """The bundle an imported registry file came from (its ``# bundle:`` line), else None."""
+    return _header(path, BUNDLE_LINE)
+
+
+def replaced_names(path: str | os.PathLike) -> frozenset[str]:
+    """The names an imported registry file took over with ``--replace`` (its ``# replaces:``
+    line): only these replace the registry's entry; the others carry the same files."""
+    line = _header(path, REPLACES_LINE)
+    return frozenset(n.strip() for n in line.split(",") if n.strip()) if line else frozenset()
+
+
+def _header(path: str | os.PathLike, prefix: str) -> str | None:
     path = Path(path)
     if path.parent.name != REGISTRIES_DIR:
         return None
     try:
         with open(path, encoding="utf-8") as handle:
             for _, line in zip(range(5), handle):
-                if line.startswith(BUNDLE_LINE):
-                    return line[len(BUNDLE_LINE):].strip() or None
+                if line.startswith(prefix):
+                    return line[len(prefix):].strip() or None
     except (OSError, UnicodeDecodeError):
         return None
     return None
@@ -73,10 +85,10 @@ def registry_path_for(store: Store, bundle: Path, stem: str, entries: Mapping[st
     ``describe`` renders an entry as registry data (with its source as it will be saved).
     """
     existing = [(path, parse_registry(path)) for path in registry_files(store.root)]
-    wanted = {name: _meaning(describe(entry)) for name, entry in entries.items()}
+    wanted = {name: meaning(describe(entry)) for name, entry in entries.items()}
     for path, spec in existing:
         for other in spec.entries():
-            if other.name in wanted and _meaning(describe(other)) != wanted[other.name]:
+            if other.name in wanted and meaning(describe(other)) != wanted[other.name]:
                 raise _clash(bundle, other.name, path)
     folder = registries_dir(store.root)
     base = safe_component(stem)
@@ -89,7 +101,8 @@ def registry_path_for(store: Store, bundle: Path, stem: str, entries: Mapping[st
                          path=str(bundle), hint="rename the bundle file before importing it")
 
 
-def _meaning(data: dict) -> dict:
+def meaning(data: dict) -> dict:
+    """An entry's registry data less what only describes it (what two definitions must share)."""
     return {key: value for key, value in data.items() if key not in _DESCRIPTIVE}
 
 

@@ -16,15 +16,16 @@ import tarfile
 import tempfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import IO, Iterator, Sequence
+from typing import IO, Collection, Iterator, Sequence
 
 import attrs
 
 from ..checks import CheckProvider, generic_checks
-from ..errors import InputDataError, Problem, RegistryFileError, VerificationError
+from ..errors import InputDataError, Problem, RegistryFileError, ShadowingError, VerificationError
 from ..fs import make_dirs, write_atomic
+from ..hashing import sha256_file
 from ..spec import Entry, HfSource, LocalSource, RegistrySpec, parse_registry
-from ..store import FileRecord, Ref, Store, tool_version, utc_now
+from ..store import FileRecord, Ref, Store, local_artifact_id, tool_version, utc_now
 from . import imported
 from .imported import REGISTRIES_DIR
 from .layout import (
@@ -55,7 +56,7 @@ class ImportSummary:
 
 def import_bundle(store: Store, bundle: str | os.PathLike, *, checks: CheckProvider = generic_checks,
                   registry: RegistrySpec | None = None, lock_timeout: float | None = 600.0,
-                  max_bytes: int = DEFAULT_MAX_BYTES) -> ImportSummary:
+                  max_bytes: int = DEFAULT_MAX_BYTES, replace: Collection[str] = ()) -> ImportSummary:
     """Verify ``bundle`` and publish its artifacts and refs into ``store``.
 
     Every member name, the metadata and every manifest are checked before the store is
@@ -67,12 +68,16 @@ def import_bundle(store: Store, bundle: str | os.PathLike, *, checks: CheckProvi
     published unless everything passes (``VerificationError``). An artifact already stored
     intact is kept and counted as skipped (and checked all the same). The bundle's entries
     are saved in ``<store>/registries/`` where the registry resolution finds them; an entry
-    an earlier import defines differently is refused (``InputDataError``).
+    an earlier import defines differently is refused (``InputDataError``), and so is one that
+    would give a name of ``registry`` another meaning unless ``replace`` names it
+    (``ShadowingError``): a bundle never takes over a name unasked.
     """
     bundle = Path(bundle)
     with open_tar(bundle) as tar:
         contents = read_contents(bundle, tar, max_bytes)
-        registry_text, refs, bundle_spec = _imported_registry(bundle, contents, store)
+        refs, bundle_spec = _imported_registry(bundle, contents, store)
+        replaced = _replaced(bundle, bundle_spec, {r.entry: r.artifact_id for r in refs}, registry, replace)
+        registry_text = _registry_text(bundle, bundle_spec, replaced)
         registry_path = imported.registry_path_for(store, bundle, _stem(bundle), _by_name(bundle_spec),
                                                    lambda e: entry_data(e, str(e.source)))
         with _tidy_on_failure(store), _locked(store, sorted(contents.artifacts), lock_timeout):
@@ -97,6 +102,45 @@ def import_bundle(store: Store, bundle: str | os.PathLike, *, checks: CheckProvi
                          refs=tuple(r.entry for r in refs), bytes=written, registry_path=registry_path)
 
 
+def _replaced(bundle: Path, bundle_spec: RegistrySpec, bundle_refs: dict[str, str],
+              registry: RegistrySpec | None, replace: Collection[str]) -> list[str]:
+    """The bundle's entries that replace a different entry of the registry in use (packaged
+    or the user's file); ``ShadowingError`` for those ``replace`` does not name.
+
+    Entries of earlier imports are left to ``imported.registry_path_for``, which refuses any
+    clash with them outright (two imports must never lose each other's entries).
+    """
+    if registry is None:
+        return []
+    current = _by_name(registry)
+    shadowed = {}
+    for entry in bundle_spec.entries():
+        old = current.get(entry.name)
+        if old is None or imported.bundle_name(old.origin.path) is not None:
+            continue
+        if not _same(entry, bundle_refs.get(entry.name), old):
+            shadowed[entry.name] = old.origin.path
+    unasked = {name: path for name, path in shadowed.items() if name not in replace}
+    if unasked:
+        raise ShadowingError(str(bundle), unasked)
+    return sorted(shadowed)
+
+
+def _same(entry: Entry, artifact_id: str | None, old: Entry) -> bool:
+    """Whether the bundle's ``entry`` (stored as ``artifact_id``) means what ``old`` means:
+    the same keys, and the same source or, for local folders (whose path differs on every
+    machine), the same files (the artifact id a sync of ``old`` would give)."""
+    if imported.meaning(entry_data(entry, "")) != imported.meaning(entry_data(old, "")):
+        return False
+    if str(entry.source) == str(old.source):
+        return True
+    if not (isinstance(entry.source, LocalSource) and isinstance(old.source, LocalSource)):
+        return False
+    folder = Path(old.source.path)
+    names = [n for n in dict.fromkeys([*old.files, *old.sha256]) if (folder / n).is_file()]
+    return artifact_id == local_artifact_id(old.name, {n: sha256_file(folder / n) for n in names})
+
+
 def _by_name(spec: RegistrySpec) -> dict[str, Entry]:
     return {entry.name: entry for entry in spec.entries()}
 
@@ -111,9 +155,9 @@ def _stem(bundle: Path) -> str:
 
 # --- the bundle's registry file ----------------------------------------------------------------
 
-def _imported_registry(bundle: Path, contents: Contents, store: Store) -> tuple[str, list[Ref], RegistrySpec]:
-    """The registry text to save in the store, the refs to set and the entries as saved
-    (local sources rewritten to the store's copies).
+def _imported_registry(bundle: Path, contents: Contents, store: Store) -> tuple[list[Ref], RegistrySpec]:
+    """The refs to set and the entries as they will be saved (local sources rewritten to the
+    store's copies).
 
     The bundle's file is parsed with the project's own strict parser from a scratch folder
     laid out like the store (``registries/`` beside ``objects/``), so ``../objects/<id>``
@@ -130,10 +174,6 @@ def _imported_registry(bundle: Path, contents: Contents, store: Store) -> tuple[
             raise reject(bundle, REGISTRY_YAML, f"is not a valid registry file:\n{detail}") from None
         scratch_objects = Path(os.path.normpath(Path(scratch) / OBJECTS))
         sources = {e.name: _target_source(bundle, e, scratch_objects, contents, store) for e in spec.entries()}
-    header = (f"{imported.BUNDLE_LINE}{_one_line(bundle.name)}\n"
-              f"# Imported from {_one_line(bundle.name)} on {utc_now()} by {tool_version()}.\n"
-              "# Local entries point at their verified copy in this store (do not edit it there).\n")
-    text = render_registry([(e, str(sources[e.name])) for e in spec.entries()], header)
     refs = []
     for ref in contents.refs:
         if ref.entry not in sources:
@@ -145,7 +185,18 @@ def _imported_registry(bundle: Path, contents: Contents, store: Store) -> tuple[
         spec, paths=(f"{bundle}:{REGISTRY_YAML}",),
         tokenizers={n: attrs.evolve(e, source=sources[n]) for n, e in spec.tokenizers.items()},
         models={n: attrs.evolve(e, source=sources[n]) for n, e in spec.models.items()})
-    return text, refs, saved
+    return refs, saved
+
+
+def _registry_text(bundle: Path, saved: RegistrySpec, replaced: Sequence[str]) -> str:
+    """The registry file to save in the store; its header names the bundle and the names it
+    took over (``imported.replaced_names`` reads them back for every face)."""
+    header = f"{imported.BUNDLE_LINE}{_one_line(bundle.name)}\n"
+    if replaced:
+        header += f"{imported.REPLACES_LINE}{', '.join(replaced)}\n"
+    header += (f"# Imported from {_one_line(bundle.name)} on {utc_now()} by {tool_version()}.\n"
+               "# Local entries point at their verified copy in this store (do not edit it there).\n")
+    return render_registry([(e, str(e.source)) for e in saved.entries()], header)
 
 
 def _one_line(text: str) -> str:

@@ -111,6 +111,9 @@ class Entry:
     # absolute path, or PACKAGED_REGISTRY_ID for the packaged default (whose path changes
     # with every install). None for an entry not read from a file.
     registry: str | None = attrs.field(default=None, eq=False)
+    # The registry file whose entry of the same name this one replaces (an overlay: the
+    # user's file or an import over the packaged one), so every face can say so; else None.
+    replaces: str | None = attrs.field(default=None, eq=False)
     # Where each key's value sits in the YAML ("context_length", "config.d_model", ...), so a
     # later check (a config mismatch at sync) can point at the line to edit.
     locations: Mapping[str, Location] = attrs.field(factory=dict, eq=False, repr=False)

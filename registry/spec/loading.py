@@ -12,9 +12,11 @@ import os
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+import attrs
+
 from ..errors import Location, Problem, RegistryFileError
 from .entries import RegistrySpec
-from .file_parser import FileParser, ParsedFile
+from .file_parser import FileParser, ParsedFile, _EntryDraft
 from .schema import PACKAGED_REGISTRY_ID, REGISTRY_FILE_ENV, REGISTRY_FILE_NAME, SECTION_KINDS
 from .yaml_nodes import did_you_mean
 
@@ -27,13 +29,26 @@ def _overlay(base: ParsedFile, top: ParsedFile) -> tuple[ParsedFile, list[Proble
         paths=base.paths + top.paths,
         problems=[*base.problems, *top.problems],
         schema=top.schema if top.schema is not None else base.schema,
-        tokenizers={**base.tokenizers, **top.tokenizers},
-        models={**base.models, **top.models},
+        tokenizers={**base.tokenizers, **_replacing(base.tokenizers, top.tokenizers)},
+        models={**base.models, **_replacing(base.models, top.models)},
         endpoint=top.endpoint if "endpoint" in top.declared else base.endpoint,
         mirrors=top.mirrors if "mirrors" in top.declared else base.mirrors,
         declared=base.declared | top.declared,
     )
     return merged, _near_miss_warnings(base, top)
+
+
+def _replacing(base: dict[str, _EntryDraft], top: dict[str, _EntryDraft]) -> dict[str, _EntryDraft]:
+    """``top``'s drafts, each that replaces a different entry of ``base`` marked with its file:
+    a name that now means another checkpoint must say so wherever it is shown."""
+    marked = {}
+    for name, draft in top.items():
+        old = base.get(name)
+        if draft.entry is not None and old is not None and old.entry is not None \
+                and attrs.evolve(draft.entry, origin=old.entry.origin) != old.entry:
+            draft = attrs.evolve(draft, entry=attrs.evolve(draft.entry, replaces=old.origin.path))
+        marked[name] = draft
+    return marked
 
 
 def _near_miss_warnings(base: ParsedFile, top: ParsedFile) -> list[Problem]:

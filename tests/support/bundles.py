@@ -9,6 +9,10 @@ without their pinned config and parameter count (what an attacker would ship).
 ``lying_bundle`` rewrites a bundle so that one member holds ``actual`` bytes of zeros while
 its manifest still declares the original size.
 
+``renamed_bundle`` rewrites a real export so that one entry goes by another name (its
+registry.yaml and bundle.json edited, every hash left intact): the rename an attacker makes
+to slip a checkpoint in under a trusted name.
+
 ``socket_refusal(folder)`` writes a ``sitecustomize.py`` that refuses every outgoing
 connection in a subprocess and records the address in ``folder/attempts``; put ``folder``
 first on the subprocess's PYTHONPATH.
@@ -92,6 +96,22 @@ def lying_bundle(good: Path, output: Path, member_suffix: str, actual: int) -> P
                 tout.addfile(info, _Zeros(actual))
             else:
                 tout.addfile(info, tin.extractfile(info))
+    return output
+
+
+def renamed_bundle(good: Path, output: Path, old: str, new: str) -> Path:
+    """A copy of ``good`` whose entry ``old`` is called ``new`` in registry.yaml and bundle.json."""
+    def rename(data: bytes) -> bytes:
+        text = data.decode()
+        return text.replace(f"  {old}:", f"  {new}:").replace(f'"{old}"', f'"{new}"').encode()
+
+    with tarfile.open(good) as tin, tarfile.open(output, "w", format=tarfile.PAX_FORMAT) as tout:
+        for info in tin.getmembers():
+            data = tin.extractfile(info).read() if info.isfile() else None
+            if info.name.rsplit("/", 1)[-1] in ("registry.yaml", "bundle.json"):
+                data = rename(data)
+                info.size = len(data)
+            tout.addfile(info, io.BytesIO(data) if data is not None else None)
     return output
 
 
