@@ -459,6 +459,24 @@ def test_a_bundle_renamed_to_a_packaged_name_takes_it_only_when_asked(tmp_path):
     assert listed["kronos-demo-tokenizer"]["replaces"] is None  # the same files: not a replacement
     assert "[replaces models.yaml]" in fresh("list").stdout
     assert "replaces" in (shown := fresh("show", "kronos-small")).stdout, shown.output
+    _served_names_say_replaced(fresh.store)
+
+
+def _served_names_say_replaced(store):
+    """HTTP's /v1/models and the page read the service's infos; MCP's list_models its summaries."""
+    from kronos_registry.services.lanes import ForecastService
+    from kronos_registry.services.registry import Registry
+    from kronos_registry.services.wire import ModelSummary
+
+    service = ForecastService(Registry(None, store, offline=True, env={}))
+    try:
+        infos = {info["name"]: info for info in service.models()}
+    finally:
+        service.close()
+    assert infos["kronos-small"]["replaces"].endswith("models.yaml")
+    summary = ModelSummary.from_info(infos["kronos-small"])
+    assert summary.replaces == infos["kronos-small"]["replaces"] and summary.bundle == "small.tar"
+    assert ModelSummary.from_info(infos["kronos-mini"]).replaces is None
 
 
 def test_a_bundle_of_an_entry_as_the_registry_defines_it_needs_no_replace(tmp_path):

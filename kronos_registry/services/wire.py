@@ -160,6 +160,11 @@ class ModelSummary(BaseModel):
     reason: str | None = Field(description="Why it is unavailable.")
     synced: bool = Field(description="Stored locally: forecasts work offline.")
     loaded: bool = Field(description="In memory now: the next forecast starts at once.")
+    bundle: str | None = Field(None, description="The bundle file it was imported from (null: defined in a registry file).")
+    replaces: str | None = Field(
+        None, description="Set when this name now means another checkpoint than the registry file named here "
+                          "defines (an `import --replace` or the user's models.yaml): check before trusting it.")
+    fine_tuned_from: str | None = Field(None, description="The base model it was fine-tuned from (its lineage).")
 
     @classmethod
     def from_info(cls, info: dict) -> ModelSummary:

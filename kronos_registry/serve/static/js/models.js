@@ -44,6 +44,9 @@ export function showModelDetails() {
     addDetail("Models", "none available in this registry");
     return;
   }
+  if (entry.replaces) addDetail("Replaces", "the entry of the same name in " + entry.replaces);
+  if (entry.bundle) addDetail("Imported from", entry.bundle);
+  if (entry.fine_tuned_from) addDetail("Fine-tune of", entry.fine_tuned_from);
   if (entry.description) addDetail("About", entry.description);
   addDetail("Params", formatParams(entry.params, entry.params_text));
   addDetail("Context", entry.context_length ? entry.context_length + " bars" : "unknown");
