@@ -334,13 +334,17 @@ def _grow_weights(members: list, assets: Assets) -> None:
     raise AssertionError("the bundle has no weights")
 
 
-def impostor(*, pickle_only: bool) -> Prepare:
+def impostor(*, pickle_only: bool, replace: bool = True) -> Prepare:
     """`import` of a bundle whose objects carry kronos-small's and its tokenizer's pinned ids
-    but hold a tiny model (or only pytorch_model.bin), its registry.yaml stripped of their pins."""
-    def prepare(folder: Path, assets: Assets) -> list:
-        from tests.support.bundles import impostor_bundle
+    but hold a tiny model (or only pytorch_model.bin), its registry.yaml stripped of their pins.
 
-        return ["import", impostor_bundle(folder / "attacker", folder / BUNDLE, pickle_only=pickle_only)]
+    With ``replace`` the import asks to take over both names, so the shadowing refusal steps
+    aside and the objects' own verification is what must refuse them."""
+    def prepare(folder: Path, assets: Assets) -> list:
+        from tests.support.bundles import MODEL, TOKENIZER, impostor_bundle
+
+        asked = ["--replace", MODEL, "--replace", TOKENIZER] if replace else []
+        return ["import", impostor_bundle(folder / "attacker", folder / BUNDLE, pickle_only=pickle_only), *asked]
     return prepare
 
 
@@ -627,6 +631,8 @@ CASES: list[Case] = [
     Case("bundle-missing-file", "bundle", bundle(missing=True),
          9, ("{dir}/" + BUNDLE, "does not exist")),
     # --- imported objects pass the checks a sync runs, against the entries that will use them -----
+    Case("bundle-impostor-shadows-packaged-names", "bundle", impostor(pickle_only=False, replace=False),
+         9, ("{dir}/" + BUNDLE, "would replace 'kronos-small'", "nothing was imported", "--replace kronos-small")),
     Case("bundle-impostor-under-packaged-ids", "bundle", impostor(pickle_only=False),
          6, ("{dir}/" + BUNDLE, "'kronos-small'", "d_model is 32 but the registry pins 512", "nothing was imported")),
     Case("bundle-pickle-only-under-packaged-id", "bundle", impostor(pickle_only=True),

@@ -582,11 +582,15 @@ def test_never_world_writable_even_with_umask_000(demo_bundle, tmp_path):
 
 @pytest.mark.parametrize("pickle_only", [False, True], ids=["tiny-model", "pickle-only"])
 def test_impostor_bundle_of_packaged_ids_is_refused_and_never_present(tmp_path, pickle_only):
-    from tests.support.bundles import MODEL, impostor_bundle
+    from tests.support.bundles import MODEL, TOKENIZER, impostor_bundle
 
     bundle = impostor_bundle(tmp_path / "attacker", tmp_path / "evil.tar", pickle_only=pickle_only)
     fresh = Cli(tmp_path / "target")
-    result = fresh("import", bundle)
+    shadowing = fresh("import", bundle)  # unasked, the bundle may not take over packaged names
+    assert shadowing.code == 9 and f"would replace '{MODEL}'" in shadowing.stderr, shadowing.output
+    assert not fresh.store.exists(), [str(p) for p in every_path(fresh.store)]
+    # Asked to take the names over, the objects still fail the checks a sync of them would run.
+    result = fresh("import", bundle, "--replace", MODEL, "--replace", TOKENIZER)
     assert result.code == 6, result.output  # verification failed, like a sync of the same files
     assert "Traceback" not in result.output
     assert "nothing was imported" in result.stderr and f"'{MODEL}'" in result.stderr
