@@ -2,6 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python benchmarks/profile_step.py
     PYTHONPATH=. .venv/bin/python benchmarks/profile_step.py --lookback 384 --steps 64 --threads 1
+    PYTHONPATH=. .venv/bin/python benchmarks/profile_step.py --compile    # the torch.compile experiment
 
 Prints, per generated token (one cached step, batch 1):
   * wall ms of a step: (time of lookback+1+n steps - time of lookback+1 step) / n, median of runs
@@ -10,6 +11,12 @@ Prints, per generated token (one cached step, batch 1):
     (torch.profiler; categories by op name, the two token heads by their weight's shape)
   * Python / dispatch overhead: wall per step minus the operators' self time, unprofiled wall
     taken as the truth (the profiler itself inflates both a little)
+
+`--compile` is a measurement, not a library path: it replaces generate.py's layer stack of
+a cached step (`_cached_layers`) with `torch.compile(..., dynamic=True)` (inductor's CPU code
+generation), prints the seconds the first forecast spends compiling, then the wall per step
+(no profile; the compiled kernels do not fall into the categories). Run it beside a plain
+run: docs/PERFORMANCE.md has the numbers and why the library does not compile.
 """
 
 from __future__ import annotations
@@ -116,6 +123,22 @@ def profile(model, lookback, n):
     return (c_long - c_short) / n, cats
 
 
+def compiled(model, args):
+    """Wall per step with the cached layer stack compiled; the first forecast pays the compile."""
+    import kronos_registry.kronos.generate as gen
+
+    gen._cached_layers = torch.compile(gen._cached_layers, dynamic=True)
+    t0 = time.perf_counter()
+    run(model, args.lookback, 4)
+    first = time.perf_counter() - t0
+    again = run(model, args.lookback, 4)
+    med, lo, hi = step_ms(model, args.lookback, args.steps, args.reps)
+    print(f"{args.model}, lookback {args.lookback}, {args.steps} cached steps, torch threads "
+          f"{torch.get_num_threads()}, torch {torch.__version__}, torch.compile(dynamic=True) of the layer stack")
+    print(f"compile           {first - again:6.2f} s   (first 4-step forecast {first:.2f} s - the same again {again:.2f} s)")
+    print(f"wall per step     {med:6.2f} ms  (runs {lo:.2f}..{hi:.2f})")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="kronos-small")
@@ -123,11 +146,14 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave torch's default)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the cached layer stack (experiment)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = Kronos(**PUBLISHED_CONFIGS[args.model]).eval()
+    if args.compile:
+        return compiled(model, args)
     bw = copy_bandwidth()
     nbytes = step_bytes(model)
     floor = nbytes / (bw / 2) * 1e3   # a step reads its weights once: bytes / read bandwidth

@@ -269,6 +269,47 @@ class _StepThreads:
             torch.set_num_threads(self.full)
 
 
+def _padding_bias(rpad: torch.Tensor, total: int, dtype) -> torch.Tensor:
+    """(N,) left padding per row -> (N, 1, 1, total) additive mask: 0 for real keys, -inf
+    for the padded prefix. Built once per batch and sliced per step: SDPA would otherwise
+    turn a boolean mask into this very float tensor in each of its calls (same values, so
+    the same result bit for bit)."""
+    cols = torch.arange(total, device=rpad.device)
+    bias = torch.zeros(rpad.shape[0], 1, 1, total, device=rpad.device, dtype=dtype)
+    return bias.masked_fill_((cols[None, :] < rpad[:, None])[:, None, None, :], float("-inf"))
+
+
+def _cached_layers(layers, tabs, kc, vc, x, p: int, rp=None, bias=None):
+    """One token per row through every layer, reading and extending the caches -> (N, d).
+
+    x: (N, d) the embedded token at position p; kc/vc: per layer (N, H, M, hd), written at
+    column p. Unpadded, every row sits at position p; in a left-padded batch row r's rotary
+    position is rp[r] ((N,) long) and bias ((N, 1, 1, p + 1), additive) hides its padding.
+    """
+    N, d = x.shape
+    cur = p + 1
+    for Lw, tb, kl, vl in zip(layers, tabs, kc, vc):
+        H = Lw["n_heads"]
+        hd = d // H
+        h = _rms(x, Lw["norm1"])
+        qkv = F.linear(h, Lw["qkv_w"], Lw["qkv_b"]).view(N, 3, H, hd)
+        qk = qkv[:, :2]
+        if rp is None:
+            cs, sn = tb.cos[p], tb.sin[p]                                    # (hd,)
+        else:
+            cs, sn = tb.cos[rp].view(N, 1, 1, hd), tb.sin[rp].view(N, 1, 1, hd)
+        qk = torch.addcmul(qk * cs, torch.roll(qk, tb.half, -1), sn)      # (N, 2, H, hd) rotated q, k
+        kl.select(2, p).copy_(qk[:, 1])
+        vl.select(2, p).copy_(qkv[:, 2])
+        y = F.scaled_dot_product_attention(qk[:, 0].unsqueeze(2), kl[:, :, :cur], vl[:, :, :cur],
+                                           attn_mask=bias)                # (N, H, 1, hd)
+        x = x + F.linear(y.reshape(N, d), Lw["out_w"], Lw["out_b"])
+        a = F.linear(_rms(x, Lw["norm2"]), Lw["w13"])                     # (N, 2 ff)
+        ff = a.shape[-1] // 2
+        x = x + F.linear(F.silu(a[:, :ff]) * a[:, ff:], Lw["w2"])
+    return x
+
+
 # --------------------------------------------------------------------------- generation
 
 
@@ -301,7 +342,6 @@ def generate_tokens(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: to
             raise ValueError(f"a padded batch must fit the context: {L} + {pred_len} > {max_context}")
         pad = pad.to(s1.device)
         rpad = pad.repeat_interleave(S)                                # (N,)
-        key_ok = (torch.arange(total, device=s1.device)[None, :] >= rpad[:, None])[:, None, None, :]  # (N,1,1,total)
     dev = s1.device
     d = model.d_model
     W = fused_weights(model)
@@ -314,6 +354,7 @@ def generate_tokens(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: to
     out1[:, :L] = s1.repeat_interleave(S, dim=0)
     out2[:, :L] = s2.repeat_interleave(S, dim=0)
     temb = model.time_emb(stamp)                                       # (B, total, d)
+    key_bias = None if pad is None else _padding_bias(rpad, total, temb.dtype)  # (N, 1, 1, total)
 
     # Caches hold positions 0..M-1; only used while the sequence fits max_context.
     M = min(total, max_context)
@@ -382,31 +423,9 @@ def generate_tokens(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: to
                 e = torch.cat((E1[out1[:, p]], E2[out2[:, p]]), dim=-1) * scale
                 x = F.linear(e, fuse_w, fuse_b).view(B, S, d) + temb[:, p].unsqueeze(1)
                 x = x.view(N, d)
-                if pad is None:
-                    mask = None
-                else:
-                    rp = p - rpad                                       # each row's own position
-                    mask = key_ok[..., :cur]
-                for li, Lw in enumerate(layers):
-                    tb = tabs[li]
-                    h = _rms(x, Lw["norm1"])
-                    qkv = F.linear(h, Lw["qkv_w"], Lw["qkv_b"]).view(N, 3, H, hd)
-                    qk = qkv[:, :2]
-                    if pad is None:
-                        cs, sn = tb.cos[p], tb.sin[p]
-                    else:
-                        cs, sn = tb.cos[rp].view(N, 1, 1, hd), tb.sin[rp].view(N, 1, 1, hd)
-                    qk = torch.addcmul(qk * cs, torch.roll(qk, tb.half, -1), sn)  # (N, 2, H, hd)
-                    kl, vl = kc[li], vc[li]
-                    kl.select(2, p).copy_(qk[:, 1])
-                    vl.select(2, p).copy_(qkv[:, 2])
-                    y = F.scaled_dot_product_attention(qk[:, 0].unsqueeze(2), kl[:, :, :cur], vl[:, :, :cur],
-                                                       attn_mask=mask)
-                    x = x + F.linear(y.reshape(N, d), Lw["out_w"], Lw["out_b"])
-                    a = F.linear(_rms(x, Lw["norm2"]), Lw["w13"])
-                    ff = a.shape[-1] // 2
-                    x = x + F.linear(F.silu(a[:, :ff]) * a[:, ff:], Lw["w2"])
-                c_last = _rms(x, norm_w)                                   # (N, d)
+                rp = None if pad is None else p - rpad                  # (N,) each row's own position
+                bias = None if pad is None else key_bias[..., :cur]
+                c_last = _rms(_cached_layers(layers, tabs, kc, vc, x, p, rp, bias), norm_w)  # (N, d)
                 kv = F.linear(c_last, ckv_w, ckv_b).view(N, 2, Hc, hdc)
                 ck.select(2, p).copy_(kv[:, 0])
                 cv.select(2, p).copy_(kv[:, 1])
@@ -416,7 +435,7 @@ def generate_tokens(model: Kronos, s1: torch.Tensor, s2: torch.Tensor, stamp: to
             nxt1 = sampler(F.linear(c_last, h1_w, h1_b), 1)                                    # (N, 1)
             q = F.linear(E1[nxt1[:, 0]], cq_w, cq_b).view(N, Hc, 1, hdc)
             y = F.scaled_dot_product_attention(q, ck[:, :, :n_ctx], cv[:, :, :n_ctx],
-                                               attn_mask=None if pad is None else key_ok[..., :n_ctx]).reshape(N, d)
+                                               attn_mask=None if pad is None else key_bias[..., :n_ctx]).reshape(N, d)
             x2 = _rms(c_last + F.linear(y, co_w, co_b), cn_w)
             nxt2 = sampler(F.linear(x2, h2_w, h2_b), 2)
             out1[:, cur] = nxt1[:, 0]
