@@ -28,6 +28,16 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def git_blob_sha1(path: Path, chunk_size: int = 1 << 20) -> str:
+    """git's object id of a file: sha1 of ``blob <size>\\0`` followed by its bytes. A hub
+    records this for every file it keeps in git rather than LFS (config.json, README.md)."""
+    digest = hashlib.sha1(f"blob {os.path.getsize(path)}\0".encode())
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def sha256_fd(fd: int, start: int = 0, length: int | None = None, chunk_size: int = 1 << 20) -> str:
     """sha256 of ``length`` bytes (None: to the end) of an open file from ``start``; no seek."""
     digest = hashlib.sha256()

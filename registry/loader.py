@@ -16,10 +16,10 @@ from typing import Callable, Mapping, Sequence
 
 import attrs
 
-from . import sources
+from . import provenance, sources
 from .checks import CheckContext, CheckProvider, Report, generic_checks, run_checks
-from .errors import NotSyncedError, Problem, SourceError, VerificationError
-from .hashing import sha256_file
+from .errors import NotSyncedError, Problem, RegistryError, SourceError, VerificationError
+from .hashing import git_blob_sha1, sha256_file
 from .lookup import CHANGED, GONE, TOUCHED, find_stored, local_fingerprint, source_state, stored_artifact
 from .sources import Endpoints, ResolvedSource
 from .spec import Entry, HfSource, LocalSource, RegistrySpec
@@ -53,7 +53,8 @@ class Loader:
                  offline: bool | None = None, endpoints: Endpoints | None = None,
                  lock_timeout: float | None = 600.0, progress: bool = False,
                  on_wait: Callable[[LockWait], None] | None = None,
-                 on_note: Callable[[str], None] | None = None, env: Mapping[str, str] = os.environ):
+                 on_note: Callable[[str], None] | None = None, env: Mapping[str, str] = os.environ,
+                 strict: bool | None = None):
         self.spec = spec
         self.store = store
         self.checks = checks
@@ -64,6 +65,9 @@ class Loader:
         self.progress = progress
         self.on_wait = on_wait
         self.on_note = on_note or _log_note
+        # Strict: serve, publish and import only files checked against a first-hand record
+        # (see registry.provenance); None lets KRONOS_REGISTRY_STRICT decide.
+        self.strict = provenance.is_strict(env) if strict is None else strict
 
     @property
     def endpoints(self) -> Endpoints:
@@ -136,7 +140,7 @@ class Loader:
         if artifact_id is None:
             raise NotSyncedError(entry.name, str(self.store.root))
         folder = self.store.object_dir(artifact_id)
-        problems = list(self.store.check(artifact_id, deep=deep))
+        problems = list(self.store.check(artifact_id, deep=deep)) + self._provenance_problems(entry, artifact_id)
         state = source_state(self.store, entry)
         if state == CHANGED:
             problems.append(Problem(f"the source folder {entry.source} changed since it was synced",
@@ -154,6 +158,17 @@ class Loader:
         store_check = "store-deep-hash" if deep else "store-integrity"
         return Report(artifact=report.artifact, problems=tuple(problems) + report.problems,
                       checks_run=(store_check, *report.checks_run))
+
+    def _provenance_problems(self, entry: Entry, artifact_id: str) -> list[Problem]:
+        """Stored files checked against no trusted record: a warning, or under strict mode an
+        error for every file not checked against a first-hand one."""
+        try:
+            manifest = self.store.read_manifest(artifact_id)
+        except RegistryError:
+            return []  # the store's own check reports an unreadable manifest
+        files = (provenance.not_first_hand(manifest) if self.strict
+                 else dict.fromkeys(provenance.unverified(manifest), provenance.NONE))
+        return [provenance.unverified_problem(files, entry.name, strict=self.strict)] if files else []
 
     def status(self, name: str) -> str | None:
         """The artifact id ``name`` is stored under when synced and intact, else None. No network."""
@@ -223,8 +238,19 @@ class Loader:
         return artifact_id if self.store.has(artifact_id) else None
 
     def _stored_result(self, entry: Entry, artifact_id: str, tokenizer: SyncResult | None) -> SyncResult:
+        manifest = self._trusted_manifest(entry, artifact_id)
         return SyncResult(entry=entry, artifact_id=artifact_id, path=self.store.object_dir(artifact_id),
-                          fetched=False, manifest=self.store.read_manifest(artifact_id), tokenizer=tokenizer)
+                          fetched=False, manifest=manifest, tokenizer=tokenizer)
+
+    def _trusted_manifest(self, entry: Entry, artifact_id: str) -> Manifest:
+        """The stored manifest; under strict mode ``VerificationError`` when any of its files
+        was not checked against a first-hand record (nothing is served or reused then)."""
+        manifest = self.store.read_manifest(artifact_id)
+        refused = provenance.not_first_hand(manifest) if self.strict else {}
+        if refused:
+            raise VerificationError(self._label(entry, artifact_id),
+                                    [provenance.unverified_problem(refused, entry.name, strict=True)])
+        return manifest
 
     def _locate_tokenizer(self, entry: Entry, sync_missing: bool) -> SyncResult | None:
         tokenizer = self._tokenizer_entry(entry)
@@ -274,7 +300,7 @@ class Loader:
 
     def _reuse(self, entry: Entry, artifact_id: str, tokenizer: SyncResult | None,
                resolved: ResolvedSource | None = None) -> SyncResult:
-        manifest = self.store.read_manifest(artifact_id)
+        manifest = self._trusted_manifest(entry, artifact_id)
         self.store.set_ref(self._ref(entry, artifact_id, manifest.resolved_revision, resolved))
         return SyncResult(entry=entry, artifact_id=artifact_id, path=self.store.object_dir(artifact_id),
                           fetched=False, manifest=manifest, tokenizer=tokenizer)
@@ -340,7 +366,11 @@ class Loader:
     def _verify_staging(self, entry: Entry, resolved: ResolvedSource, names: tuple[str, ...],
                         artifact_id: str, staging: Path,
                         tokenizer: SyncResult | None) -> tuple[Report, tuple[FileRecord, ...]]:
-        """The family's checks plus size and sha256 against what the hub recorded: all problems."""
+        """The family's checks plus size and hash against what the hub recorded: all problems.
+
+        Each file's record says what its content was checked against (``registry.provenance``);
+        files checked against nothing are a warning, or an error under strict mode.
+        """
         report = self.check_staged(entry, artifact_id, staging,
                                    tokenizer=(tokenizer.entry, tokenizer.path) if tokenizer else None)
         records, problems = [], []
@@ -348,15 +378,20 @@ class Loader:
             path = staging / name
             if not path.is_file():
                 continue  # the family's required-files check reports it
-            record = FileRecord(name=name, size=path.stat().st_size, sha256=sha256_file(path))
+            remote = resolved.file(name)
+            record = FileRecord(name=name, size=path.stat().st_size, sha256=sha256_file(path),
+                                checked_against=provenance.checked_against(entry, name, remote))
             records.append(record)
-            problems += self._compare_remote(entry, record, resolved.file(name))
+            problems += self._compare_remote(entry, record, remote, path)
+        unchecked = {r.name: r.checked_against for r in records if r.checked_against == provenance.NONE}
+        if unchecked:
+            problems.append(provenance.unverified_problem(unchecked, entry.name, strict=self.strict))
         report = Report(artifact=report.artifact, problems=report.problems + tuple(problems),
                         checks_run=(*report.checks_run, HASH_CHECK))
         return report, tuple(records)
 
     @staticmethod
-    def _compare_remote(entry: Entry, record: FileRecord, remote) -> list[Problem]:
+    def _compare_remote(entry: Entry, record: FileRecord, remote, path: Path) -> list[Problem]:
         if remote is None:
             return []
         hint = f"the download is corrupt or was altered on the way; sync '{entry.name}' again"
@@ -365,6 +400,9 @@ class Loader:
                             file=record.name, field="size", hint=hint)]
         if remote.sha256 and remote.sha256.lower() != record.sha256:
             return [Problem(f"sha256 {record.sha256} differs from the hub's record {remote.sha256}",
+                            file=record.name, field="sha256", hint=hint)]
+        if remote.blob_id and not remote.sha256 and git_blob_sha1(path) != remote.blob_id.lower():
+            return [Problem(f"{record.name} is not the file the hub recorded (git blob {remote.blob_id})",
                             file=record.name, field="sha256", hint=hint)]
         return []
 

@@ -112,11 +112,12 @@ def bundle(source, tmp_path) -> Path:
 
 def portable(store: Store, artifact_id: str) -> tuple[dict, Manifest]:
     """An object as any machine holds it: every file, and the manifest less the stat that
-    publish records of this machine's copy (mtime_ns, inode: what lets a load skip hashing)."""
+    publish records of this machine's copy (mtime_ns, inode: what lets a load skip hashing)
+    and what this machine checked each file against (an import can only vouch for a bundle)."""
     digest = tree_digest(store.object_dir(artifact_id))
     digest["MANIFEST.json"] = digest["MANIFEST.json"][:2]  # type and mode; the bytes compare below
     manifest = store.read_manifest(artifact_id)
-    local = tuple(attrs.evolve(record, mtime_ns=None, inode=None) for record in manifest.files)
+    local = tuple(attrs.evolve(record, mtime_ns=None, inode=None, checked_against=None) for record in manifest.files)
     return digest, attrs.evolve(manifest, files=local)
 
 
@@ -140,6 +141,8 @@ def test_round_trip_gives_equal_objects_and_refs(source, tmp_path, name):
     assert set(result.refs) == {"tiny-tok", "tiny-model"}
     for artifact_id in (TOK_ID, MODEL_ID):
         assert portable(target, artifact_id) == portable(store, artifact_id)
+        # Nothing in this store pins these files: they rest on the exporter's record alone.
+        assert {r.checked_against for r in target.read_manifest(artifact_id).files} == {"bundle"}
         assert target.check(artifact_id, deep=True) == []
 
     tok_ref = target.get_ref("tiny-tok")

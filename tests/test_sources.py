@@ -155,8 +155,11 @@ def test_resolve_pinned_commit_lists_files_with_sizes_and_lfs_hashes(olah_hub, h
     weights = hub.files_first["model.safetensors"]
     assert resolved.file("model.safetensors") == RemoteFile(
         "model.safetensors", len(weights), hashlib.sha256(weights).hexdigest())
-    # config.json is a plain git file: the hub records a git sha1, not a sha256.
-    assert resolved.file("config.json") == RemoteFile("config.json", len(hub.files_first["config.json"]), None)
+    # config.json is a plain git file: the hub records git's blob id (a sha1), not a sha256.
+    config = hub.files_first["config.json"]
+    blob_id = hashlib.sha1(b"blob %d\0" % len(config) + config).hexdigest()
+    assert resolved.file("config.json") == RemoteFile("config.json", len(config), None, blob_id)
+    assert resolved.file("config.json").recorded and resolved.file("model.safetensors").recorded
 
 
 @pytest.mark.parametrize("revision, expected", [("main", "second"), ("dev", "first"), ("v1.0", "first")])

@@ -41,7 +41,8 @@ Exit codes:
   3   the registry file (models.yaml) is invalid
   4   unknown or unavailable entry, or the wrong kind (a tokenizer to predict)
   5   source or network error (hub unreachable, repo, revision or file missing)
-  6   verification failed (config, weights, hashes, pairing, damaged store)
+  6   verification failed (config, weights, hashes, pairing, damaged store,
+      or --strict and a file checked against no trusted record)
   7   not in the store, and it may not be fetched now (offline)
   8   gave up waiting for another process's lock on an artifact
   9   bad input data (candle CSV, bundle, argument value)
@@ -56,6 +57,7 @@ Environment:
   KRONOS_REGISTRY_FILE          registry file (after --registry, before ./models.yaml)
   KRONOS_REGISTRY_HOME          store folder (default ~/.cache/kronos-registry)
   KRONOS_REGISTRY_OFFLINE=1     no network at all (HF_HUB_OFFLINE=1 too)
+  KRONOS_REGISTRY_STRICT=1      as --strict
   KRONOS_REGISTRY_LOCK_TIMEOUT  seconds to wait for another sync (default 600)
   KRONOS_REGISTRY_TIMEOUT       seconds per hub request (default 10)
   HF_ENDPOINT                   hub or mirror URL (e.g. a self-hosted olah)
@@ -71,20 +73,24 @@ Environment:
 class App:
     """The global options, and the Registry built from them on first use."""
 
-    def __init__(self, registry_file: str | None, store: str | None, offline: bool, debug: bool, quiet: bool):
+    def __init__(self, registry_file: str | None, store: str | None, offline: bool, debug: bool, quiet: bool,
+                 strict: bool = False):
         self.registry_file = registry_file
         self.store = store
-        # None lets the environment decide (KRONOS_REGISTRY_OFFLINE, HF_HUB_OFFLINE).
+        # None lets the environment decide (KRONOS_REGISTRY_OFFLINE, HF_HUB_OFFLINE; KRONOS_REGISTRY_STRICT).
         self.offline = True if offline else None
+        self.strict = True if strict else None
         self.debug = debug
         self.quiet = quiet
         self._registry = None
 
-    def override(self, registry_file=None, store=None, offline=False, debug=False, quiet=False) -> None:
+    def override(self, registry_file=None, store=None, offline=False, debug=False, quiet=False,
+                 strict=False) -> None:
         """Global options given after the command (see ``KronosCommand``)."""
         self.registry_file = registry_file if registry_file is not None else self.registry_file
         self.store = store if store is not None else self.store
         self.offline = True if offline else self.offline
+        self.strict = True if strict else self.strict
         self.debug = self.debug or debug
         self.quiet = self.quiet or quiet
 
@@ -98,7 +104,8 @@ class App:
             from kronos_registry.services.registry import Registry
 
             self._registry = Registry(self.registry_file, self.store, offline=self.offline,
-                                      progress=self.progress, on_wait=self.on_wait, on_note=self.note)
+                                      progress=self.progress, on_wait=self.on_wait, on_note=self.note,
+                                      strict=self.strict)
         return self._registry
 
     def note(self, text: str = "") -> None:
@@ -166,6 +173,7 @@ def _global_options() -> list[click.Option]:
         click.Option(["--registry", "_registry_file"], metavar="FILE", hidden=True),
         click.Option(["--store", "_store"], metavar="DIR", hidden=True),
         click.Option(["--offline", "_offline"], is_flag=True, hidden=True),
+        click.Option(["--strict", "_strict"], is_flag=True, hidden=True),
         click.Option(["--debug", "_debug"], is_flag=True, hidden=True),
         click.Option(["-q", "--quiet", "_quiet"], is_flag=True, hidden=True),
     ]
@@ -210,11 +218,14 @@ def _store_root(ctx: click.Context) -> str:
 @click.option("--store", metavar="DIR",
               help="Store folder [default: $KRONOS_REGISTRY_HOME, else ~/.cache/kronos-registry].")
 @click.option("--offline", is_flag=True, help="Make no network call at all (also KRONOS_REGISTRY_OFFLINE=1).")
+@click.option("--strict", is_flag=True,
+              help="Serve, sync and import only files checked against a trusted record: a sha256 pin, "
+                   "the hub's own hashes or your own folder (also KRONOS_REGISTRY_STRICT=1).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only results: no notes, no progress bars.")
 @click.version_option(__version__, "--version", prog_name=PROG, message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, registry_file, store, offline, debug, quiet):
+def cli(ctx: click.Context, registry_file, store, offline, strict, debug, quiet):
     """Verified Kronos models for candlestick forecasting, online or offline.
 
     The registry (models.yaml) names every Kronos variant, pinned; `sync` fetches an
@@ -231,7 +242,7 @@ def cli(ctx: click.Context, registry_file, store, offline, debug, quiet):
 
     The options below may also follow the command (`predict ... -q --offline`).
     """
-    ctx.obj = App(registry_file, store, offline, debug, quiet)
+    ctx.obj = App(registry_file, store, offline, debug, quiet, strict)
 
 
 cli.command_class = KronosCommand  # every command also takes the global options after its name

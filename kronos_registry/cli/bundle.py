@@ -59,7 +59,8 @@ def import_entries(app: App, bundle: str, replace: tuple[str, ...], as_json: boo
 
     registry = app.registry()
     summary = import_bundle(registry.store, bundle, checks=kronos_checks, registry=registry.spec,
-                            lock_timeout=registry.loader.lock_timeout, replace=frozenset(replace))
+                            lock_timeout=registry.loader.lock_timeout, replace=frozenset(replace),
+                            strict=registry.loader.strict)
     if as_json:
         emit_json({"imported": list(summary.artifacts), "present": list(summary.skipped),
                    "entries": list(summary.refs), "bytes": summary.bytes,

@@ -17,6 +17,7 @@ from kronos_registry import __version__
 from kronos_registry.cli.app import App, cli, pass_app
 from kronos_registry.cli.output import emit_json, redact_secrets, table
 from kronos_registry.services.catalog import human_size
+from registry import provenance
 from registry.errors import RegistryError
 
 
@@ -83,13 +84,15 @@ def store_health(root: Path) -> dict:
 def entry_health(registry, entry) -> dict:
     """Synced and passing the cheap check (manifest and sizes)? Never touches the network."""
     info = {"name": entry.name, "kind": entry.kind, "available": entry.available, "synced": False,
-            "check": None, "artifact_id": None}
+            "check": None, "artifact_id": None, "unverified": []}
     if not entry.available or entry.source is None:
         info["check"] = "unavailable"
         return info
     artifact = registry.status(entry.name)
     if artifact:
-        info.update(synced=True, check="ok", artifact_id=artifact)
+        unchecked = provenance.unverified(registry.store.read_manifest(artifact))
+        info.update(synced=True, artifact_id=artifact, unverified=list(unchecked),
+                    check=f"ok, but unverified: {', '.join(unchecked)}" if unchecked else "ok")
         return info
     stored = registry.loader.stored_artifact(entry)   # the engine's one entry -> artifact rule
     if stored is None:

@@ -59,6 +59,8 @@ def described(info: dict) -> str:
     text = info["description"] or info["reason"] or ""
     if info.get("fine_tuned_from"):
         text = f"[fine-tune of {info['fine_tuned_from']}] {text}".strip()
+    if info.get("unverified"):  # stored files nothing trusted vouches for
+        text = f"[unverified: {', '.join(info['unverified'])}] {text}".strip()
     if info.get("replaces"):  # a name that now means another checkpoint: first thing said
         text = f"[replaces {Path(info['replaces']).name}] {text}".strip()
     return f"[from {info['bundle']}] {text}".strip() if info["bundle"] else text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from registry import provenance
 from registry.errors import RegistryError
 
 # Ships in the package: a tiny model trained by scripts/make_demo_model.py on two indices' daily
@@ -46,6 +47,9 @@ def entry_info(registry, entry) -> dict:
         "bundle": bundle_name(entry.origin.path),
         "replaces": replaced_definition(entry),
         "fine_tuned_from": fine_tuned_from(entry),
+        # The stored files checked against no trusted record (adopted from the HF cache offline,
+        # or from a mirror that recorded no hash): the name may not mean what the registry says.
+        "unverified": list(provenance.unverified(manifest)),
     }
 
 
@@ -83,7 +87,8 @@ def stored_info(registry, artifact_id: str | None) -> dict | None:
         "path": str(registry.store.object_dir(artifact_id)),
         "resolved_revision": manifest.resolved_revision,
         "size": manifest.total_size,
-        "files": [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in manifest.files],
+        "files": [{"name": f.name, "size": f.size, "sha256": f.sha256, "checked_against": f.checked_against}
+                  for f in manifest.files],
         "created_at": manifest.created_at,
         "checks": list(manifest.checks),
         "warnings": list(manifest.warnings),
@@ -179,6 +184,15 @@ def counted_params_of(entry, info: dict) -> tuple[int | None, str | None]:
     return None, None
 
 
+def content_row(files: list[dict]) -> str:
+    """What each stored file was checked against before it was published (``registry.provenance``)."""
+    by_record: dict = {}
+    for item in files:
+        by_record.setdefault(item.get("checked_against"), []).append(item["name"])
+    return "; ".join(f"{', '.join(names)} checked against {provenance.DESCRIPTIONS.get(how, how)}"
+                     for how, names in by_record.items())
+
+
 def render_show(entry, info: dict) -> str:
     """What `show` prints: one aligned line per known fact."""
     params = "-"
@@ -214,6 +228,7 @@ def render_show(entry, info: dict) -> str:
             ("files", ", ".join(f"{f['name']} {human_size(f['size'])}" for f in stored["files"])),
             ("synced at", stored["created_at"]),
             ("checks", ", ".join(stored["checks"])),
+            ("content", content_row(stored["files"])),
         ]
         rows += [("warning", text) for text in stored["warnings"]]
     if info.get("evaluations"):

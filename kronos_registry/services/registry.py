@@ -32,14 +32,16 @@ class Registry:
 
     ``registry`` is a models.yaml path (else ``$KRONOS_REGISTRY_FILE``, ``./models.yaml``, the
     packaged file); ``store`` a folder (else ``$KRONOS_REGISTRY_HOME``, the XDG cache);
-    ``offline`` forbids every network call (else ``KRONOS_REGISTRY_OFFLINE``/``HF_HUB_OFFLINE``).
+    ``offline`` forbids every network call (else ``KRONOS_REGISTRY_OFFLINE``/``HF_HUB_OFFLINE``);
+    ``strict`` serves only files checked against a first-hand record (else
+    ``KRONOS_REGISTRY_STRICT``; see ``registry.provenance``).
     The entries of bundles imported into the store (``<store>/registries/*.yaml``) overlay
     the packaged file, and the user's file overlays them.
     """
 
     def __init__(self, registry: str | os.PathLike | None = None, store: str | os.PathLike | None = None, *,
                  offline: bool | None = None, env: Mapping[str, str] | None = None, progress: bool = False,
-                 lock_timeout: float | None = None, on_wait=None, on_note=None):
+                 lock_timeout: float | None = None, on_wait=None, on_note=None, strict: bool | None = None):
         env = os.environ if env is None else env
         self.store = Store(default_store_root(store, env))
         self.spec: RegistrySpec = load_registry(registry, default_path=PACKAGED_REGISTRY, env=env,
@@ -49,7 +51,7 @@ class Registry:
         timeout = lock_timeout if lock_timeout is not None else float(env.get("KRONOS_REGISTRY_LOCK_TIMEOUT", 600))
         self.loader = Loader(self.spec, self.store, checks=kronos_checks, offline=self.offline,
                              endpoints=self.endpoints, lock_timeout=timeout, progress=progress,
-                             on_wait=on_wait, on_note=on_note, env=env)
+                             on_wait=on_wait, on_note=on_note, env=env, strict=strict)
 
     def entries(self) -> list[Entry]:
         return self.spec.entries()

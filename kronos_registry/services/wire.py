@@ -165,13 +165,17 @@ class ModelSummary(BaseModel):
         None, description="Set when this name now means another checkpoint than the registry file named here "
                           "defines (an `import --replace` or the user's models.yaml): check before trusting it.")
     fine_tuned_from: str | None = Field(None, description="The base model it was fine-tuned from (its lineage).")
+    unverified: list[str] = Field(
+        default_factory=list, description="Stored files checked against no trusted record (no sha256 pin, no hash "
+                                          "recorded by the hub): the name may not hold the published weights.")
 
     @classmethod
     def from_info(cls, info: dict) -> ModelSummary:
         """From a catalog entry info (``entry_info`` plus ``loaded``)."""
         flags = ("available", "synced", "loaded")
-        return cls(**{name: info.get(name) for name in cls.model_fields if name not in flags},
-                   **{name: bool(info.get(name)) for name in flags})
+        given = {name: info.get(name) for name in cls.model_fields if name not in flags}
+        given["unverified"] = list(info.get("unverified") or ())
+        return cls(**given, **{name: bool(info.get(name)) for name in flags})
 
 
 class ModelList(BaseModel):

@@ -20,6 +20,7 @@ from typing import IO, Collection, Iterator, Sequence
 
 import attrs
 
+from .. import provenance
 from ..checks import CheckProvider, generic_checks
 from ..errors import InputDataError, Problem, RegistryFileError, ShadowingError, VerificationError
 from ..fs import make_dirs, write_atomic
@@ -56,7 +57,8 @@ class ImportSummary:
 
 def import_bundle(store: Store, bundle: str | os.PathLike, *, checks: CheckProvider = generic_checks,
                   registry: RegistrySpec | None = None, lock_timeout: float | None = 600.0,
-                  max_bytes: int = DEFAULT_MAX_BYTES, replace: Collection[str] = ()) -> ImportSummary:
+                  max_bytes: int = DEFAULT_MAX_BYTES, replace: Collection[str] = (),
+                  strict: bool = False) -> ImportSummary:
     """Verify ``bundle`` and publish its artifacts and refs into ``store``.
 
     Every member name, the metadata and every manifest are checked before the store is
@@ -71,11 +73,16 @@ def import_bundle(store: Store, bundle: str | os.PathLike, *, checks: CheckProvi
     an earlier import defines differently is refused (``InputDataError``), and so is one that
     would give a name of ``registry`` another meaning unless ``replace`` names it
     (``ShadowingError``): a bundle never takes over a name unasked.
+
+    Each file's record says what its content was checked against (``registry.provenance``):
+    a pin of ``registry`` it matches, else the bundle's own record, and a file its exporter
+    checked against nothing stays unverified. ``strict`` refuses all but pinned files.
     """
     bundle = Path(bundle)
     with open_tar(bundle) as tar:
         contents = read_contents(bundle, tar, max_bytes)
         refs, bundle_spec = _imported_registry(bundle, contents, store)
+        contents = _with_provenance(bundle, contents, refs, registry, strict)
         replaced = _replaced(bundle, bundle_spec, {r.entry: r.artifact_id for r in refs}, registry, replace)
         registry_text = _registry_text(bundle, bundle_spec, replaced)
         registry_path = imported.registry_path_for(store, bundle, _stem(bundle), _by_name(bundle_spec),
@@ -139,6 +146,40 @@ def _same(entry: Entry, artifact_id: str | None, old: Entry) -> bool:
     folder = Path(old.source.path)
     names = [n for n in dict.fromkeys([*old.files, *old.sha256]) if (folder / n).is_file()]
     return artifact_id == local_artifact_id(old.name, {n: sha256_file(folder / n) for n in names})
+
+
+def _with_provenance(bundle: Path, contents: Contents, refs: Sequence[Ref], registry: RegistrySpec | None,
+                     strict: bool) -> Contents:
+    """``contents`` with each file's ``checked_against`` as this store can vouch for it.
+
+    The bundle's manifests are the exporter's word: a file matching a sha256 pin of the
+    registry in use is ``pin``; one the exporter checked against nothing stays ``none``;
+    every other is ``bundle``. Under ``strict`` anything but ``pin`` is refused, before a
+    byte is written.
+    """
+    pins: dict[str, dict[str, str]] = {}
+    current = _by_name(registry) if registry is not None else {}
+    for ref in refs:
+        entry = current.get(ref.entry)
+        if entry is not None:
+            pins.setdefault(ref.artifact_id, {}).update(entry.sha256)
+    artifacts = {}
+    for artifact_id, artifact in contents.artifacts.items():
+        pinned = pins.get(artifact_id, {})
+        records = tuple(attrs.evolve(r, checked_against=_imported_record(r, pinned)) for r in artifact.manifest.files)
+        refused = {r.name: r.checked_against for r in records if r.checked_against not in provenance.FIRST_HAND}
+        if strict and refused:
+            entry = next(r.entry for r in refs if r.artifact_id == artifact_id)
+            raise VerificationError(artifact_id, [provenance.unverified_problem(refused, entry, strict=True)],
+                                    hint="nothing was imported")
+        artifacts[artifact_id] = attrs.evolve(artifact, manifest=attrs.evolve(artifact.manifest, files=records))
+    return attrs.evolve(contents, artifacts=artifacts)
+
+
+def _imported_record(record: FileRecord, pinned: dict[str, str]) -> str:
+    if pinned.get(record.name, "").lower() == record.sha256:
+        return provenance.PIN
+    return provenance.NONE if record.checked_against == provenance.NONE else provenance.BUNDLE
 
 
 def _by_name(spec: RegistrySpec) -> dict[str, Entry]:

@@ -168,15 +168,22 @@ def _paths_info(source: HfSource, endpoint: str, commit: str, names: Sequence[st
 
 
 def _remote_files(source: HfSource, endpoint: str, info, endpoints: Endpoints) -> tuple[RemoteFile, ...]:
-    siblings = list(info.siblings or [])
-    known = {s.rfilename: (s.size, getattr(s.lfs, "sha256", None) if s.lfs else None) for s in siblings}
-    if any(size is None for size, _ in known.values()):
+    """Each file's size and recorded hash: an LFS file's sha256, else git's blob id (an LFS
+    file's blob id is its pointer's, which says nothing of the content)."""
+    known = {s.rfilename: _remote_file(s.rfilename, s.size, s.lfs, s.blob_id) for s in info.siblings or []}
+    if any(f.size is None for f in known.values()):
         for path, item in _paths_info(source, endpoint, info.sha, list(known), endpoints).items():
-            lfs = item.get("lfs") or {}
-            size = lfs.get("size", item.get("size"))
-            known[path] = (size, lfs.get("sha256") or lfs.get("oid"))
-    return tuple(RemoteFile(name, size, sha if sha and SHA256_RE.match(sha) else None)
-                 for name, (size, sha) in sorted(known.items()))
+            lfs = item.get("lfs") or None
+            known[path] = _remote_file(path, lfs.get("size") if lfs else item.get("size"), lfs, item.get("oid"))
+    return tuple(known[name] for name in sorted(known))
+
+
+def _remote_file(name: str, size, lfs, blob_id) -> RemoteFile:
+    """A RemoteFile from a hub's answer (``lfs`` a mapping or huggingface_hub's BlobLfsInfo)."""
+    sha = (lfs.get("sha256") or lfs.get("oid")) if isinstance(lfs, dict) else getattr(lfs, "sha256", None)
+    sha = sha if sha and SHA256_RE.match(str(sha)) else None
+    blob = None if lfs or not blob_id or not COMMIT_RE.match(str(blob_id)) else str(blob_id)
+    return RemoteFile(name, size, sha, blob)
 
 
 def resolve_online(source: HfSource, endpoints: Endpoints) -> ResolvedSource:

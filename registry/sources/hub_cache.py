@@ -7,12 +7,11 @@ recorded (and its blob's own name) before it is reused, and evicted when it cont
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 from pathlib import Path
 
-from ..hashing import sha256_file
+from ..hashing import git_blob_sha1, sha256_file
 from ..spec import HfSource
 from .failures import NotInCacheError
 from .local import walk_files
@@ -68,7 +67,8 @@ def sound_or_evicted(cached: Path | None, remote: RemoteFile | None) -> Path | N
     huggingface_hub does not hash what it downloads or serves from its cache, so a transfer
     corrupted on the way, or a cached file edited in place, stays there; reusing it would
     fail (or poison) every later sync. A cache hit is checked against the size and sha256
-    the hub recorded and against the hash its blob is named by; a mismatch evicts the
+    the hub recorded (or git's blob id, for a file kept in git) and against the hash its blob
+    is named by; a mismatch evicts the
     snapshot link and its blob, so the file is downloaded afresh (online) or reported missing
     (offline). Only cache hits pay this hash; fresh downloads are hashed once, by the store.
     """
@@ -82,6 +82,8 @@ def sound_or_evicted(cached: Path | None, remote: RemoteFile | None) -> Path | N
         sound = sha256_file(blob) == remote.sha256.lower()
         if sound and blob.name.lower() == remote.sha256.lower():
             return cached  # already hashed against its name
+    if sound and remote is not None and remote.blob_id:
+        sound = git_blob_sha1(blob) == remote.blob_id
     if sound:
         sound = blob_matches_its_name(blob) is not False
     if sound:
@@ -106,12 +108,8 @@ def blob_matches_its_name(blob: Path) -> bool | None:
     name = blob.name.lower()
     if SHA256_RE.match(name):
         return sha256_file(blob) == name
-    if _SHA1_RE.match(name):  # 40 hex: git's sha1 of "blob <size>\0" + content
-        digest = hashlib.sha1(f"blob {blob.stat().st_size}\0".encode())
-        with open(blob, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.hexdigest() == name
+    if _SHA1_RE.match(name):
+        return git_blob_sha1(blob) == name
     return None
 
 

@@ -21,11 +21,19 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 @attrs.frozen
 class RemoteFile:
-    """One file a source holds. ``sha256`` is the hub's recorded hash (LFS files) or None."""
+    """One file a source holds, with what the hub recorded of it: ``sha256`` for an LFS file,
+    ``blob_id`` (git's sha1 of the file) for one kept in git; None where it recorded nothing
+    (a mirror that omits them, or an offline resolve from the Hugging Face cache)."""
 
     name: str
     size: int | None = None
     sha256: str | None = None
+    blob_id: str | None = None
+
+    @property
+    def recorded(self) -> bool:
+        """Whether the source recorded a hash of this file's content to check it against."""
+        return bool(self.sha256 or self.blob_id)
 
 
 @attrs.frozen

@@ -44,7 +44,9 @@ def utc_now() -> str:
 class FileRecord:
     """One file of an artifact. ``mtime_ns``, ``inode`` and ``head_sha256`` are recorded at
     publish (None in manifests written before they were): a load re-hashes the whole file
-    only when its stat differs from them (see ``registry.store.snapshot``)."""
+    only when its stat differs from them (see ``registry.store.snapshot``). ``checked_against``
+    names the record its content was compared with before it was published (a value of
+    ``registry.provenance``; None in manifests written before it was recorded)."""
 
     name: str
     size: int
@@ -52,6 +54,7 @@ class FileRecord:
     mtime_ns: int | None = None
     inode: int | None = None
     head_sha256: str | None = None
+    checked_against: str | None = None
 
 
 def file_stamp(path: Path, name: str) -> dict:
@@ -116,10 +119,12 @@ def _file_record(data: Mapping) -> FileRecord:
     def optional_int(key: str) -> int | None:
         return None if data.get(key) is None else int(data[key])
 
-    head = data.get("head_sha256")
+    def optional_str(key: str) -> str | None:
+        return None if data.get(key) is None else str(data[key])
+
     return FileRecord(str(data["name"]), int(data["size"]), str(data["sha256"]),
                       mtime_ns=optional_int("mtime_ns"), inode=optional_int("inode"),
-                      head_sha256=None if head is None else str(head))
+                      head_sha256=optional_str("head_sha256"), checked_against=optional_str("checked_against"))
 
 
 @attrs.frozen

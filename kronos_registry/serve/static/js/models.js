@@ -44,6 +44,8 @@ export function showModelDetails() {
     addDetail("Models", "none available in this registry");
     return;
   }
+  if (entry.unverified && entry.unverified.length)
+    addDetail("Unverified", entry.unverified.join(", ") + " (checked against no trusted record)");
   if (entry.replaces) addDetail("Replaces", "the entry of the same name in " + entry.replaces);
   if (entry.bundle) addDetail("Imported from", entry.bundle);
   if (entry.fine_tuned_from) addDetail("Fine-tune of", entry.fine_tuned_from);
