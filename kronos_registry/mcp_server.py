@@ -25,9 +25,12 @@ import contextlib
 import logging
 import socket
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
@@ -98,7 +101,7 @@ def build_server(service, *, stdio: bool = False) -> MCPServer:
                               structured_content=_jsonable(info))
 
     @server.tool(title="Forecast candles")
-    def forecast(
+    async def forecast(
         model: wire.ModelName,
         pred_len: wire.PredLen,
         candles: Annotated[wire.Candles | None, Field(
@@ -122,17 +125,33 @@ def build_server(service, *, stdio: bool = False) -> MCPServer:
         structured result has the forecast's timestamps, the six columns (open, high, low, close,
         volume, amount) and, with samples > 1, quantiles; the text says the last close, the
         forecast close at the end, the change in percent, the spread across samples and the seed."""
-        history = _history(candles, csv)
-        params = wire.forecast_params(pred_len=pred_len, samples=samples, seed=seed, quantiles=quantiles,
-                                      temperature=temperature, top_p=top_p, top_k=top_k, lookback=lookback,
-                                      future_timestamps=future_timestamps)
-        result = _call(service.forecast, model, history, params)
+        def run(cancel: threading.Event):  # parsing too stays off the event loop
+            history = _history(candles, csv)
+            params = wire.forecast_params(pred_len=pred_len, samples=samples, seed=seed, quantiles=quantiles,
+                                          temperature=temperature, top_p=top_p, top_k=top_k, lookback=lookback,
+                                          future_timestamps=future_timestamps)
+            return _call(service.forecast, model, history, params, cancel=cancel)
+
+        result = await _cancellable(run)
         text = result.summary_text()
         if model == DEMO_ENTRY:
             text += "\n" + DEMO_NOTE
         return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=result.to_json())
 
     return server
+
+
+async def _cancellable(function: Callable[[threading.Event], Any]):
+    """``function(cancel)`` in a worker thread. When the tool call is cancelled (the client sent
+    notifications/cancelled, or closed its HTTP request), the tool returns at once and
+    ``cancel`` is set, so the service drops the forecast from its queue or stops it between
+    decoding steps: abandoned work must not hold the worker that the next call waits for."""
+    cancel = threading.Event()
+    try:
+        return await anyio.to_thread.run_sync(function, cancel, abandon_on_cancel=True)
+    except anyio.get_cancelled_exc_class():
+        cancel.set()
+        raise
 
 
 def _call(function, *args, **kwargs):

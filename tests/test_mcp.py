@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import subprocess
 import sys
@@ -481,6 +482,59 @@ def test_a_bug_in_a_tool_is_an_internal_error_result_and_the_server_goes_on():
     text = text_of(broken)
     assert "internal error (RuntimeError: injected bug)" in text and "bug in kronos-registry" in text
     assert not working.is_error and working.structured_content["models"][0]["name"] == DEMO
+
+
+class _WatchedService:
+    """The real ForecastService, each forecast's start and outcome (result or error) recorded."""
+
+    def __init__(self, service):
+        self.inner = service
+        self.registry = service.registry
+        self.started = threading.Event()
+        self.outcomes: queue.Queue = queue.Queue()
+
+    def forecast(self, *args, **kwargs):
+        self.started.set()
+        try:
+            result = self.inner.forecast(*args, **kwargs)
+        except Exception as error:
+            self.outcomes.put(error)
+            raise
+        self.outcomes.put(result)
+        return result
+
+
+def test_a_cancelled_forecast_call_stops_its_forecast_and_the_server_goes_on(demo):
+    # Issue 23 item 4 over MCP: a client that gives up (notifications/cancelled, what the SDK sends
+    # when the caller's scope is cancelled) must not leave its forecast holding the worker.
+    from mcp import Client
+
+    from kronos_registry.mcp_server import build_server
+    from kronos_registry.services.errors import CancelledForecastError
+    from kronos_registry.services.lanes import ForecastService
+    from kronos_registry.services.registry import Registry
+
+    watched = _WatchedService(ForecastService(Registry(None, demo.store, offline=True, env={})))
+    csv = SAMPLE_CSV.read_text()
+    heavy = {"model": DEMO, "csv": csv, "pred_len": 400, "samples": 16, "quantiles": [0.5]}
+
+    async def run():
+        async with Client(build_server(watched)) as client:
+            async with anyio.create_task_group() as group:
+                group.start_soon(client.call_tool, "forecast", heavy)
+                assert await anyio.to_thread.run_sync(watched.started.wait, 120)
+                await anyio.sleep(0.5)  # into its decoding steps
+                group.cancel_scope.cancel()
+            outcome = await anyio.to_thread.run_sync(lambda: watched.outcomes.get(timeout=600))
+            small = await client.call_tool("forecast", {"model": DEMO, "csv": csv, "pred_len": 4, "seed": 1})
+            return outcome, small
+
+    try:
+        outcome, small = anyio.run(run)
+    finally:
+        watched.inner.close()
+    assert isinstance(outcome, CancelledForecastError), f"the abandoned forecast ran on: {outcome!r}"
+    assert not small.is_error and len(small.structured_content["timestamps"]) == 4, small
 
 
 def test_the_announced_http_address_accepts_connections_while_the_server_still_starts(demo, tmp_path):
