@@ -41,6 +41,7 @@ from kronos_registry.services import wire
 from kronos_registry.services.catalog import DEMO_ENTRY, DEMO_NOTE
 from kronos_registry.services.errors import error_text, remote_text
 from kronos_registry.services.exposure import allowed_hosts, is_loopback
+from kronos_registry.services.slow_clients import head_deadline_protocol
 from kronos_registry.services.wire import ForecastResponse, ModelList, ModelSummary
 from registry.errors import RegistryError
 
@@ -251,7 +252,7 @@ def run_http(service, *, host: str, port: int, announce, allow_hosts: tuple[str,
     listener.listen(128)
     bound = listener.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", http=head_deadline_protocol())
     announce(f"MCP server (streamable HTTP) at http://{shown}:{bound}{HTTP_PATH}")
     anyio.run(lambda: uvicorn.Server(config).serve(sockets=[listener]))
 

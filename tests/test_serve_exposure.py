@@ -36,7 +36,7 @@ def demo(tmp_path_factory) -> Cli:
 @pytest.fixture(scope="module")
 def server(demo):
     process = ServeProcess(demo, ["--preload", DEMO, "--threads", "1", "--max-cost", "2000000",
-                                  "--body-timeout", "2", "--allow-host", "kronos.internal",
+                                  "--body-timeout", "2", "--header-timeout", "2", "--allow-host", "kronos.internal",
                                   "--allow-origin", "https://app.example"]).start()
     process.wait_until_ready()
     yield process
@@ -88,6 +88,26 @@ def test_a_body_not_received_within_the_timeout_gets_408(server):
             "Content-Type: text/csv\r\nContent-Length: 100000\r\n")
     with raw_request(server, head, CSV[:100].encode()) as sock:  # and then nothing more
         assert read_status(sock) == 408
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a timeout fails the test)."""
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
+
+
+def test_a_request_head_not_received_within_the_timeout_gets_408_and_the_connection_closes(server):
+    # Slowloris: the request line and part of the headers, then nothing: no body timeout starts.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        sock.sendall(f"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAccept: ".encode())
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
+    # A connection that never sends a byte is closed too; one whose head arrives is answered.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as idle:
+        assert read_until_closed(idle).startswith(b"HTTP/1.1 408 ")
+    with server.client() as http:
+        assert http.get("/v1/models").status_code == 200
 
 
 def heavy_lines(server) -> list[str]:

@@ -18,6 +18,7 @@ from kronos_registry.cli.params import DurationParam, SizeParam, check_device
 from kronos_registry.services.exposure import WILDCARD_BINDS, allowed_hosts, is_loopback
 from kronos_registry.services.extras import require_extra
 from kronos_registry.services.limits import MIB, Limits
+from kronos_registry.services.slow_clients import DEFAULT_HEAD_TIMEOUT_S, head_deadline_protocol
 
 DEFAULT_LIMITS = Limits()
 TOKEN_VARIABLE = "KRONOS_REGISTRY_TOKEN"
@@ -63,6 +64,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 @click.option("--body-timeout", default=DEFAULT_LIMITS.body_timeout_s, show_default=True,
               type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="A request body not received within this is refused (408): slow clients hold no memory.")
+@click.option("--header-timeout", default=DEFAULT_HEAD_TIMEOUT_S, show_default=True,
+              type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="A connection whose request head (line and headers) has not arrived within this is answered "
+              "408 and closed: slow clients hold no connection.")
 @click.option("--allow-host", multiple=True, metavar="NAME",
               help="Also answer requests whose Host is NAME (repeatable; '*': any). Default: loopback names and "
               "--host; others get 421, which stops DNS rebinding.")
@@ -82,7 +87,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 @pass_app
 def serve(app: App, host, port, preload, max_models, max_memory, keep_alive, token, max_batch, batch_window,
           max_pred_len, max_samples, max_rows, max_body, max_queue, max_cost, max_parsing, body_timeout,
-          allow_host, allow_origin, device, threads, no_sync, root_path, forwarded_allow_ips):
+          header_timeout, allow_host, allow_origin, device, threads, no_sync, root_path, forwarded_allow_ips):
     """Serve forecasts over HTTP: models by name from the store, loaded on first use.
 
     JSON API under /v1 (OpenAPI page at /docs), probes /healthz and /readyz, Prometheus
@@ -132,7 +137,7 @@ def serve(app: App, host, port, preload, max_models, max_memory, keep_alive, tok
     web = create_app(service, settings)
     config = uvicorn.Config(web, host=host, port=port, access_log=False, log_config=log_config(app.quiet),
                             root_path=root_path, proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips,
-                            timeout_graceful_shutdown=10)
+                            timeout_graceful_shutdown=10, http=head_deadline_protocol(header_timeout))
     try:
         uvicorn.Server(config).run()
     finally:
