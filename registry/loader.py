@@ -166,9 +166,7 @@ class Loader:
             manifest = self.store.read_manifest(artifact_id)
         except RegistryError:
             return []  # the store's own check reports an unreadable manifest
-        files = (provenance.not_first_hand(manifest) if self.strict
-                 else dict.fromkeys(provenance.unverified(manifest), provenance.NONE))
-        return [provenance.unverified_problem(files, entry.name, strict=self.strict)] if files else []
+        return provenance.trust_problems(manifest.files, entry.name, strict=self.strict)
 
     def status(self, name: str) -> str | None:
         """The artifact id ``name`` is stored under when synced and intact, else None. No network."""
@@ -246,10 +244,9 @@ class Loader:
         """The stored manifest; under strict mode ``VerificationError`` when any of its files
         was not checked against a first-hand record (nothing is served or reused then)."""
         manifest = self.store.read_manifest(artifact_id)
-        refused = provenance.not_first_hand(manifest) if self.strict else {}
+        refused = provenance.trust_problems(manifest.files, entry.name, strict=True) if self.strict else []
         if refused:
-            raise VerificationError(self._label(entry, artifact_id),
-                                    [provenance.unverified_problem(refused, entry.name, strict=True)])
+            raise VerificationError(self._label(entry, artifact_id), refused)
         return manifest
 
     def _locate_tokenizer(self, entry: Entry, sync_missing: bool) -> SyncResult | None:
@@ -383,9 +380,7 @@ class Loader:
                                 checked_against=provenance.checked_against(entry, name, remote))
             records.append(record)
             problems += self._compare_remote(entry, record, remote, path)
-        unchecked = {r.name: r.checked_against for r in records if r.checked_against == provenance.NONE}
-        if unchecked:
-            problems.append(provenance.unverified_problem(unchecked, entry.name, strict=self.strict))
+        problems += provenance.trust_problems(records, entry.name, strict=self.strict)
         report = Report(artifact=report.artifact, problems=report.problems + tuple(problems),
                         checks_run=(*report.checks_run, HASH_CHECK))
         return report, tuple(records)

@@ -20,12 +20,12 @@ checked against nothing are marked unverified on every face.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from .errors import Problem
 from .sources import RemoteFile
 from .spec import Entry, LocalSource
-from .store import Manifest
+from .store import FileRecord, Manifest
 
 PIN, HUB, SOURCE, BUNDLE, NONE = "pin", "hub", "source", "bundle", "none"
 FIRST_HAND = frozenset({PIN, HUB, SOURCE})
@@ -60,9 +60,13 @@ def unverified(manifest: Manifest | None) -> tuple[str, ...]:
     return tuple(r.name for r in manifest.files if r.checked_against == NONE) if manifest else ()
 
 
-def not_first_hand(manifest: Manifest) -> dict[str, str | None]:
-    """Each file strict mode refuses, with what it was checked against."""
-    return {r.name: r.checked_against for r in manifest.files if r.checked_against not in FIRST_HAND}
+def trust_problems(records: Sequence[FileRecord], entry: str, *, strict: bool) -> list[Problem]:
+    """What ``records`` (the files of the entry named ``entry``) owe to trust, as at most one
+    problem: under strict mode an error naming every file not checked against a first-hand
+    record, else a warning naming those checked against nothing; [] when there are none."""
+    refused = (lambda how: how not in FIRST_HAND) if strict else (lambda how: how == NONE)
+    files = {r.name: r.checked_against for r in records if refused(r.checked_against)}
+    return [unverified_problem(files, entry, strict=strict)] if files else []
 
 
 # Why strict mode refuses a file, by what it was checked against.

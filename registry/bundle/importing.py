@@ -167,13 +167,16 @@ def _with_provenance(bundle: Path, contents: Contents, refs: Sequence[Ref], regi
     for artifact_id, artifact in contents.artifacts.items():
         pinned = pins.get(artifact_id, {})
         records = tuple(attrs.evolve(r, checked_against=_imported_record(r, pinned)) for r in artifact.manifest.files)
-        refused = {r.name: r.checked_against for r in records if r.checked_against not in provenance.FIRST_HAND}
-        if strict and refused:
-            entry = next(r.entry for r in refs if r.artifact_id == artifact_id)
-            raise VerificationError(artifact_id, [provenance.unverified_problem(refused, entry, strict=True)],
-                                    hint="nothing was imported")
+        refused = provenance.trust_problems(records, _entry_of(artifact_id, refs), strict=True) if strict else []
+        if refused:
+            raise VerificationError(artifact_id, refused, hint="nothing was imported")
         artifacts[artifact_id] = attrs.evolve(artifact, manifest=attrs.evolve(artifact.manifest, files=records))
     return attrs.evolve(contents, artifacts=artifacts)
+
+
+def _entry_of(artifact_id: str, refs: Sequence[Ref]) -> str:
+    """The entry name a bundle's ref gives ``artifact_id`` (the id itself if none does)."""
+    return next((r.entry for r in refs if r.artifact_id == artifact_id), artifact_id)
 
 
 def _imported_record(record: FileRecord, pinned: dict[str, str]) -> str:
