@@ -68,9 +68,9 @@ def sound_or_evicted(cached: Path | None, remote: RemoteFile | None) -> Path | N
     corrupted on the way, or a cached file edited in place, stays there; reusing it would
     fail (or poison) every later sync. A cache hit is checked against the size and sha256
     the hub recorded (or git's blob id, for a file kept in git) and against the hash its blob
-    is named by; a mismatch evicts the
-    snapshot link and its blob, so the file is downloaded afresh (online) or reported missing
-    (offline). Only cache hits pay this hash; fresh downloads are hashed once, by the store.
+    is named by; a mismatch evicts the snapshot link and its blob, so the file is downloaded
+    afresh (online) or reported missing (offline). Only cache hits pay this hash; fresh
+    downloads are hashed once, by the store.
     """
     if cached is None:
         return None
@@ -83,7 +83,9 @@ def sound_or_evicted(cached: Path | None, remote: RemoteFile | None) -> Path | N
         if sound and blob.name.lower() == remote.sha256.lower():
             return cached  # already hashed against its name
     if sound and remote is not None and remote.blob_id:
-        sound = git_blob_sha1(blob) == remote.blob_id
+        sound = git_blob_sha1(blob) == remote.blob_id.lower()
+        if sound and blob.name.lower() == remote.blob_id.lower():
+            return cached  # already hashed against its name
     if sound:
         sound = blob_matches_its_name(blob) is not False
     if sound:
